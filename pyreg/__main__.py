@@ -1,0 +1,5 @@
+import sys
+
+from pyreg.cli import main
+
+sys.exit(main())

@@ -1,0 +1,132 @@
+"""The storage interface: paths and bytes, nothing about OCI.
+
+Paths are `/`-separated relative keys (`blobs/sha256/ab/abcd.../data`); no leading slash, no `..`.
+Every implementation passes the one behavioural suite in `tests/storage_backends/`.
+
+Semantics every backend keeps:
+- `put` and `put_stream` publish atomically: a reader sees the old object or the whole new one,
+  never a partial one (filesystem: temp file, fsync, rename; S3: one PUT or multipart complete).
+- `stream` yields pieces of at most `CHUNK_SIZE` bytes; it raises `NotFound` before yielding
+  anything when the object does not exist.
+- `list_dir(prefix)` returns the sorted names of the direct children of a "directory" prefix
+  (objects and sub-prefixes alike, without a trailing slash). `walk(prefix)` yields every object
+  key below a prefix, sorted.
+- Multipart: `multipart_create` then parts numbered from 1 (each at least `min_part_size` bytes
+  but the last), `multipart_list_parts` recovers what was uploaded (so any replica can continue),
+  `multipart_complete` publishes the concatenation atomically at `path`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+CHUNK_SIZE = 1024 * 1024
+
+
+class StorageError(Exception):
+    """A backend failure that is not a missing object."""
+
+
+class NotFound(StorageError):
+    """The object (or prefix) does not exist."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"not found: {path}")
+        self.path = path
+
+
+class InvalidPath(StorageError):
+    """A key that escapes the storage root or is otherwise malformed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Stat:
+    size: int
+    modified: float  # seconds since the epoch
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    number: int
+    size: int
+    etag: str
+
+
+def check_path(path: str) -> str:
+    """Refuse keys that could escape the root; every backend calls this first."""
+    if not path or path.startswith("/") or path.endswith("/"):
+        raise InvalidPath(f"invalid storage path: {path!r}")
+    for segment in path.split("/"):
+        if segment in ("", ".", "..") or "\x00" in segment or "\\" in segment:
+            raise InvalidPath(f"invalid storage path: {path!r}")
+    return path
+
+
+def check_prefix(prefix: str) -> str:
+    """A prefix may be empty (the root); otherwise it is a valid path."""
+    return "" if prefix in ("", "/") else check_path(prefix.rstrip("/"))
+
+
+@runtime_checkable
+class StorageBackend(Protocol):
+    #: smallest part multipart_upload_part accepts, except for the last part (S3: 5 MiB)
+    min_part_size: int
+    #: largest part (S3: 5 GiB); callers coalesce between the two
+    max_part_size: int
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+
+    async def get(self, path: str) -> bytes:
+        """The whole object; only for small objects (links, JSON state, manifests)."""
+        ...
+
+    async def put(self, path: str, data: bytes) -> None: ...
+
+    def stream(self, path: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        """Yield the object's bytes from `offset`, at most `length` of them."""
+        ...
+
+    async def put_stream(self, path: str, chunks: AsyncIterable[bytes]) -> int:
+        """Write a stream to `path` atomically; returns the number of bytes written."""
+        ...
+
+    async def stat(self, path: str) -> Stat: ...
+
+    async def exists(self, path: str) -> bool: ...
+
+    async def list_dir(self, prefix: str) -> list[str]: ...
+
+    def walk(self, prefix: str) -> AsyncIterator[str]: ...
+
+    async def delete(self, path: str) -> None:
+        """Delete one object; no error when it is already gone."""
+        ...
+
+    async def delete_prefix(self, prefix: str) -> None:
+        """Delete everything below a prefix."""
+        ...
+
+    async def move(self, src: str, dst: str) -> None:
+        """Move an object, replacing `dst` atomically."""
+        ...
+
+    async def multipart_create(self, path: str) -> str: ...
+
+    async def multipart_upload_part(
+        self, path: str, upload_id: str, number: int, chunks: AsyncIterable[bytes], size: int
+    ) -> Part:
+        """Upload part `number` of exactly `size` bytes (re-uploading a number replaces it)."""
+        ...
+
+    async def multipart_list_parts(self, path: str, upload_id: str) -> list[Part]: ...
+
+    async def multipart_complete(self, path: str, upload_id: str, parts: list[Part]) -> None: ...
+
+    async def multipart_abort(self, path: str, upload_id: str) -> None: ...
+
+    async def redirect_url(self, path: str, expires_in: int = 1200) -> str | None:
+        """A URL a client may fetch the object from directly, or None (not supported/enabled)."""
+        ...

@@ -1,0 +1,1 @@
+"""Shared fixtures. Test modules mirror the packages: tests/<package>/test_<module>.py."""
