@@ -116,9 +116,18 @@ class StorageBackend(Protocol):
     async def multipart_create(self, path: str) -> str: ...
 
     async def multipart_upload_part(
-        self, path: str, upload_id: str, number: int, chunks: AsyncIterable[bytes], size: int
+        self,
+        path: str,
+        upload_id: str,
+        number: int,
+        chunks: AsyncIterable[bytes],
+        size: int | None = None,
     ) -> Part:
-        """Upload part `number` of exactly `size` bytes (re-uploading a number replaces it)."""
+        """Upload part `number` (re-uploading a number replaces it).
+
+        `size` is the exact length when known; backends with `min_part_size > 0` (S3) require
+        it, so callers coalesce into bounded buffers there. The filesystem streams any length.
+        """
         ...
 
     async def multipart_list_parts(self, path: str, upload_id: str) -> list[Part]: ...

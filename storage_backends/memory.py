@@ -106,16 +106,21 @@ class MemoryBackend:
         return entry[1]
 
     async def multipart_upload_part(
-        self, path: str, upload_id: str, number: int, chunks: AsyncIterable[bytes], size: int
+        self,
+        path: str,
+        upload_id: str,
+        number: int,
+        chunks: AsyncIterable[bytes],
+        size: int | None = None,
     ) -> Part:
         parts = self._session(path, upload_id)
         buf = bytearray()
         async for chunk in chunks:
             buf += chunk
-        if len(buf) != size:
+        if size is not None and len(buf) != size:
             raise StorageError(f"part {number}: expected {size} bytes, got {len(buf)}")
         parts[number] = bytes(buf)
-        return Part(number, size, uuid.uuid5(uuid.NAMESPACE_OID, bytes(buf).hex()[:64]).hex)
+        return Part(number, len(buf), uuid.uuid5(uuid.NAMESPACE_OID, bytes(buf).hex()[:64]).hex)
 
     async def multipart_list_parts(self, path: str, upload_id: str) -> list[Part]:
         parts = self._session(path, upload_id)
