@@ -1,24 +1,62 @@
-"""Image names (`name:tag` or `name@digest`) -> manifest digest, in `<root>/images.json`."""
+"""Image names -> manifest digest, in `<root>/images.json`.
+
+Names are what the caller passes, typically a normalised reference such as
+`localhost:5000/a/b:tag` or `localhost:5000/a/b@sha256:...`. Every write is a read-modify-write
+under `images.json.lock`, published by an atomic rename, so concurrent processes do not lose
+each other's tags and a reader never sees a torn file.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from ocispec.digest import Digest
+from ocispec.digest import Digest, DigestError
+from puller.store._fs import read_json, update_json
+
+
+def _parse(raw: Any) -> dict[str, Digest]:
+    out: dict[str, Digest] = {}
+    if not isinstance(raw, dict):
+        return out
+    for name, value in raw.items():
+        if isinstance(name, str) and isinstance(value, str):
+            try:
+                out[name] = Digest.parse(value)
+            except DigestError:
+                continue
+    return out
 
 
 class ImageIndex:
     def __init__(self, path: Path) -> None:
-        self.file = path
+        self.file = Path(path)
 
     def set(self, name: str, digest: Digest) -> None:
-        raise NotImplementedError
+        if not name:
+            raise ValueError("an image name must not be empty")
+
+        def change(raw: Any) -> dict[str, str]:
+            current = {k: str(v) for k, v in _parse(raw).items()}
+            current[name] = str(digest)
+            return current
+
+        update_json(self.file, {}, change)
 
     def get(self, name: str) -> Digest | None:
-        raise NotImplementedError
+        return self.list().get(name)
 
     def remove(self, name: str) -> bool:
-        raise NotImplementedError
+        removed = False
+
+        def change(raw: Any) -> dict[str, str]:
+            nonlocal removed
+            current = {k: str(v) for k, v in _parse(raw).items()}
+            removed = current.pop(name, None) is not None
+            return current
+
+        update_json(self.file, {}, change)
+        return removed
 
     def list(self) -> dict[str, Digest]:
-        raise NotImplementedError
+        return _parse(read_json(self.file, {}))
