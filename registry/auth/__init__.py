@@ -1,8 +1,14 @@
 """Access control: who the caller is, and what they may do to which repository.
 
 `build_access(config, backend)` is the one entry point the app uses: with no `auth` section in
-the settings it returns `OpenAccess`; otherwise the token-based controller. A controller may
-expose `routes` (the token endpoint), which the app mounts.
+the settings it returns `OpenAccess`; otherwise `TokenAccess` (users from htpasswd, ordered
+rules, the built-in token service). A controller may expose `routes` (the token endpoint),
+which the app mounts.
+
+Modules: `config` (the YAML section), `rules` (who may do what where), `htpasswd` (users),
+`credentials` (password checks, cache), `lockout` (brute force), `keys` (signing key),
+`tokens` (JWT issue/verify), `scopes` (scope grammar), `token_endpoint` (/token),
+`controller` (per-request checks), `cli` (`pyreg user ...`).
 """
 
 from __future__ import annotations
@@ -10,10 +16,34 @@ from __future__ import annotations
 from typing import Any
 
 from registry.auth.base import AccessController, OpenAccess
+from registry.auth.config import AuthConfig, AuthConfigError, parse_config
+from registry.auth.controller import TokenAccess
+from registry.auth.credentials import Authenticator
+from registry.auth.htpasswd import Htpasswd
+from registry.auth.keys import load_or_create_file, load_or_create_stored
+from registry.auth.lockout import Lockout
+from registry.auth.rules import Rules
+from registry.auth.tokens import TokenService
 from storage_backends.base import StorageBackend
+
+__all__ = ["AuthConfig", "AuthConfigError", "TokenAccess", "build_access", "parse_config"]
 
 
 async def build_access(config: dict[str, Any] | None, backend: StorageBackend) -> AccessController:
     if not config:
         return OpenAccess()
-    raise NotImplementedError("access control is not built yet")
+    settings = parse_config(config)
+    if settings.key is not None:
+        key = load_or_create_file(settings.key)
+    else:
+        key = await load_or_create_stored(backend)
+    lock = settings.lockout
+    authenticator = Authenticator(
+        Htpasswd(settings.htpasswd), Lockout(lock.max_failures, lock.window, lock.lock_for)
+    )
+    tokens = TokenService(
+        key, settings.issuer, settings.service, settings.token_ttl, settings.refresh_ttl
+    )
+    return TokenAccess(
+        authenticator, Rules(settings.rules), tokens, settings.token_path, settings.realm
+    )
