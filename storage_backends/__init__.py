@@ -45,9 +45,10 @@ def open_backend(url: str, **options: object) -> StorageBackend:
     if parsed.scheme == "s3":
         from storage_backends.s3 import S3Backend
 
-        query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
-        backend: StorageBackend = S3Backend(
-            bucket=parsed.netloc, prefix=parsed.path.strip("/"), **query, **options
+        # Query-string options (strings) first, keyword options (typed, from YAML) override.
+        query: dict[str, object] = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+        backend: StorageBackend = S3Backend.from_options(
+            parsed.netloc, parsed.path.strip("/"), {**query, **options}
         )
         return backend
     raise ValueError(f"unsupported storage URL {url!r}: use file://, s3:// or memory://")

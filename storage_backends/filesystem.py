@@ -1,0 +1,435 @@
+"""A backend on a local directory tree: one file per key, published by rename.
+
+Layout under `root`:
+
+    root/
+      <key>                         objects: the key's segments are directories, the last a file
+      .../.tmp.<hex>                a write in progress (same directory as its target, so the
+                                    final `os.replace` is atomic); hidden from list_dir/walk
+      .multipart/<upload_id>/
+        target                      the key the upload will publish to
+        <number:05d>.part           one file per uploaded part
+
+Keys whose segments start with `.tmp.`, or whose first segment is `.multipart`, are refused so
+nothing a caller writes can collide with this bookkeeping.
+
+Blocking file I/O runs in worker threads (`aiofiles` for the byte streams, `asyncio.to_thread`
+for metadata and directory operations), so the event loop never waits on the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import re
+import shutil
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from pathlib import Path
+
+import aiofiles
+import aiofiles.os
+
+from storage_backends.base import (
+    CHUNK_SIZE,
+    InvalidPath,
+    NotFound,
+    Part,
+    Stat,
+    StorageError,
+    check_path,
+    check_prefix,
+)
+
+_TMP_PREFIX = ".tmp."
+_MULTIPART_DIR = ".multipart"
+_UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
+# Writes are coalesced into pieces of this size: one thread hop per MiB, not per HTTP chunk.
+_WRITE_SIZE = CHUNK_SIZE
+
+
+class FilesystemBackend:
+    min_part_size = 0
+    max_part_size = 5 * 1024**4  # no real limit; a large number keeps callers' arithmetic simple
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).absolute()
+
+    # -- paths -------------------------------------------------------------------------------
+
+    def _key(self, path: str) -> str:
+        check_path(path)
+        segments = path.split("/")
+        if segments[0] == _MULTIPART_DIR or any(s.startswith(_TMP_PREFIX) for s in segments):
+            raise InvalidPath(f"reserved storage path: {path!r}")
+        return path
+
+    def _full(self, path: str) -> Path:
+        return self.root / self._key(path)
+
+    def _dir(self, prefix: str) -> Path:
+        base = check_prefix(prefix)
+        return self.root / self._key(base) if base else self.root
+
+    def _upload_dir(self, upload_id: str) -> Path:
+        if not _UPLOAD_ID.fullmatch(upload_id):
+            raise NotFound(f"multipart {upload_id}")
+        return self.root / _MULTIPART_DIR / upload_id
+
+    @staticmethod
+    def _tmp_name(target: Path) -> Path:
+        return target.with_name(f"{_TMP_PREFIX}{uuid.uuid4().hex}")
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
+
+    async def close(self) -> None:
+        return None
+
+    # -- small objects -----------------------------------------------------------------------
+
+    async def get(self, path: str) -> bytes:
+        full = self._full(path)
+        try:
+            async with aiofiles.open(full, "rb") as f:
+                return await f.read()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise NotFound(path) from None
+
+    async def put(self, path: str, data: bytes) -> None:
+        async def once() -> AsyncIterator[bytes]:
+            yield data
+
+        await self.put_stream(path, once())
+
+    # -- streams -----------------------------------------------------------------------------
+
+    async def stream(
+        self, path: str, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]:
+        if offset < 0 or (length is not None and length < 0):
+            raise ValueError("offset and length must not be negative")
+        full = self._full(path)
+        try:
+            f = await aiofiles.open(full, "rb")
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise NotFound(path) from None
+        try:
+            if offset:
+                await f.seek(offset)
+            remaining = length
+            while remaining is None or remaining > 0:
+                want = CHUNK_SIZE if remaining is None else min(CHUNK_SIZE, remaining)
+                piece = await f.read(want)
+                if not piece:
+                    return
+                if remaining is not None:
+                    remaining -= len(piece)
+                yield piece
+        finally:
+            await f.close()
+
+    async def put_stream(self, path: str, chunks: AsyncIterable[bytes]) -> int:
+        target = self._full(path)
+        tmp = await self._open_tmp_dir(target)
+        try:
+            written = await self._write_file(tmp, chunks)
+            await asyncio.to_thread(os.replace, tmp, target)
+        except BaseException:
+            await asyncio.to_thread(_unlink_quiet, tmp)
+            raise
+        return written
+
+    async def _open_tmp_dir(self, target: Path) -> Path:
+        await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
+        return self._tmp_name(target)
+
+    async def _write_file(self, dest: Path, chunks: AsyncIterable[bytes]) -> int:
+        """Write `chunks` to `dest` (created), coalesced into MiB writes, then fsync."""
+        written = 0
+        for attempt in range(3):
+            try:
+                f = await aiofiles.open(dest, "xb")
+                break
+            except FileNotFoundError:
+                # A concurrent delete pruned the empty parent between mkdir and open.
+                if attempt == 2:
+                    raise
+                await asyncio.to_thread(dest.parent.mkdir, parents=True, exist_ok=True)
+        try:
+            pending = bytearray()
+            async for chunk in chunks:
+                written += len(chunk)
+                if not pending and len(chunk) >= _WRITE_SIZE:
+                    await f.write(chunk)
+                    continue
+                pending += chunk
+                if len(pending) >= _WRITE_SIZE:
+                    await f.write(pending)
+                    pending = bytearray()
+            if pending:
+                await f.write(pending)
+            await f.flush()
+            await asyncio.to_thread(os.fsync, f.fileno())
+        finally:
+            await f.close()
+        return written
+
+    # -- metadata ----------------------------------------------------------------------------
+
+    async def stat(self, path: str) -> Stat:
+        full = self._full(path)
+        try:
+            st = await aiofiles.os.stat(full)
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(path) from None
+        if not os.path.isfile(full):
+            raise NotFound(path)
+        return Stat(st.st_size, st.st_mtime)
+
+    async def exists(self, path: str) -> bool:
+        full = self._full(path)
+        return await asyncio.to_thread(os.path.isfile, full)
+
+    async def list_dir(self, prefix: str) -> list[str]:
+        directory = self._dir(prefix)
+        at_root = directory == self.root
+        try:
+            names = await asyncio.to_thread(_visible_children, directory, at_root)
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(prefix) from None
+        if not names and not at_root:
+            raise NotFound(prefix)
+        return names
+
+    async def walk(self, prefix: str) -> AsyncIterator[str]:
+        async for key in self._walk(self._dir(prefix), check_prefix(prefix)):
+            yield key
+
+    async def _walk(self, directory: Path, key: str) -> AsyncIterator[str]:
+        try:
+            entries = await asyncio.to_thread(_sorted_entries, directory, directory == self.root)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for name, is_dir in entries:
+            child_key = f"{key}/{name}" if key else name
+            if is_dir:
+                async for k in self._walk(directory / name, child_key):
+                    yield k
+            else:
+                yield child_key
+
+    # -- deletion and moves ------------------------------------------------------------------
+
+    async def delete(self, path: str) -> None:
+        full = self._full(path)
+        await asyncio.to_thread(self._delete_sync, full)
+
+    def _delete_sync(self, full: Path) -> None:
+        try:
+            os.unlink(full)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        except IsADirectoryError:
+            return  # a "directory" prefix is not an object
+        self._prune(full.parent)
+
+    def _prune(self, directory: Path) -> None:
+        """Remove empty parent directories up to the root, so empty prefixes do not linger."""
+        while directory != self.root and self.root in directory.parents:
+            try:
+                directory.rmdir()
+            except OSError as e:
+                if e.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
+                    return
+                raise
+            directory = directory.parent
+
+    async def delete_prefix(self, prefix: str) -> None:
+        directory = self._dir(prefix)
+        await asyncio.to_thread(self._delete_prefix_sync, directory)
+
+    def _delete_prefix_sync(self, directory: Path) -> None:
+        if directory == self.root:
+            for name in _visible_children(directory, at_root=True):
+                child = directory / name
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    _unlink_quiet(child)
+            return
+        if not directory.is_dir():
+            return
+        shutil.rmtree(directory, ignore_errors=True)
+        self._prune(directory.parent)
+
+    async def move(self, src: str, dst: str) -> None:
+        source, target = self._full(src), self._full(dst)
+        await asyncio.to_thread(self._move_sync, src, source, target)
+
+    def _move_sync(self, src: str, source: Path, target: Path) -> None:
+        if not source.is_file():
+            raise NotFound(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(source, target)
+        except FileNotFoundError:
+            raise NotFound(src) from None
+        self._prune(source.parent)
+
+    # -- multipart ---------------------------------------------------------------------------
+
+    async def multipart_create(self, path: str) -> str:
+        self._key(path)
+        upload_id = uuid.uuid4().hex
+        directory = self._upload_dir(upload_id)
+        await asyncio.to_thread(directory.mkdir, parents=True)
+        async with aiofiles.open(directory / "target", "w") as f:
+            await f.write(path)
+        return upload_id
+
+    async def _session(self, path: str, upload_id: str) -> Path:
+        self._key(path)
+        directory = self._upload_dir(upload_id)
+        try:
+            async with aiofiles.open(directory / "target") as f:
+                target = await f.read()
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(f"{path} (multipart {upload_id})") from None
+        if target != path:
+            raise NotFound(f"{path} (multipart {upload_id})")
+        return directory
+
+    async def multipart_upload_part(
+        self,
+        path: str,
+        upload_id: str,
+        number: int,
+        chunks: AsyncIterable[bytes],
+        size: int | None = None,
+    ) -> Part:
+        if not 1 <= number <= 10000:
+            raise StorageError(f"part number {number} out of range 1..10000")
+        directory = await self._session(path, upload_id)
+        part_file = directory / f"{number:05d}.part"
+        tmp = self._tmp_name(part_file)
+        try:
+            written = await self._write_file(tmp, chunks)
+            if size is not None and written != size:
+                raise StorageError(f"part {number}: expected {size} bytes, got {written}")
+            await asyncio.to_thread(os.replace, tmp, part_file)
+        except BaseException:
+            await asyncio.to_thread(_unlink_quiet, tmp)
+            raise
+        st = await aiofiles.os.stat(part_file)
+        return Part(number, st.st_size, _etag(st))
+
+    async def multipart_list_parts(self, path: str, upload_id: str) -> list[Part]:
+        directory = await self._session(path, upload_id)
+        return await asyncio.to_thread(_list_parts, directory)
+
+    async def multipart_complete(self, path: str, upload_id: str, parts: list[Part]) -> None:
+        directory = await self._session(path, upload_id)
+        target = self._full(path)
+        await asyncio.to_thread(self._complete_sync, directory, target, parts)
+
+    def _complete_sync(self, directory: Path, target: Path, parts: list[Part]) -> None:
+        numbers = [p.number for p in parts]
+        if not parts or numbers != sorted(set(numbers)):
+            raise StorageError("multipart complete: no parts, or parts not in ascending order")
+        stored = {p.number: p for p in _list_parts(directory)}
+        for p in parts:
+            have = stored.get(p.number)
+            if have is None or (p.etag and have.etag != p.etag):
+                raise StorageError(f"multipart complete: part {p.number} unknown or changed")
+        files = [directory / f"{n:05d}.part" for n in numbers]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if len(files) == 1:
+            os.replace(files[0], target)  # one part: publish it as is, no copy
+        else:
+            tmp = self._tmp_name(target)
+            try:
+                with open(tmp, "xb") as out:
+                    for part_file in files:
+                        with open(part_file, "rb") as src:
+                            _copy_all(src.fileno(), out.fileno())
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.replace(tmp, target)
+            except BaseException:
+                _unlink_quiet(tmp)
+                raise
+        shutil.rmtree(directory, ignore_errors=True)
+
+    async def multipart_abort(self, path: str, upload_id: str) -> None:
+        self._key(path)
+        try:
+            directory = self._upload_dir(upload_id)
+        except NotFound:
+            return
+        await asyncio.to_thread(shutil.rmtree, directory, True)
+
+    async def redirect_url(self, path: str, expires_in: int = 1200) -> str | None:
+        return None
+
+
+# -- helpers running in worker threads -----------------------------------------------------
+
+
+def _unlink_quiet(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _hidden(name: str, at_root: bool) -> bool:
+    return name.startswith(_TMP_PREFIX) or (at_root and name == _MULTIPART_DIR)
+
+
+def _visible_children(directory: Path, at_root: bool) -> list[str]:
+    with os.scandir(directory) as it:
+        return sorted(e.name for e in it if not _hidden(e.name, at_root))
+
+
+def _sorted_entries(directory: Path, at_root: bool) -> list[tuple[str, bool]]:
+    """Children as (name, is_dir), ordered so that full keys come out lexicographically."""
+    with os.scandir(directory) as it:
+        entries = [
+            (e.name, e.is_dir(follow_symlinks=False)) for e in it if not _hidden(e.name, at_root)
+        ]
+    entries.sort(key=lambda e: e[0] + "/" if e[1] else e[0])
+    return entries
+
+
+def _etag(st: os.stat_result) -> str:
+    return f"{st.st_size:x}-{st.st_mtime_ns:x}-{st.st_ino:x}"
+
+
+def _list_parts(directory: Path) -> list[Part]:
+    parts: list[Part] = []
+    with os.scandir(directory) as it:
+        for e in it:
+            if e.name.endswith(".part") and not e.name.startswith(_TMP_PREFIX):
+                st = e.stat()
+                parts.append(Part(int(e.name[:-5]), st.st_size, _etag(st)))
+    parts.sort(key=lambda p: p.number)
+    return parts
+
+
+def _copy_all(src: int, dst: int) -> None:
+    """Append all of `src` to `dst` in the kernel (copy_file_range), falling back to read/write."""
+    copy: Callable[[int, int, int], int] | None = getattr(os, "copy_file_range", None)
+    if copy is not None:
+        try:
+            while copy(src, dst, 64 * CHUNK_SIZE):
+                pass
+            return
+        except OSError as e:
+            if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                raise
+    while piece := os.read(src, CHUNK_SIZE):
+        os.write(dst, piece)
