@@ -1,0 +1,242 @@
+"""Static checks of deploy/: no Docker engine or cluster runs here, so every file is parsed
+and checked for what an operator relies on (probes, replicas, shared secrets, CLI flags)."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+K8S = DEPLOY / "k8s"
+
+
+def _yaml_files() -> list[Path]:
+    return sorted(p for p in DEPLOY.rglob("*") if p.suffix in {".yaml", ".yml"})
+
+
+def _k8s_docs() -> list[dict[str, Any]]:
+    docs: list[dict[str, Any]] = []
+    for path in sorted(K8S.glob("*.yaml")):
+        if path.name == "kustomization.yaml":  # kustomize's own file, not an API object
+            continue
+        docs.extend(d for d in yaml.safe_load_all(path.read_text()) if d)
+    return docs
+
+
+def _one(kind: str) -> dict[str, Any]:
+    found = [d for d in _k8s_docs() if d["kind"] == kind]
+    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+    return found[0]
+
+
+def _containers(pod_spec: dict[str, Any]) -> list[dict[str, Any]]:
+    containers: list[dict[str, Any]] = pod_spec["containers"]
+    return containers
+
+
+def _dockerfile_instructions() -> Iterator[tuple[str, str]]:
+    text = (DEPLOY / "Dockerfile").read_text()
+    text = re.sub(r"\\\n", " ", text)  # join continuation lines
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keyword, _, rest = line.partition(" ")
+            yield keyword.upper(), rest.strip()
+
+
+def _serve_parser_accepts(argv: list[str]) -> None:
+    """Parse `argv` (after `pyreg`) with the real CLI parser; fail on unknown flags."""
+    cli = pytest.importorskip("pyreg.cli")
+    parser = cli.build_parser()
+    if argv[0] not in parser._subparsers._group_actions[0].choices:  # type: ignore[union-attr]
+        pytest.skip(f"`pyreg {argv[0]}` is not registered yet (registry.cli has not landed)")
+    try:
+        parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits on an unknown flag or a bad value
+        pytest.fail(f"`pyreg {' '.join(argv)}` is rejected by the CLI parser (exit {exc.code})")
+
+
+def test_every_yaml_file_parses() -> None:
+    files = _yaml_files()
+    assert len(files) >= 8
+    for path in files:
+        docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+        assert docs, f"{path} is empty"
+        assert all(isinstance(d, dict) for d in docs), path
+
+
+def test_k8s_objects_have_identity() -> None:
+    for doc in _k8s_docs():
+        assert doc.get("apiVersion"), doc
+        assert doc.get("kind"), doc
+        assert doc.get("metadata", {}).get("name"), doc
+
+
+def test_kustomization_lists_every_manifest() -> None:
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    listed = set(kustomization["resources"])
+    on_disk = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    assert listed == on_disk
+
+
+def test_deployment_runs_two_probed_nonroot_replicas() -> None:
+    deployment = _one("Deployment")
+    spec = deployment["spec"]
+    assert spec["replicas"] == 2
+    pod = spec["template"]
+    assert spec["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    (container,) = _containers(pod["spec"])
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert "/v2/" in json.dumps(container[probe]), f"{probe} must hit /v2/"
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["http"] == 5000
+    assert container["command"][:2] == ["pyreg", "serve"]
+
+
+def test_deployment_uses_s3_storage_from_the_configmap() -> None:
+    config = yaml.safe_load(_one("ConfigMap")["data"]["config.yaml"])
+    assert str(config["storage"]).startswith("s3://")
+    deployment = _one("Deployment")
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["config"]["configMap"]["name"] == _one("ConfigMap")["metadata"]["name"]
+
+
+def test_every_secret_reference_exists() -> None:
+    secret = _one("Secret")
+    keys = set(secret["stringData"])
+    name = secret["metadata"]["name"]
+    text = json.dumps([_one("Deployment"), _one("CronJob")])
+    refs = re.findall(r'"secretKeyRef": \{"name": "([^"]+)", "key": "([^"]+)"\}', text)
+    assert refs, "the workloads take their secrets from the Secret"
+    for ref_name, key in refs:
+        assert ref_name == name
+        assert key in keys, f"secret key {key!r} is not in the Secret"
+    for must in ("upload-secret", "htpasswd", "token.key"):
+        assert must in keys
+
+
+def test_service_selects_the_deployment_pods() -> None:
+    service = _one("Service")
+    labels = _one("Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    (port,) = service["spec"]["ports"]
+    assert port["targetPort"] == "http"
+
+
+def test_ingress_allows_large_slow_uploads() -> None:
+    annotations = _one("Ingress")["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/proxy-body-size"] == "0"
+    assert annotations["nginx.ingress.kubernetes.io/proxy-request-buffering"] == "off"
+    assert int(annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 600
+
+
+def test_gc_cronjob_runs_pyreg_gc_once_at_a_time() -> None:
+    cronjob = _one("CronJob")
+    assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = _containers(pod)
+    assert container["command"][:2] == ["pyreg", "gc"]
+    _serve_parser_accepts(container["command"][1:])
+
+
+def test_k8s_command_is_accepted_by_the_cli() -> None:
+    (container,) = _containers(_one("Deployment")["spec"]["template"]["spec"])
+    _serve_parser_accepts(container["command"][1:])
+
+
+def test_dockerfile_shape() -> None:
+    instructions = list(_dockerfile_instructions())
+    froms = [rest for kw, rest in instructions if kw == "FROM"]
+    assert all(f.startswith("python:3.11-slim") for f in froms)
+    (user,) = [rest for kw, rest in instructions if kw == "USER"]
+    assert not user.startswith(("root", "0")), "the image must not run as root"
+    assert "/var/lib/pyreg" in [rest for kw, rest in instructions if kw == "VOLUME"]
+    (healthcheck,) = [rest for kw, rest in instructions if kw == "HEALTHCHECK"]
+    assert "/v2/" in healthcheck
+    assert any(kw == "RUN" and "pip install" in rest for kw, rest in instructions)
+
+
+def test_dockerfile_healthcheck_command_is_valid_python() -> None:
+    (healthcheck,) = [rest for kw, rest in _dockerfile_instructions() if kw == "HEALTHCHECK"]
+    argv = json.loads(healthcheck[healthcheck.index("CMD") + 3 :])
+    assert argv[:2] == ["python", "-c"]
+    compile(argv[2], "<healthcheck>", "exec")
+
+
+def _dockerfile_cmd() -> list[str]:
+    (cmd,) = [rest for kw, rest in _dockerfile_instructions() if kw == "CMD"]
+    argv: list[str] = json.loads(cmd)  # exec form: no shell, signals reach pyreg
+    return argv
+
+
+def test_dockerfile_cmd_serves_on_all_interfaces_with_a_config() -> None:
+    argv = _dockerfile_cmd()
+    assert argv[:2] == ["pyreg", "serve"]
+    assert argv[argv.index("--host") + 1] == "0.0.0.0"
+    assert argv[argv.index("--config") + 1] == "/etc/pyreg/config.yaml"
+
+
+def test_dockerfile_cmd_is_accepted_by_the_cli() -> None:
+    _serve_parser_accepts(_dockerfile_cmd()[1:])
+
+
+def test_compose_single_and_ha_profiles() -> None:
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    services = compose["services"]
+    assert "profiles" not in services["registry"], "the single registry is the default"
+    ha = {name for name, s in services.items() if "ha" in s.get("profiles", [])}
+    assert {"registry-a", "registry-b", "minio", "lb"} <= ha
+    # The replicas share one config file, hence one upload HMAC secret.
+    assert services["registry-a"]["volumes"] == services["registry-b"]["volumes"]
+    (mount,) = services["registry-a"]["volumes"]
+    config = yaml.safe_load((DEPLOY / mount.split(":")[0]).read_text())
+    assert config["uploads"]["secret"]
+    assert str(config["storage"]).startswith("s3://")
+    for name in ("registry", "registry-a"):
+        _serve_parser_accepts(services[name]["command"][1:])
+
+
+def test_load_balancer_is_not_sticky_and_has_no_body_limit() -> None:
+    text = (DEPLOY / "compose" / "nginx.conf").read_text()
+    conf = "\n".join(line.split("#")[0] for line in text.splitlines())  # directives only
+    assert not re.search(r"\b(ip_hash|hash|sticky)\b", conf), "no session affinity"
+    assert re.search(r"client_max_body_size\s+0;", conf)
+    assert re.search(r"proxy_request_buffering\s+off;", conf)
+    assert "registry-a:5000" in conf and "registry-b:5000" in conf
+
+
+def _load_with_registry_settings(path: Path) -> object:
+    settings = pytest.importorskip(
+        "registry.settings", reason="registry/settings.py has not landed yet"
+    )
+    for name in ("load_settings", "load", "from_file", "read_settings"):
+        loader = getattr(settings, name, None)
+        if callable(loader):
+            return loader(path)
+    for _, cls in inspect.getmembers(settings, inspect.isclass):
+        for name in ("from_file", "load"):
+            loader = getattr(cls, name, None)
+            if callable(loader):
+                return loader(path)
+    pytest.skip("registry.settings offers no file loader yet")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        DEPLOY / "config.example.yaml",
+        DEPLOY / "compose" / "config.single.yaml",
+        DEPLOY / "compose" / "config.s3.yaml",
+    ],
+    ids=lambda p: p.name,
+)
+def test_configs_load_with_the_registry_settings(path: Path) -> None:
+    assert _load_with_registry_settings(path) is not None
