@@ -1,0 +1,106 @@
+"""Progress reporting for pull and push: rich bars per blob and a total, or nothing.
+
+pull.py and push.py call a `Reporter`; `RichReporter` draws bars on stderr (so `-q` output
+and piped stdout stay clean), `NullReporter` is for `--quiet` and for tests.
+"""
+
+from __future__ import annotations
+
+import sys
+from types import TracebackType
+from typing import Protocol
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TransferSpeedColumn,
+)
+
+from ocispec.digest import Digest
+
+
+class Reporter(Protocol):
+    def start(self, digest: Digest, total: int, action: str) -> None: ...
+    def advance(self, digest: Digest, nbytes: int) -> None: ...
+    def finish(self, digest: Digest, status: str) -> None: ...
+    def __enter__(self) -> Reporter: ...
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+
+class NullReporter:
+    def start(self, digest: Digest, total: int, action: str) -> None:
+        pass
+
+    def advance(self, digest: Digest, nbytes: int) -> None:
+        pass
+
+    def finish(self, digest: Digest, status: str) -> None:
+        pass
+
+    def __enter__(self) -> NullReporter:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        pass
+
+
+class RichReporter:
+    """One bar per blob (`<short digest>: Downloading`) and a total bar."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(file=sys.stderr)
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self._tasks: dict[Digest, TaskID] = {}
+        self._total = self.progress.add_task("total", total=0)
+
+    def start(self, digest: Digest, total: int, action: str) -> None:
+        task = self._tasks.get(digest)
+        if task is None:
+            self._tasks[digest] = self.progress.add_task(
+                f"{digest.short}: {action}", total=total or None
+            )
+            self.progress.update(self._total, total=self._total_size() + total)
+        else:
+            self.progress.update(task, description=f"{digest.short}: {action}")
+
+    def _total_size(self) -> int:
+        task = self.progress.tasks[self._total]
+        return int(task.total or 0)
+
+    def advance(self, digest: Digest, nbytes: int) -> None:
+        task = self._tasks.get(digest)
+        if task is not None:
+            self.progress.advance(task, nbytes)
+        self.progress.advance(self._total, nbytes)
+
+    def finish(self, digest: Digest, status: str) -> None:
+        task = self._tasks.get(digest)
+        if task is None:
+            self._tasks[digest] = self.progress.add_task(f"{digest.short}: {status}", total=1)
+            task = self._tasks[digest]
+        done = self.progress.tasks[task].total or 1
+        self.progress.update(task, description=f"{digest.short}: {status}", completed=done)
+
+    def __enter__(self) -> RichReporter:
+        self.progress.start()
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.progress.stop()

@@ -1,0 +1,258 @@
+"""Pull an image from a registry into the local graph store.
+
+Order (docker's): resolve the reference to a manifest; from an index pick the platform;
+store the manifest; fetch the config and the layers concurrently (bounded), skipping blobs
+the store already has; every blob is verified (digest and size) while it streams into a
+resumable `Ingest`, so a broken download continues with `Range` from the bytes already on
+disk, in this run (retries) or the next one (the partial file is kept). Layers are registered
+in the layer graph in order as soon as each one and its parents are present; the name is
+recorded last, so a name never points at an incomplete image.
+
+When a tag resolves to an index, the name records the chosen platform's manifest (as podman
+does); the index itself is kept in the content store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import platform as host_platform
+import re
+import sys
+from dataclasses import dataclass, field
+
+import httpx
+
+from ocispec import mediatypes as mt
+from ocispec.digest import Digest, DigestMismatch
+from ocispec.models import (
+    Descriptor,
+    ImageConfig,
+    Index,
+    Manifest,
+    ManifestError,
+    Platform,
+    chain_ids,
+    parse_manifest,
+)
+from ocispec.reference import Reference
+from puller.api import RegistryClient
+from puller.progress import NullReporter, Reporter
+from puller.store import GraphStore
+
+DEFAULT_CONCURRENCY = 4
+DEFAULT_RETRIES = 5
+_CONTENT_RANGE_RE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+# errors after which a download is worth resuming
+RESUMABLE = (httpx.TransportError, httpx.StreamError, ConnectionError)
+
+_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64",
+         "armv7l": "arm", "i686": "386", "i386": "386", "ppc64le": "ppc64le",
+         "s390x": "s390x", "riscv64": "riscv64"}  # fmt: skip
+
+
+class PullError(Exception):
+    """The image cannot be pulled (no matching platform, not an image, download failed)."""
+
+
+def host_platform_spec() -> Platform:
+    machine = host_platform.machine().lower()
+    arch = _ARCH.get(machine, machine)
+    variant = "v7" if machine == "armv7l" else ("v8" if arch == "arm64" else None)
+    os_name = "linux" if sys.platform.startswith("linux") else sys.platform
+    return Platform(os_name, arch, variant)
+
+
+def choose_platform(index: Index, wanted: Platform) -> Descriptor:
+    """The index entry for `wanted`; a variant is matched only when asked for or present."""
+    candidates = [
+        d for d in index.manifests
+        if d.platform is not None and d.platform.os == wanted.os
+        and d.platform.architecture == wanted.architecture
+        and d.media_type in mt.IMAGE_MANIFESTS
+    ]  # fmt: skip
+    exact = [d for d in candidates if d.platform and d.platform.variant == wanted.variant]
+    if exact:
+        return exact[0]
+    # no variant asked: any; arm64 images often omit the implied "v8"
+    if candidates and (
+        wanted.variant is None or (wanted.architecture, wanted.variant) == ("arm64", "v8")
+    ):
+        loose = [d for d in candidates if d.platform and not d.platform.variant]
+        return (loose or candidates)[0]
+    return _no_platform(index, wanted)
+
+
+def _no_platform(index: Index, wanted: Platform) -> Descriptor:
+    offered = sorted({str(d.platform) for d in index.manifests if d.platform is not None})
+    raise PullError(f"no image for platform {wanted} (offered: {', '.join(offered) or 'none'})")
+
+
+@dataclass
+class PullResult:
+    reference: Reference
+    name: str  # what was recorded in the image index
+    digest: Digest  # the image manifest's digest (what `name` points at)
+    resolved_digest: Digest  # the digest the reference resolved to (maybe an index)
+    downloaded: list[Digest] = field(default_factory=list)
+    existing: list[Digest] = field(default_factory=list)
+    bytes_downloaded: int = 0
+
+
+def image_name(ref: Reference) -> str:
+    if ref.digest is not None:
+        return f"{ref.name}@{ref.digest}"
+    return f"{ref.name}:{ref.tag or 'latest'}"
+
+
+class Puller:
+    def __init__(
+        self,
+        client: RegistryClient,
+        store: GraphStore,
+        *,
+        reporter: Reporter | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        retries: int = DEFAULT_RETRIES,
+        backoff: float = 0.2,
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.reporter: Reporter = reporter or NullReporter()
+        self._semaphore = asyncio.Semaphore(concurrency)
+        self.retries = retries
+        self.backoff = backoff
+
+    async def pull(self, ref: Reference, platform: Platform | None = None) -> PullResult:
+        repo = ref.repository
+        fetched = await self.client.get_manifest(repo, ref.identifier)
+        resolved = fetched.digest
+        parsed = _parse(fetched.data, fetched.media_type)
+        data, digest = fetched.data, fetched.digest
+        if isinstance(parsed, Index):
+            await self._store_bytes(data, digest)
+            entry = choose_platform(parsed, platform or host_platform_spec())
+            child = await self.client.get_manifest(repo, str(entry.digest))
+            parsed = _parse(child.data, child.media_type)
+            if not isinstance(parsed, Manifest):
+                raise PullError(f"{ref}: the index entry for {entry.platform} is not an image")
+            data, digest = child.data, child.digest
+        result = PullResult(ref, image_name(ref), digest, resolved)
+        await self._fetch_image(ref, parsed, result)
+        await self._store_bytes(data, digest)
+        for d in (resolved, digest):
+            self.store.sources.record(ref.registry, repo, d)
+        self.store.images.set(result.name, digest)  # last: the name points at a whole image
+        return result
+
+    async def _store_bytes(self, data: bytes, digest: Digest) -> None:
+        if not self.store.content.has(digest):
+            await asyncio.to_thread(self.store.content.write_bytes, data, digest)
+
+    async def _fetch_image(self, ref: Reference, manifest: Manifest, result: PullResult) -> None:
+        is_image = manifest.config.media_type in mt.CONFIGS
+        blobs = [manifest.config, *manifest.layers]
+        tasks = [asyncio.create_task(self._fetch_blob(ref, d, result)) for d in blobs]
+        try:
+            await tasks[0]  # the config: needed for the diff_ids
+            if not is_image:
+                await asyncio.gather(*tasks)
+                return
+            config = ImageConfig.parse(await asyncio.to_thread(
+                self.store.content.read_bytes, manifest.config.digest))  # fmt: skip
+            if len(config.diff_ids) != len(manifest.layers):
+                raise PullError(
+                    f"{ref}: the config lists {len(config.diff_ids)} layers, "
+                    f"the manifest {len(manifest.layers)}"
+                )
+            parent: Digest | None = None
+            for task, layer, diff_id, chain in zip(
+                tasks[1:], manifest.layers, config.diff_ids, chain_ids(config.diff_ids),
+                strict=True,
+            ):  # fmt: skip
+                await task
+                if self.store.layers.get(chain) is None:
+                    await asyncio.to_thread(
+                        self.store.layers.register, parent, diff_id, layer.digest, layer.media_type
+                    )
+                parent = chain
+        except ManifestError as exc:
+            raise PullError(f"{ref}: {exc}") from None
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _fetch_blob(self, ref: Reference, desc: Descriptor, result: PullResult) -> None:
+        content = self.store.content
+        if content.has(desc.digest):
+            result.existing.append(desc.digest)
+            self.reporter.finish(desc.digest, "Already exists")
+            self.store.sources.record(ref.registry, ref.repository, desc.digest)
+            return
+        async with self._semaphore:
+            attempt = 0
+            while True:
+                try:
+                    result.bytes_downloaded += await self._download(ref, desc)
+                    break
+                except (*RESUMABLE, DigestMismatch) as exc:
+                    # a mismatch discarded the partial: the next try starts from 0
+                    attempt += 1
+                    if attempt > self.retries:
+                        raise PullError(f"download of {desc.digest} failed: {exc}") from exc
+                    self.reporter.start(desc.digest, desc.size, f"Retrying ({attempt})")
+                    await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
+        result.downloaded.append(desc.digest)
+        self.store.sources.record(ref.registry, ref.repository, desc.digest)
+        self.reporter.finish(desc.digest, "Pull complete")
+
+    async def _download(self, ref: Reference, desc: Descriptor) -> int:
+        """Download the rest of one blob into its ingest; returns the bytes received."""
+        ingest = await asyncio.to_thread(self.store.content.ingest, desc.digest, desc.size)
+        received = 0
+        try:
+            offset = ingest.offset
+            self.reporter.start(desc.digest, desc.size, "Downloading")
+            if offset < desc.size:
+                async with self.client.get_blob(ref.repository, desc.digest, offset) as response:
+                    if offset and not _resumes_at(response, offset):
+                        ingest.reset()  # the server sent the whole blob again
+                        offset = 0
+                    self.reporter.advance(desc.digest, offset)
+                    async for chunk in response.aiter_raw():
+                        ingest.write(chunk)
+                        received += len(chunk)
+                        self.reporter.advance(desc.digest, len(chunk))
+            self.reporter.start(desc.digest, desc.size, "Verifying")
+            await asyncio.to_thread(ingest.commit)
+            return received
+        finally:
+            ingest.close()  # keeps the partial for the next try or the next run
+
+
+def _resumes_at(response: httpx.Response, offset: int) -> bool:
+    if response.status_code != 206:
+        return False
+    match = _CONTENT_RANGE_RE.fullmatch(response.headers.get("Content-Range", "").strip())
+    return match is not None and int(match.group(1)) == offset
+
+
+def _parse(data: bytes, media_type: str) -> Manifest | Index:
+    try:
+        return parse_manifest(data, media_type or None)
+    except ManifestError as exc:
+        raise PullError(f"not a manifest: {exc}") from None
+
+
+async def pull(
+    client: RegistryClient,
+    store: GraphStore,
+    ref: Reference,
+    *,
+    platform: Platform | None = None,
+    reporter: Reporter | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    retries: int = DEFAULT_RETRIES,
+) -> PullResult:
+    puller = Puller(client, store, reporter=reporter, concurrency=concurrency, retries=retries)
+    return await puller.pull(ref, platform)

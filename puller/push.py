@@ -1,0 +1,223 @@
+"""Push an image from the local graph store to a registry.
+
+Children first, manifests last, the tag last (go-containerregistry `remote/write.go`).
+For each blob: HEAD, and skip it when the repository has it; else, when the store knows
+another repository of the same registry holding it, a cross-repository mount (201 = done,
+202 = the registry opened an ordinary upload session: use it); else an upload:
+monolithic (POST, then PUT with the body) for small blobs, chunked PATCHes for large ones,
+resuming from the registry's upload status (GET Location -> Range) after a failure.
+Bodies are async iterators of 1 MiB pieces with an explicit Content-Length: one big bytes
+body makes httpcore's send loop quadratic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from ocispec.digest import Digest
+from ocispec.models import Descriptor, Index, Manifest, ManifestError, parse_manifest
+from ocispec.reference import Reference
+from puller.api import (
+    Mounted,
+    RangeNotSatisfiable,
+    RegistryClient,
+    RegistryError,
+    UploadSession,
+)
+from puller.progress import NullReporter, Reporter
+from puller.pull import image_name
+from puller.store import GraphStore, NotInStore
+
+PIECE = 1 << 20
+MONOLITHIC_MAX = 8 << 20  # below this, one PUT; above, chunks that can be resumed
+CHUNK_SIZE = 32 << 20
+DEFAULT_CONCURRENCY = 4
+DEFAULT_RETRIES = 3
+
+
+class PushError(Exception):
+    """The image cannot be pushed (missing locally, upload failed)."""
+
+
+@dataclass
+class PushResult:
+    reference: Reference
+    digest: Digest
+    pushed: list[Digest] = field(default_factory=list)
+    skipped: list[Digest] = field(default_factory=list)
+    mounted: list[Digest] = field(default_factory=list)
+    bytes_sent: int = 0
+
+    def summary(self) -> str:
+        return (
+            f"pushed {len(self.pushed)} blobs ({_human(self.bytes_sent)} sent), "
+            f"mounted {len(self.mounted)}, skipped {len(self.skipped)} already present"
+        )
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.1f} {unit}" if unit != "B" else f"{n} B"
+        size /= 1024
+    return f"{n} B"
+
+
+async def file_pieces(
+    path: Path, offset: int, length: int, on_piece: Callable[[int], None] | None = None
+) -> AsyncIterator[bytes]:
+    """`length` bytes of `path` from `offset`, in 1 MiB pieces read in a thread."""
+    with path.open("rb") as f:
+        f.seek(offset)
+        remaining = length
+        while remaining > 0:
+            piece = await asyncio.to_thread(f.read, min(PIECE, remaining))
+            if not piece:
+                raise PushError(f"{path} is shorter than its descriptor says")
+            remaining -= len(piece)
+            if on_piece is not None:
+                on_piece(len(piece))
+            yield piece
+
+
+class Pusher:
+    def __init__(
+        self,
+        client: RegistryClient,
+        store: GraphStore,
+        *,
+        reporter: Reporter | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        retries: int = DEFAULT_RETRIES,
+        monolithic_max: int = MONOLITHIC_MAX,
+        chunk_size: int = CHUNK_SIZE,
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.reporter: Reporter = reporter or NullReporter()
+        self._semaphore = asyncio.Semaphore(concurrency)
+        self.retries = retries
+        self.monolithic_max = monolithic_max
+        self.chunk_size = chunk_size
+
+    async def push(self, ref: Reference, local_name: str | None = None) -> PushResult:
+        """Push the image named `local_name` (default: `ref` itself) to `ref`."""
+        name = local_name or image_name(ref)
+        digest = self.store.images.get(name)
+        if digest is None:
+            raise PushError(f"no local image named {name}")
+        await self.client.ensure_pinged()
+        result = PushResult(ref, digest)
+        await self._push_manifest(ref, digest, result, top=True)
+        return result
+
+    def _load(self, digest: Digest) -> tuple[bytes, Manifest | Index]:
+        try:
+            data = self.store.content.read_bytes(digest)
+        except NotInStore:
+            raise PushError(f"manifest {digest} is not in the local store") from None
+        try:
+            return data, parse_manifest(data)
+        except ManifestError as exc:
+            raise PushError(f"local manifest {digest} is invalid: {exc}") from None
+
+    async def _push_manifest(
+        self, ref: Reference, digest: Digest, result: PushResult, top: bool
+    ) -> None:
+        data, parsed = self._load(digest)
+        if isinstance(parsed, Index):
+            for child in parsed.manifests:
+                if not self.store.content.has(child.digest):
+                    raise PushError(f"index {digest}: child {child.digest} is not in the store")
+                await self._push_manifest(ref, child.digest, result, top=False)
+        else:
+            blobs = [parsed.config, *parsed.layers]
+            await asyncio.gather(*(self._push_blob(ref, b, result) for b in blobs))
+        target = str(digest) if not top or ref.digest else (ref.tag or "latest")
+        if top and ref.digest is not None and ref.digest != digest:
+            raise PushError(f"{ref}: the local image has digest {digest}")
+        await self.client.put_manifest(ref.repository, target, data, parsed.media_type)
+        self.store.sources.record(ref.registry, ref.repository, digest)
+
+    async def _push_blob(self, ref: Reference, desc: Descriptor, result: PushResult) -> None:
+        async with self._semaphore:
+            status = await self._push_blob_locked(ref, desc, result)
+        self.store.sources.record(ref.registry, ref.repository, desc.digest)
+        self.reporter.finish(desc.digest, status)
+
+    async def _push_blob_locked(self, ref: Reference, desc: Descriptor, result: PushResult) -> str:
+        repo, digest = ref.repository, desc.digest
+        if await self.client.head_blob(repo, digest) is not None:
+            result.skipped.append(digest)
+            return "Layer already exists"
+        try:
+            path = self.store.content.path(digest)
+        except NotInStore:
+            raise PushError(f"blob {digest} is not in the local store") from None
+        session: UploadSession | None = None
+        for source in self.store.sources.repositories(ref.registry, digest):
+            if source == repo:
+                continue
+            try:
+                mounted = await self.client.mount_blob(repo, digest, source)
+            except RegistryError:
+                continue  # e.g. no pull right on the source: try the next, then upload
+            if isinstance(mounted, Mounted):
+                result.mounted.append(digest)
+                return f"Mounted from {source}"
+            session = mounted
+            break
+        if session is None:
+            session = await self.client.start_upload(repo)
+        self.reporter.start(digest, desc.size, "Pushing")
+        await self._upload(session, desc, path, result)
+        result.pushed.append(digest)
+        return "Pushed"
+
+    async def _upload(
+        self, session: UploadSession, desc: Descriptor, path: Path, result: PushResult
+    ) -> None:
+        size = desc.size
+
+        def sent(n: int) -> None:
+            result.bytes_sent += n
+            self.reporter.advance(desc.digest, n)
+
+        if size <= self.monolithic_max:
+            body = file_pieces(path, 0, size, sent)
+            await self.client.finish_upload(session, desc.digest, body, size)
+            return
+        chunk = max(self.chunk_size, session.min_chunk)
+        failures = 0
+        while session.offset < size:
+            length = min(chunk, size - session.offset)
+            try:
+                body = file_pieces(path, session.offset, length, sent)
+                session = await self.client.patch_chunk(session, body, length)
+            except (httpx.TransportError, RangeNotSatisfiable) as exc:
+                failures += 1
+                if failures > self.retries:
+                    raise PushError(f"upload of {desc.digest} failed: {exc}") from exc
+                await asyncio.sleep(0.2 * 2 ** (failures - 1))
+                # the registry knows how much it kept: continue from there
+                session = await self.client.upload_status(session)
+        await self.client.finish_upload(session, desc.digest)
+
+
+async def push(
+    client: RegistryClient,
+    store: GraphStore,
+    ref: Reference,
+    *,
+    local_name: str | None = None,
+    reporter: Reporter | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+) -> PushResult:
+    pusher = Pusher(client, store, reporter=reporter, concurrency=concurrency)
+    return await pusher.push(ref, local_name)
