@@ -53,3 +53,9 @@ TOOMANYREQUESTS = _code("TOOMANYREQUESTS", 429, "too many requests")
 PAGINATION_NUMBER_INVALID = _code("PAGINATION_NUMBER_INVALID", 400, "invalid number of results")
 RANGE_INVALID = _code("RANGE_INVALID", 416, "invalid content range")
 MANIFEST_TOO_LARGE = _code("MANIFEST_INVALID", 413, "manifest too large")
+# A chunk that does not start at the upload's offset (distribution answers 416 with this code).
+BLOB_UPLOAD_RANGE_INVALID = _code("BLOB_UPLOAD_INVALID", 416, "chunk out of order")
+# Unknown endpoints and methods, rendered in the spec's JSON shape.
+ROUTE_UNKNOWN = _code("UNSUPPORTED", 404, "unknown API endpoint")
+METHOD_NOT_ALLOWED = _code("UNSUPPORTED", 405, "method not allowed on this endpoint")
+TAG_INVALID = _code("MANIFEST_INVALID", 400, "invalid tag")

@@ -1,0 +1,128 @@
+"""`create_app(settings)`: the registry as a Starlette app.
+
+The lifespan opens the storage backend and builds the access controller (mounting its routes,
+e.g. a token endpoint). Errors are rendered in one place: typed `RegistryError`s and unknown
+routes/methods as the spec's JSON; anything unexpected as a JSON 500 without a traceback
+(logged here instead).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from registry import errors
+from registry.auth import build_access
+from registry.handlers.base import API_VERSION, API_VERSION_HEADER
+from registry.routes import ROUTES
+from registry.settings import Settings
+from registry.stores.repository import RegistryStore
+from storage_backends import open_backend
+from storage_backends.base import StorageBackend
+
+logger = logging.getLogger("registry")
+
+SETTINGS_ENV = "PYREG_SETTINGS_JSON"
+
+
+def render_error(exc: errors.RegistryError) -> Response:
+    return JSONResponse(exc.to_json(), status_code=exc.status, headers=exc.headers)
+
+
+async def _registry_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, errors.RegistryError)
+    return render_error(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    error: errors.RegistryError
+    if exc.status_code == 404:
+        error = errors.ROUTE_UNKNOWN(detail={"path": request.url.path})
+    elif exc.status_code == 405:
+        error = errors.METHOD_NOT_ALLOWED(headers=dict(exc.headers or {}))
+    else:
+        error = errors.RegistryError(exc.detail, headers=dict(exc.headers or {}))
+        error.status = exc.status_code
+    return render_error(error)
+
+
+class RegistryMiddleware:
+    """Adds the API version header to every response; turns a crash into a JSON 500."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_with_version(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                MutableHeaders(scope=message).append(API_VERSION_HEADER, API_VERSION)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_version)
+        except ClientDisconnect:
+            logger.info("client went away: %s %s", scope.get("method"), scope.get("path"))
+        except Exception:
+            logger.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            if not started:
+                error = errors.RegistryError("internal server error")
+                await render_error(error)(scope, receive, send_with_version)
+
+
+def create_app(
+    settings: Settings | None = None, backend: StorageBackend | None = None
+) -> Starlette:
+    """The registry app; `backend` overrides `settings.storage_url` (tests inject one)."""
+    config = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        storage = backend or open_backend(config.storage_url, **config.storage_options)
+        await storage.open()
+        try:
+            controller = await build_access(config.auth, storage)
+            app.state.store = RegistryStore(storage)
+            app.state.access = controller
+            extra_routes = getattr(controller, "routes", None)
+            if extra_routes:
+                app.router.routes[0:0] = list(extra_routes)
+            yield
+        finally:
+            await storage.close()
+
+    app = Starlette(
+        routes=list(ROUTES),
+        middleware=[Middleware(RegistryMiddleware)],
+        exception_handlers={
+            errors.RegistryError: _registry_error,
+            HTTPException: _http_error,
+        },
+        lifespan=lifespan,
+    )
+    app.state.settings = config
+    return app
+
+
+def create_app_from_env() -> Starlette:
+    """uvicorn factory (`registry.app:create_app_from_env`): settings serialised by `serve`,
+    so every worker process builds the same app."""
+    raw = os.environ.get(SETTINGS_ENV)
+    return create_app(Settings.from_json(raw) if raw else Settings())

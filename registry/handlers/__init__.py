@@ -1,0 +1,1 @@
+"""HTTP handlers: parse the request, authorize, make one store call, render."""

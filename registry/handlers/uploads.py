@@ -1,0 +1,147 @@
+"""Blob uploads: `POST /v2/<name>/blobs/uploads/` (session, monolithic, mount) and
+`PATCH`/`PUT`/`GET`/`DELETE` on the session's location."""
+
+from __future__ import annotations
+
+import re
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ocispec.reference import valid_repository_name
+from registry import errors
+from registry.auth.base import Principal, pull, push
+from registry.handlers.base import (
+    access,
+    authorize,
+    content_length,
+    empty,
+    parse_digest,
+    repo_name,
+    store,
+)
+from registry.stores.uploads import UploadState
+
+# The spec's `^[0-9]+-[0-9]+$`, tolerating the `bytes ` prefix and `/total` some clients send.
+_CONTENT_RANGE_RE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
+
+
+def _session_headers(name: str, state: UploadState) -> dict[str, str]:
+    # distribution answers `0-0` for an empty session; clients expect that form.
+    return {
+        "Location": f"/v2/{name}/blobs/uploads/{state.id}",
+        "Range": f"0-{max(state.offset - 1, 0)}",
+        "Docker-Upload-UUID": state.id,
+    }
+
+
+def _blob_created(name: str, digest: str) -> Response:
+    return empty(201, {"Location": f"/v2/{name}/blobs/{digest}", "Docker-Content-Digest": digest})
+
+
+def _content_range(request: Request) -> tuple[int, int] | None:
+    """(start, length) from Content-Range, checked against Content-Length."""
+    raw = request.headers.get("content-range")
+    if raw is None:
+        return None
+    match = _CONTENT_RANGE_RE.match(raw.strip())
+    if match is None:
+        raise errors.BLOB_UPLOAD_RANGE_INVALID(f"invalid Content-Range {raw!r}")
+    start, end = int(match.group(1)), int(match.group(2))
+    if end < start:
+        raise errors.BLOB_UPLOAD_RANGE_INVALID(f"invalid Content-Range {raw!r}")
+    length = end - start + 1
+    declared = content_length(request)
+    if declared is not None and declared != length:
+        raise errors.SIZE_INVALID(f"Content-Range {raw!r} but Content-Length {declared}")
+    return start, length
+
+
+async def start_upload(request: Request) -> Response:
+    name = repo_name(request)
+    principal = await authorize(request, [pull(name), push(name)])
+    registry_store = store(request)
+    query = request.query_params
+    if "mount" in query:
+        mounted = await _mount(request, principal, name, query["mount"], query.get("from"))
+        if mounted is not None:
+            return mounted
+    elif "digest" in query:
+        digest = parse_digest(query["digest"])
+        await registry_store.uploads.put_monolithic(
+            name, digest, request.stream(), content_length(request)
+        )
+        return _blob_created(name, str(digest))
+    state = await registry_store.uploads.start(name, query.get("digest-algorithm", "sha256"))
+    return empty(202, _session_headers(name, state))
+
+
+async def _mount(
+    request: Request, principal: Principal, name: str, raw_digest: str, source: str | None
+) -> Response | None:
+    """201 when the blob could be mounted, None to fall back to a normal session."""
+    digest = parse_digest(raw_digest)
+    controller = access(request)
+    blobs = store(request).blobs
+    if source is not None:
+        if not valid_repository_name(source):
+            return None
+        if await controller.may(request, principal, pull(source)) and await blobs.mount(
+            name, digest, source
+        ):
+            return _blob_created(name, str(digest))
+        return None
+
+    async def may_pull(repo: str) -> bool:
+        return await controller.may(request, principal, pull(repo))
+
+    if await blobs.mount_any(name, digest, may_pull) is not None:
+        return _blob_created(name, str(digest))
+    return None
+
+
+async def _load(request: Request) -> tuple[str, UploadState]:
+    name = repo_name(request)
+    await authorize(request, [pull(name), push(name)])
+    state = await store(request).uploads.load(name, str(request.path_params["upload_id"]))
+    return name, state
+
+
+async def patch_upload(request: Request) -> Response:
+    name, state = await _load(request)
+    try:
+        chunk = _content_range(request)
+        start, length = chunk if chunk else (None, content_length(request))
+        state = await store(request).uploads.append(state, request.stream(), start, length)
+    except errors.RegistryError as exc:
+        # A client that lost its place needs the session's location and offset (spec: 416).
+        exc.headers.update(_session_headers(name, state))
+        raise
+    return empty(202, _session_headers(name, state))
+
+
+async def put_upload(request: Request) -> Response:
+    digest = parse_digest(request.query_params.get("digest"))
+    name, state = await _load(request)
+    uploads = store(request).uploads
+    chunk = _content_range(request)
+    start, length = chunk if chunk else (None, content_length(request))
+    if length != 0:  # a final chunk in the closing PUT (or a body of unknown length)
+        try:
+            state = await uploads.append(state, request.stream(), start, length)
+        except errors.RegistryError as exc:
+            exc.headers.update(_session_headers(name, state))
+            raise
+    await uploads.commit(state, digest)
+    return _blob_created(name, str(digest))
+
+
+async def upload_status(request: Request) -> Response:
+    name, state = await _load(request)
+    return empty(204, _session_headers(name, state))
+
+
+async def cancel_upload(request: Request) -> Response:
+    name, state = await _load(request)
+    await store(request).uploads.cancel(name, state.id)
+    return empty(204)

@@ -1,0 +1,74 @@
+"""The global content store plus per-repository links.
+
+Content lives once under `blobs/` by digest; a repository sees a blob only once it is linked
+there (pushed or mounted), so a blob pushed to A is unknown in B.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from ocispec.digest import Digest
+from registry import errors
+from registry.stores import paths
+from registry.stores.catalog import CatalogStore
+from storage_backends.base import NotFound, StorageBackend
+
+
+class BlobStore:
+    def __init__(self, backend: StorageBackend, catalog: CatalogStore) -> None:
+        self._backend = backend
+        self._catalog = catalog
+
+    async def exists(self, digest: Digest) -> bool:
+        return await self._backend.exists(paths.blob_data(digest))
+
+    async def is_linked(self, name: str, digest: Digest) -> bool:
+        return await self._backend.exists(paths.layer_link(name, digest))
+
+    async def link(self, name: str, digest: Digest) -> None:
+        await self._backend.put(paths.layer_link(name, digest), str(digest).encode())
+        await self._catalog.mark(name)
+
+    async def size(self, name: str, digest: Digest) -> int:
+        """The size of a blob visible in `name`; BLOB_UNKNOWN otherwise."""
+        if not await self.is_linked(name, digest):
+            raise errors.BLOB_UNKNOWN(detail={"digest": str(digest)})
+        try:
+            return (await self._backend.stat(paths.blob_data(digest))).size
+        except NotFound:
+            raise errors.BLOB_UNKNOWN(detail={"digest": str(digest)}) from None
+
+    def read(
+        self, digest: Digest, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]:
+        return self._backend.stream(paths.blob_data(digest), offset, length)
+
+    async def redirect_url(self, digest: Digest) -> str | None:
+        return await self._backend.redirect_url(paths.blob_data(digest))
+
+    async def unlink(self, name: str, digest: Digest) -> None:
+        """Remove the blob from `name` at once; the content itself is left to GC."""
+        if not await self.is_linked(name, digest):
+            raise errors.BLOB_UNKNOWN(detail={"digest": str(digest)})
+        await self._backend.delete(paths.layer_link(name, digest))
+
+    async def mount(self, name: str, digest: Digest, source: str) -> bool:
+        """Link a blob of `source` into `name`; False when `source` does not have it."""
+        if not await self.is_linked(source, digest) or not await self.exists(digest):
+            return False
+        await self.link(name, digest)
+        return True
+
+    async def mount_any(
+        self, name: str, digest: Digest, may_pull: Callable[[str], Awaitable[bool]]
+    ) -> str | None:
+        """Anonymous mount: link the blob from any repository that has it and the caller may
+        pull; returns that repository, or None."""
+        if not await self.exists(digest):
+            return None
+        for source in await self._catalog.names():
+            if source != name and await self.is_linked(source, digest) and await may_pull(source):
+                await self.link(name, digest)
+                return source
+        return None

@@ -1,0 +1,169 @@
+"""Manifests: validated by media type, stored byte-exact, with their media type beside them.
+
+The bytes go to the global content store by digest; the repository keeps a revision link
+(JSON: digest and media type as pushed) so GET answers with the exact Content-Type.
+A PUT requires every referenced blob or child manifest to be in the same repository
+(descriptors with `urls`, i.e. non-distributable layers, are exempt); `subject` need not exist.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ocispec import mediatypes as mt
+from ocispec.digest import Digest, DigestError, digest_bytes
+from ocispec.models import Descriptor, Index, Manifest, ManifestError, parse_manifest
+from registry import errors
+from registry.stores import paths
+from registry.stores.blobs import BlobStore
+from registry.stores.catalog import CatalogStore
+from registry.stores.referrers import ReferrerStore
+from registry.stores.tags import TagStore
+from storage_backends.base import NotFound, StorageBackend
+
+
+@dataclass(frozen=True, slots=True)
+class StoredManifest:
+    digest: Digest
+    media_type: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    digest: Digest
+    subject: Digest | None
+
+
+def referrer_descriptor(parsed: Manifest | Index, digest: Digest, size: int) -> dict[str, Any]:
+    """The descriptor the referrers API lists for a manifest (spec, "Listing Referrers")."""
+    out: dict[str, Any] = {"mediaType": parsed.media_type, "digest": str(digest), "size": size}
+    if parsed.artifact_type:
+        out["artifactType"] = parsed.artifact_type
+    elif isinstance(parsed, Manifest):
+        out["artifactType"] = parsed.config.media_type
+    if parsed.annotations:
+        out["annotations"] = parsed.annotations
+    return out
+
+
+class ManifestStore:
+    def __init__(
+        self,
+        backend: StorageBackend,
+        blobs: BlobStore,
+        tags: TagStore,
+        referrers: ReferrerStore,
+        catalog: CatalogStore,
+    ) -> None:
+        self._backend = backend
+        self._blobs = blobs
+        self._tags = tags
+        self._referrers = referrers
+        self._catalog = catalog
+
+    async def resolve(self, name: str, reference: Digest | str) -> Digest:
+        """A tag's digest, or a digest known in the repository; MANIFEST_UNKNOWN otherwise."""
+        if isinstance(reference, str):
+            return await self._tags.resolve(name, reference)
+        if not await self.has(name, reference):
+            raise errors.MANIFEST_UNKNOWN(detail={"digest": str(reference)})
+        return reference
+
+    async def has(self, name: str, digest: Digest) -> bool:
+        return await self._backend.exists(paths.manifest_revision_link(name, digest))
+
+    async def get(self, name: str, reference: Digest | str) -> StoredManifest:
+        digest = await self.resolve(name, reference)
+        try:
+            link = json.loads(await self._backend.get(paths.manifest_revision_link(name, digest)))
+            data = await self._backend.get(paths.blob_data(digest))
+        except (NotFound, ValueError):
+            raise errors.MANIFEST_UNKNOWN(detail={"digest": str(digest)}) from None
+        return StoredManifest(digest, str(link.get("mediaType", mt.OCI_MANIFEST)), data)
+
+    async def put(
+        self,
+        name: str,
+        reference: Digest | str,
+        data: bytes,
+        content_type: str | None,
+        extra_tags: list[str] | None = None,
+    ) -> PutResult:
+        """Store a manifest under a tag or its digest (plus `extra_tags`, spec end-7b)."""
+        try:
+            parsed = parse_manifest(data, content_type)
+        except ManifestError as exc:
+            raise errors.MANIFEST_INVALID(str(exc)) from None
+        if isinstance(reference, Digest):
+            digest = digest_bytes(data, reference.algorithm)
+            if digest != reference:
+                raise errors.DIGEST_INVALID(
+                    "manifest does not match the digest it was pushed by",
+                    detail={"expected": str(reference), "actual": str(digest)},
+                )
+        else:
+            digest = digest_bytes(data)
+        await self._require_references(name, parsed)
+        blob_key = paths.blob_data(digest)
+        if not await self._backend.exists(blob_key):
+            await self._backend.put(blob_key, data)
+        link = {"digest": str(digest), "mediaType": parsed.media_type}
+        await self._backend.put(
+            paths.manifest_revision_link(name, digest), json.dumps(link).encode()
+        )
+        subject = parsed.subject.digest if parsed.subject else None
+        if subject is not None:
+            descriptor = referrer_descriptor(parsed, digest, len(data))
+            await self._referrers.add(name, subject, digest, descriptor)
+        tags = [reference] if isinstance(reference, str) else []
+        for tag in [*tags, *(extra_tags or [])]:
+            await self._tags.set(name, tag, digest)
+        await self._catalog.mark(name)
+        return PutResult(digest, subject)
+
+    async def _require_references(self, name: str, parsed: Manifest | Index) -> None:
+        needed: list[Descriptor] = (
+            list(parsed.manifests) if isinstance(parsed, Index) else parsed.references()
+        )
+        missing = []
+        for descriptor in needed:
+            if descriptor.urls:  # non-distributable: fetched from its URLs, never pushed here
+                continue
+            d = descriptor.digest
+            if not (await self._blobs.is_linked(name, d) or await self.has(name, d)):
+                missing.append(str(d))
+        if missing:
+            raise errors.MANIFEST_BLOB_UNKNOWN(detail={"missing": missing})
+
+    async def delete(self, name: str, reference: Digest | str) -> None:
+        """A tag: remove only that tag. A digest: the manifest and every tag pointing to it."""
+        if isinstance(reference, str):
+            await self._tags.delete(name, reference)
+            return
+        stored = await self.get(name, reference)
+        for tag in await self._tags.pointing_to(name, reference):
+            await self._tags.delete(name, tag)
+        await self._backend.delete(paths.manifest_revision_link(name, reference))
+        try:
+            parsed = parse_manifest(stored.data, stored.media_type)
+        except ManifestError:
+            return
+        if parsed.subject is not None:
+            await self._referrers.remove(name, parsed.subject.digest, reference)
+
+
+def parse_reference(value: str) -> Digest | str:
+    """`<tag-or-digest>` from a URL: a Digest (DIGEST_INVALID when malformed) or a valid tag."""
+    from ocispec.reference import valid_tag
+
+    if ":" in value:
+        try:
+            return Digest.parse(value)
+        except DigestError as exc:
+            raise errors.DIGEST_INVALID(str(exc)) from None
+    if not valid_tag(value):
+        raise errors.TAG_INVALID(detail={"tag": value})
+    return value

@@ -1,0 +1,93 @@
+"""Every storage key the registry uses, and nothing else: the one place that knows the layout.
+
+```
+<root>/
+├── blobs/<alg>/<hh>/<hex>/data                 content, global, by digest (layers, configs,
+│                                               and manifest bytes too); <hh> = hex[:2]
+├── repositories/<name>/                        <name> may contain slashes (a/b/c)
+│   ├── _layers/<alg>/<hex>/link                 blob visible in this repo (text: the digest)
+│   ├── _manifests/revisions/<alg>/<hex>/link    manifest in this repo (JSON: digest, mediaType)
+│   ├── _manifests/tags/<tag>/current/link       tag -> manifest digest (text)
+│   └── _referrers/<alg>/<hex>/<ralg>/<rhex>     one descriptor (JSON) per manifest whose
+│                                                `subject` is <alg>:<hex>
+├── _catalog/<name with '/' as ':'>             one empty marker per repository (no bucket walk)
+└── _uploads/<uuid>/                             one upload session (any process may continue it)
+    ├── state.json                               offset, multipart id, parts, in-stream hash
+    ├── tail-<random>                            bytes not yet a full part (min_part_size > 0)
+    └── data                                     the multipart target, then the verified blob
+                                                 before it moves to blobs/...
+```
+
+Names and tags are validated before they get here (ocispec.reference); the backend refuses
+anything that could escape its root.
+"""
+
+from __future__ import annotations
+
+from ocispec.digest import Digest
+
+BLOBS = "blobs"
+REPOSITORIES = "repositories"
+CATALOG = "_catalog"
+UPLOADS = "_uploads"
+
+
+def blob_data(digest: Digest) -> str:
+    return f"{BLOBS}/{digest.algorithm}/{digest.hex[:2]}/{digest.hex}/data"
+
+
+def repository(name: str) -> str:
+    return f"{REPOSITORIES}/{name}"
+
+
+def layer_link(name: str, digest: Digest) -> str:
+    return f"{repository(name)}/_layers/{digest.algorithm}/{digest.hex}/link"
+
+
+def manifest_revision_link(name: str, digest: Digest) -> str:
+    return f"{repository(name)}/_manifests/revisions/{digest.algorithm}/{digest.hex}/link"
+
+
+def tags_dir(name: str) -> str:
+    return f"{repository(name)}/_manifests/tags"
+
+
+def tag_dir(name: str, tag: str) -> str:
+    return f"{tags_dir(name)}/{tag}"
+
+
+def tag_current_link(name: str, tag: str) -> str:
+    return f"{tag_dir(name, tag)}/current/link"
+
+
+def referrers_dir(name: str, subject: Digest) -> str:
+    return f"{repository(name)}/_referrers/{subject.algorithm}/{subject.hex}"
+
+
+def referrer_entry(name: str, subject: Digest, referrer: Digest) -> str:
+    return f"{referrers_dir(name, subject)}/{referrer.algorithm}/{referrer.hex}"
+
+
+def catalog_marker(name: str) -> str:
+    # ':' never occurs in a repository name, so the flat marker decodes unambiguously.
+    return f"{CATALOG}/{name.replace('/', ':')}"
+
+
+def catalog_name(marker: str) -> str:
+    return marker.replace(":", "/")
+
+
+def upload_dir(upload_id: str) -> str:
+    return f"{UPLOADS}/{upload_id}"
+
+
+def upload_state(upload_id: str) -> str:
+    return f"{upload_dir(upload_id)}/state.json"
+
+
+def upload_tail(upload_id: str, version: str) -> str:
+    return f"{upload_dir(upload_id)}/tail-{version}"
+
+
+def upload_data(upload_id: str) -> str:
+    return f"{upload_dir(upload_id)}/data"

@@ -1,0 +1,348 @@
+"""Blob upload sessions whose state lives in storage, never in process memory.
+
+A session is `_uploads/<uuid>/state.json` plus a multipart upload of the backend. Each request's
+bytes become parts; any process on the same storage can continue a session (a restarted server,
+another replica). When the backend has a minimum part size (S3: 5 MiB), bytes are coalesced
+into bounded buffers and a remainder smaller than that minimum is kept as a small `tail`
+object, folded into the next request's first part.
+
+On commit the parts are assembled inside the session, verified against the digest and only
+then moved to the content store. Hashing needs the whole content; when one request carried all
+of it from offset 0 the hash was computed in-stream and is recorded in the state, so commit
+skips re-reading (hashlib objects cannot be persisted between requests).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ocispec.digest import ALGORITHMS, Digest, DigestMismatch, Verifier
+from registry import errors
+from registry.stores import paths
+from registry.stores.blobs import BlobStore
+from storage_backends.base import NotFound, Part, StorageBackend, StorageError
+
+#: coalescing buffer for backends with a minimum part size; bounds memory per request
+DEFAULT_BUFFER_SIZE = 16 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class InStreamHash:
+    algorithm: str
+    hex: str
+    size: int
+
+
+@dataclass(slots=True)
+class UploadState:
+    id: str
+    name: str
+    algorithm: str
+    multipart_id: str
+    started: float
+    updated: float
+    offset: int = 0
+    parts: list[Part] = field(default_factory=list)
+    tail: str | None = None  # storage key of bytes not yet in a part
+    hashed: InStreamHash | None = None
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self)).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> UploadState:
+        obj: dict[str, Any] = json.loads(data)
+        obj["parts"] = [Part(**p) for p in obj["parts"]]
+        hashed = obj.get("hashed")
+        obj["hashed"] = InStreamHash(**hashed) if hashed else None
+        return cls(**obj)
+
+
+class _Counter:
+    """Counts (and optionally hashes) the bytes of a request body as they stream past."""
+
+    def __init__(self, chunks: AsyncIterable[bytes], algorithm: str | None) -> None:
+        self._chunks = chunks
+        self.size = 0
+        self.hash = hashlib.new(algorithm) if algorithm else None
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._chunks:
+            if not chunk:
+                continue
+            self.size += len(chunk)
+            if self.hash is not None:
+                self.hash.update(chunk)
+            yield chunk
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+def _valid_upload_id(upload_id: str) -> bool:
+    try:
+        return str(uuid.UUID(upload_id)) == upload_id
+    except ValueError:
+        return False
+
+
+class UploadStore:
+    def __init__(
+        self,
+        backend: StorageBackend,
+        blobs: BlobStore,
+        buffer_size: int = DEFAULT_BUFFER_SIZE,
+    ) -> None:
+        self._backend = backend
+        self._blobs = blobs
+        self._buffer_size = max(buffer_size, backend.min_part_size)
+
+    # -- session lifecycle -------------------------------------------------------------------
+
+    async def start(self, name: str, algorithm: str = "sha256") -> UploadState:
+        if algorithm not in ALGORITHMS:
+            raise errors.DIGEST_INVALID(f"unsupported digest algorithm {algorithm!r}")
+        upload_id = str(uuid.uuid4())  # unguessable: the id is the capability
+        multipart_id = await self._backend.multipart_create(paths.upload_data(upload_id))
+        now = time.time()
+        state = UploadState(upload_id, name, algorithm, multipart_id, now, now)
+        await self._save(state)
+        return state
+
+    async def load(self, name: str, upload_id: str) -> UploadState:
+        unknown = errors.BLOB_UPLOAD_UNKNOWN(detail={"uuid": upload_id})
+        if not _valid_upload_id(upload_id):
+            raise unknown
+        try:
+            state = UploadState.from_json(await self._backend.get(paths.upload_state(upload_id)))
+        except NotFound:
+            raise unknown from None
+        except (ValueError, TypeError, KeyError):
+            raise unknown from None
+        if state.name != name:
+            raise unknown
+        return state
+
+    async def cancel(self, name: str, upload_id: str) -> None:
+        state = await self.load(name, upload_id)
+        await self._discard(state)
+
+    async def _save(self, state: UploadState) -> None:
+        state.updated = time.time()
+        await self._backend.put(paths.upload_state(state.id), state.to_json())
+
+    async def _discard(self, state: UploadState) -> None:
+        await self._backend.multipart_abort(paths.upload_data(state.id), state.multipart_id)
+        await self._backend.delete_prefix(paths.upload_dir(state.id))
+
+    # -- appending bytes ---------------------------------------------------------------------
+
+    async def append(
+        self,
+        state: UploadState,
+        chunks: AsyncIterable[bytes],
+        start: int | None = None,
+        length: int | None = None,
+    ) -> UploadState:
+        """Append a request body at the session's offset.
+
+        `start` (from Content-Range) must equal the current offset, else 416 BLOB_UPLOAD_INVALID;
+        `length` (Content-Length) must equal what arrived, else SIZE_INVALID and nothing is kept.
+        """
+        if start is not None and start != state.offset:
+            raise errors.BLOB_UPLOAD_RANGE_INVALID(
+                f"chunk starts at {start}, the upload is at offset {state.offset}"
+            )
+        counter = _Counter(chunks, state.algorithm if state.offset == 0 else None)
+        try:
+            if self._backend.min_part_size > 0:
+                new_parts, new_tail = await self._append_coalesced(state, counter)
+            else:
+                new_parts, new_tail = await self._append_streamed(state, counter, length)
+        except StorageError:
+            if length is not None and counter.size != length:
+                raise errors.SIZE_INVALID(
+                    f"Content-Length {length} but {counter.size} bytes arrived"
+                ) from None
+            raise
+        if length is not None and counter.size != length:
+            raise errors.SIZE_INVALID(f"Content-Length {length} but {counter.size} bytes arrived")
+        old_tail = state.tail
+        was_empty = state.offset == 0
+        state.parts.extend(new_parts)
+        state.tail = new_tail
+        state.offset += counter.size
+        if was_empty and counter.hash is not None:
+            state.hashed = InStreamHash(state.algorithm, counter.hash.hexdigest(), counter.size)
+        await self._save(state)
+        if old_tail and old_tail != new_tail:
+            await self._backend.delete(old_tail)
+        return state
+
+    async def _append_streamed(
+        self, state: UploadState, counter: _Counter, length: int | None
+    ) -> tuple[list[Part], str | None]:
+        # No minimum part size: the whole request body streams into one part.
+        number = len(state.parts) + 1
+        part = await self._backend.multipart_upload_part(
+            paths.upload_data(state.id), state.multipart_id, number, counter, size=length
+        )
+        return ([part] if part.size > 0 else []), None
+
+    async def _append_coalesced(
+        self, state: UploadState, counter: _Counter
+    ) -> tuple[list[Part], str | None]:
+        backend = self._backend
+        data_path = paths.upload_data(state.id)
+        parts: list[Part] = []
+        buf = bytearray()
+
+        async def flush(data: bytes) -> None:
+            number = len(state.parts) + len(parts) + 1
+            parts.append(
+                await backend.multipart_upload_part(
+                    data_path, state.multipart_id, number, _once(data), size=len(data)
+                )
+            )
+
+        async def source() -> AsyncIterator[bytes]:
+            if state.tail:
+                async for piece in backend.stream(state.tail):
+                    yield piece
+            async for piece in counter:
+                yield piece
+
+        async for piece in source():
+            buf += piece
+            while len(buf) >= self._buffer_size:
+                await flush(bytes(buf[: self._buffer_size]))
+                del buf[: self._buffer_size]
+        if len(buf) >= backend.min_part_size:
+            await flush(bytes(buf))
+            return parts, None
+        if not buf:
+            return parts, None
+        # A fresh key per tail, so a crash between writing it and saving the state never
+        # leaves the state pointing at the wrong bytes.
+        tail = paths.upload_tail(state.id, uuid.uuid4().hex)
+        await backend.put(tail, bytes(buf))
+        return parts, tail
+
+    # -- completing --------------------------------------------------------------------------
+
+    async def commit(self, state: UploadState, digest: Digest) -> Digest:
+        """Assemble, verify and publish the blob, link it into the session's repository."""
+        backend = self._backend
+        data_path = paths.upload_data(state.id)
+        parts = list(state.parts)
+        if state.tail:
+            number = len(parts) + 1
+            tail_bytes = await backend.get(state.tail)
+            parts.append(
+                await backend.multipart_upload_part(
+                    data_path, state.multipart_id, number, _once(tail_bytes), size=len(tail_bytes)
+                )
+            )
+        if parts:
+            await backend.multipart_complete(data_path, state.multipart_id, parts)
+        else:
+            await backend.multipart_abort(data_path, state.multipart_id)
+            await backend.put(data_path, b"")
+        hashed = state.hashed
+        if hashed and hashed.algorithm == digest.algorithm and hashed.size == state.offset:
+            actual = Digest(digest.algorithm, hashed.hex)
+        else:
+            verifier = Verifier(algorithm=digest.algorithm)
+            async for piece in backend.stream(data_path):
+                verifier.update(piece)
+            actual = verifier.digest
+        if actual != digest:
+            await backend.delete_prefix(paths.upload_dir(state.id))
+            raise errors.DIGEST_INVALID(detail={"expected": str(digest), "actual": str(actual)})
+        await self._publish(data_path, digest)
+        await self._blobs.link(state.name, digest)
+        await backend.delete_prefix(paths.upload_dir(state.id))
+        return digest
+
+    async def put_monolithic(
+        self, name: str, digest: Digest, chunks: AsyncIterable[bytes], length: int | None
+    ) -> Digest:
+        """One request carries the whole blob: stream to a temp key while hashing, verify, move."""
+        temp_dir = paths.upload_dir(str(uuid.uuid4()))
+        temp = f"{temp_dir}/data"
+        verifier = Verifier(digest, length)
+
+        async def verified() -> AsyncIterator[bytes]:
+            async for chunk in chunks:
+                verifier.update(chunk)
+                yield chunk
+
+        try:
+            await self._backend.put_stream(temp, verified())
+            verifier.verify()
+        except DigestMismatch as exc:
+            await self._backend.delete_prefix(temp_dir)
+            if length is not None and verifier.size != length:
+                raise errors.SIZE_INVALID(str(exc)) from None
+            raise errors.DIGEST_INVALID(
+                detail={"expected": str(digest), "actual": str(exc.actual)}
+            ) from None
+        except BaseException:
+            await self._backend.delete_prefix(temp_dir)
+            raise
+        await self._publish(temp, digest)
+        await self._blobs.link(name, digest)
+        await self._backend.delete_prefix(temp_dir)
+        return digest
+
+    async def _publish(self, temp: str, digest: Digest) -> None:
+        target = paths.blob_data(digest)
+        if await self._backend.exists(target):
+            await self._backend.delete(temp)  # same digest, same bytes
+        else:
+            await self._backend.move(temp, target)
+
+    # -- housekeeping ------------------------------------------------------------------------
+
+    async def purge(self, older_than: float, now: float | None = None) -> int:
+        """Remove sessions untouched for `older_than` seconds; returns how many went."""
+        now = time.time() if now is None else now
+        try:
+            ids = await self._backend.list_dir(paths.UPLOADS)
+        except NotFound:
+            return 0
+        purged = 0
+        for upload_id in ids:
+            state: UploadState | None = None
+            try:
+                state = UploadState.from_json(
+                    await self._backend.get(paths.upload_state(upload_id))
+                )
+                updated = state.updated
+            except (NotFound, ValueError, TypeError, KeyError):
+                updated = await self._newest_mtime(paths.upload_dir(upload_id))
+            if now - updated < older_than:
+                continue
+            if state is not None:
+                await self._backend.multipart_abort(
+                    paths.upload_data(upload_id), state.multipart_id
+                )
+            await self._backend.delete_prefix(paths.upload_dir(upload_id))
+            purged += 1
+        return purged
+
+    async def _newest_mtime(self, prefix: str) -> float:
+        newest = 0.0
+        async for key in self._backend.walk(prefix):
+            try:
+                newest = max(newest, (await self._backend.stat(key)).modified)
+            except NotFound:
+                continue
+        return newest
