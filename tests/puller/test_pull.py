@@ -1,0 +1,202 @@
+"""Pull from the reference registry into a fresh graph store: digests, layers, platform
+choice, "already exists", resumption of a cut download (Range), corrupt content refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ocispec import mediatypes as mt
+from ocispec.digest import digest_bytes
+from ocispec.models import Index, Platform, chain_ids
+from ocispec.reference import Reference
+from puller.api import RegistryClient
+from puller.pull import PullError, choose_platform, pull
+from puller.push import push
+from puller.store import GraphStore
+from tests.puller.conftest import put_image
+from tests.support.docker_registry import DockerRegistry
+from tests.support.flaky_proxy import FlakyProxy
+from tests.support.images import Image, build_image, file, sample_image
+
+
+async def _seed(registry: DockerRegistry, tmp_path: Path, repo_tag: str, image: Image) -> Reference:
+    """Put `image` into the registry (through a separate store, so the test store is empty)."""
+    ref = Reference.parse(f"{registry.host}/{repo_tag}")
+    seed = GraphStore(tmp_path / "seed-store")
+    put_image(seed, str(ref), image)
+    async with RegistryClient(ref.registry) as client:
+        await push(client, seed, ref)
+    return ref
+
+
+@pytest.mark.interop
+async def test_pull_back_gives_identical_digests_and_registered_layers(
+    docker_registry: DockerRegistry, store: GraphStore, tmp_path: Path
+) -> None:
+    image = sample_image()
+    ref = await _seed(docker_registry, tmp_path, "team/app:v1", image)
+    async with RegistryClient(ref.registry) as client:
+        result = await pull(client, store, ref)
+    assert result.digest == image.digest
+    assert store.images.get(str(ref)) == image.digest
+    assert store.content.read_bytes(image.digest) == image.manifest
+    for digest, data in image.blobs().items():
+        assert store.content.read_bytes(digest) == data
+    chains = chain_ids(image.diff_ids)
+    records = [store.layers.get(c) for c in chains]
+    assert [r.parent if r else "missing" for r in records] == [None, chains[0], chains[1]]
+    assert sorted(store.sources.repositories(ref.registry, image.layers[0].digest)) == ["team/app"]
+
+
+@pytest.mark.interop
+async def test_second_pull_downloads_nothing(
+    docker_registry: DockerRegistry, store: GraphStore, tmp_path: Path
+) -> None:
+    image = sample_image()
+    ref = await _seed(docker_registry, tmp_path, "team/app:v1", image)
+    async with RegistryClient(ref.registry) as client:
+        await pull(client, store, ref)
+        mark = docker_registry.mark()
+        again = await pull(client, store, ref)
+    blob_gets = [
+        r for r in docker_registry.requests_since(mark) if r.method == "GET" and "/blobs/" in r.uri
+    ]
+    assert blob_gets == []
+    assert again.downloaded == [] and len(again.existing) == 4
+
+
+@pytest.mark.interop
+async def test_pull_by_digest_records_the_digest_name(
+    docker_registry: DockerRegistry, store: GraphStore, tmp_path: Path
+) -> None:
+    image = build_image([[file("a", b"a")]])
+    tagged = await _seed(docker_registry, tmp_path, "by/digest:v1", image)
+    ref = Reference.parse(f"{tagged.name}@{image.digest}")
+    async with RegistryClient(ref.registry) as client:
+        result = await pull(client, store, ref)
+    assert result.name == f"{tagged.name}@{image.digest}"
+    assert store.images.get(result.name) == image.digest
+    assert store.images.get(str(tagged)) is None
+
+
+@pytest.mark.interop
+async def test_cut_download_resumes_with_range_in_the_same_run(
+    docker_registry: DockerRegistry, store: GraphStore, tmp_path: Path
+) -> None:
+    image = build_image([[file("big", bytes(range(256)) * 2000)]], compression="")
+    await _seed(docker_registry, tmp_path, "cut/one:v1", image)
+    layer = image.layers[0]
+    with FlakyProxy(docker_registry.host, cut_after=100_000, cuts=1,
+                    cut_path=str(layer.digest)) as proxy:  # fmt: skip
+        ref = Reference.parse(f"{proxy.host}/cut/one:v1")
+        async with RegistryClient(ref.registry) as client:
+            result = await pull(client, store, ref)
+    assert store.content.read_bytes(layer.digest) == layer.blob
+    gets = [(p, r) for m, p, r in proxy.requests if m == "GET" and str(layer.digest) in p]
+    assert gets == [(gets[0][0], None), (gets[0][0], "bytes=100000-")]
+    assert result.bytes_downloaded == len(layer.blob)
+
+
+@pytest.mark.interop
+async def test_after_a_killed_pull_the_next_one_fetches_only_the_rest(
+    docker_registry: DockerRegistry, tmp_path: Path
+) -> None:
+    image = build_image([[file("big", bytes(range(256)) * 2000)]], compression="")
+    await _seed(docker_registry, tmp_path, "cut/two:v1", image)
+    layer = image.layers[0]
+    home = tmp_path / "home"
+    with FlakyProxy(docker_registry.host, cut_after=150_000, cuts=1,
+                    cut_path=str(layer.digest)) as proxy:  # fmt: skip
+        ref = Reference.parse(f"{proxy.host}/cut/two:v1")
+        async with RegistryClient(ref.registry) as client:
+            with pytest.raises(PullError):
+                await pull(client, GraphStore(home), ref, retries=0)  # "killed" here
+        assert GraphStore(home).images.get(str(ref)) is None
+        assert not GraphStore(home).content.has(layer.digest)
+        async with RegistryClient(ref.registry) as client:  # a new process, same store
+            result = await pull(client, GraphStore(home), ref)
+    assert result.bytes_downloaded == len(layer.blob) - 150_000
+    ranges = [r for m, p, r in proxy.requests if m == "GET" and str(layer.digest) in p]
+    assert ranges == [None, "bytes=150000-"]
+    assert GraphStore(home).content.read_bytes(layer.digest) == layer.blob
+
+
+@pytest.mark.interop
+async def test_corrupt_blob_is_refused_and_leaves_nothing(
+    docker_registry: DockerRegistry, store: GraphStore, tmp_path: Path
+) -> None:
+    image = build_image([[file("a", b"payload")]])
+    ref = await _seed(docker_registry, tmp_path, "bad/blob:v1", image)
+    layer = image.layers[0]
+    # corrupt the registry's copy on disk, keeping the size
+    blob_file = next(docker_registry.root.rglob(f"blobs/sha256/*/{layer.digest.hex}/data"))
+    blob_file.write_bytes(b"X" * len(layer.blob))
+    async with RegistryClient(ref.registry) as client:
+        with pytest.raises(PullError, match="digest"):
+            await pull(client, store, ref, retries=1)
+    assert not store.content.has(layer.digest)
+    assert store.images.get(str(ref)) is None
+    assert list((store.root / "ingest").glob("*.partial")) == []
+
+
+def _index(*platforms: str) -> Index:
+    manifests = []
+    for i, p in enumerate(platforms):
+        plat = Platform.parse(p)
+        entry = {"os": plat.os, "architecture": plat.architecture}
+        if plat.variant:
+            entry["variant"] = plat.variant
+        manifests.append(
+            {"mediaType": mt.OCI_MANIFEST, "digest": str(digest_bytes(bytes([i]))), "size": 1,
+             "platform": entry}
+        )  # fmt: skip
+    from ocispec.models import parse_manifest
+
+    parsed = parse_manifest(json.dumps({"schemaVersion": 2, "mediaType": mt.OCI_INDEX,
+                                        "manifests": manifests}).encode())  # fmt: skip
+    assert isinstance(parsed, Index)
+    return parsed
+
+
+def test_choose_platform_exact_and_variant_rules() -> None:
+    index = _index("linux/amd64", "linux/arm/v6", "linux/arm/v7", "linux/arm64")
+    assert choose_platform(index, Platform.parse("linux/amd64")).digest == index.manifests[0].digest
+    assert (
+        choose_platform(index, Platform.parse("linux/arm/v7")).digest == index.manifests[2].digest
+    )
+    # arm64 hosts say v8; images usually leave it out
+    assert (
+        choose_platform(index, Platform.parse("linux/arm64/v8")).digest == index.manifests[3].digest
+    )
+    with pytest.raises(PullError, match="offered: linux/amd64"):
+        choose_platform(index, Platform.parse("windows/amd64"))
+    with pytest.raises(PullError):
+        choose_platform(index, Platform.parse("linux/arm/v5"))
+
+
+@pytest.mark.interop
+async def test_pull_from_an_index_takes_the_requested_platform(
+    docker_registry: DockerRegistry, store: GraphStore, tmp_path: Path
+) -> None:
+    amd = build_image([[file("arch", b"amd64")]], architecture="amd64")
+    arm = build_image([[file("arch", b"arm64")]], architecture="arm64")
+    ref = Reference.parse(f"{docker_registry.host}/multi/arch:v1")
+    seed = GraphStore(tmp_path / "seed")
+    put_image(seed, f"{ref.name}:amd", amd)
+    put_image(seed, f"{ref.name}:arm", arm)
+    index = json.dumps({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": [
+        {**amd.descriptor(), "platform": {"os": "linux", "architecture": "amd64"}},
+        {**arm.descriptor(), "platform": {"os": "linux", "architecture": "arm64"}},
+    ]}).encode()  # fmt: skip
+    index_digest = seed.content.write_bytes(index)
+    seed.images.set(str(ref), index_digest)
+    async with RegistryClient(ref.registry) as client:
+        await push(client, seed, ref)
+        result = await pull(client, store, ref, platform=Platform.parse("linux/arm64"))
+    assert result.resolved_digest == index_digest
+    assert result.digest == arm.digest
+    assert store.images.get(str(ref)) == arm.digest
+    assert not store.content.has(amd.layers[0].digest)

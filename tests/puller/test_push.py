@@ -1,0 +1,146 @@
+"""Push against the reference registry: round trip, deduplication, cross-repository mount,
+chunked uploads and their resumption. Requests are counted from the registry's access log."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from ocispec.digest import digest_bytes
+from ocispec.reference import Reference
+from puller.api import RegistryClient
+from puller.push import Pusher, PushError, push
+from puller.store import GraphStore
+from tests.puller.conftest import put_image
+from tests.support.docker_registry import DockerRegistry
+from tests.support.images import build_image, file, make_layer, sample_image
+
+pytestmark = pytest.mark.interop
+
+
+def _uploads(requests: list) -> list:  # type: ignore[type-arg]
+    return [r for r in requests if "/blobs/uploads/" in r.uri]
+
+
+async def test_push_then_registry_serves_identical_manifest_and_blobs(
+    docker_registry: DockerRegistry, store: GraphStore
+) -> None:
+    image = sample_image()
+    ref = Reference.parse(f"{docker_registry.host}/team/app:v1")
+    put_image(store, str(ref), image)
+    async with RegistryClient(ref.registry) as client:
+        result = await push(client, store, ref)
+        fetched = await client.get_manifest("team/app", "v1")
+        assert fetched.data == image.manifest
+        for digest, data in image.blobs().items():
+            async with client.get_blob("team/app", digest) as response:
+                assert await response.aread() == data
+    assert result.digest == image.digest
+    assert sorted(map(str, result.pushed)) == sorted(map(str, image.blobs()))
+    assert result.bytes_sent == sum(len(b) for b in image.blobs().values())
+
+
+async def test_pushing_again_uploads_no_blob(
+    docker_registry: DockerRegistry, store: GraphStore
+) -> None:
+    image = sample_image()
+    ref = Reference.parse(f"{docker_registry.host}/team/app:v1")
+    put_image(store, str(ref), image)
+    async with RegistryClient(ref.registry) as client:
+        await push(client, store, ref)
+        mark = docker_registry.mark()
+        again = await push(client, store, ref)
+    logged = docker_registry.requests_since(mark)
+    assert _uploads(logged) == []
+    assert len([r for r in logged if r.method == "HEAD" and "/blobs/" in r.uri]) == 4
+    assert again.pushed == [] and again.bytes_sent == 0
+    assert len(again.skipped) == 4
+
+
+async def test_push_to_second_repository_mounts_instead_of_uploading(
+    docker_registry: DockerRegistry, store: GraphStore
+) -> None:
+    image = sample_image()
+    first = Reference.parse(f"{docker_registry.host}/team/app:v1")
+    second = Reference.parse(f"{docker_registry.host}/other/copy:v1")
+    put_image(store, str(first), image)
+    store.images.set(str(second), image.digest)
+    async with RegistryClient(first.registry) as client:
+        await push(client, store, first)
+        mark = docker_registry.mark()
+        result = await push(client, store, second)
+    uploads = _uploads(docker_registry.requests_since(mark))
+    assert len(result.mounted) == 4 and result.pushed == [] and result.bytes_sent == 0
+    assert len(uploads) == 4
+    assert all(r.method == "POST" and "mount=" in r.uri and "from=team" in r.uri for r in uploads)
+    assert all(r.status == 201 for r in uploads)
+
+
+async def test_large_blob_goes_up_in_chunks(
+    docker_registry: DockerRegistry, store: GraphStore
+) -> None:
+    image = build_image([[file("big", os.urandom(300_000))]], compression="")
+    ref = Reference.parse(f"{docker_registry.host}/big/one:latest")
+    put_image(store, str(ref), image)
+    async with RegistryClient(ref.registry) as client:
+        pusher = Pusher(client, store, monolithic_max=1000, chunk_size=100_000)
+        await pusher.push(ref)
+        layer = image.layers[0]
+        async with client.get_blob("big/one", layer.digest) as response:
+            assert digest_bytes(await response.aread()) == layer.digest
+    patches = [r for r in docker_registry.requests() if r.method == "PATCH"]
+    assert len(patches) == 4  # 300_000 tar bytes + headers, in 100_000-byte chunks
+
+
+async def test_chunked_upload_resumes_from_registry_status(
+    docker_registry: DockerRegistry, store: GraphStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import httpx
+
+    image = build_image([[file("big", os.urandom(250_000))]], compression="")
+    ref = Reference.parse(f"{docker_registry.host}/big/resume:latest")
+    put_image(store, str(ref), image)
+    async with RegistryClient(ref.registry) as client:
+        real_patch = client.patch_chunk
+        calls = {"n": 0}
+
+        async def flaky_patch(session, body, length):  # type: ignore[no-untyped-def]
+            calls["n"] += 1
+            if calls["n"] == 2:  # the second chunk "fails" after the registry kept the first
+                raise httpx.ReadError("connection reset")
+            return await real_patch(session, body, length)
+
+        monkeypatch.setattr(client, "patch_chunk", flaky_patch)
+        pusher = Pusher(client, store, monolithic_max=1000, chunk_size=100_000)
+        await pusher.push(ref)
+        fetched = await client.get_manifest("big/resume", "latest")
+    assert fetched.digest == image.digest
+    statuses = [
+        r for r in docker_registry.requests() if r.method == "GET" and "/blobs/uploads/" in r.uri
+    ]
+    assert len(statuses) == 1  # it asked where to continue, and did not start over
+    assert len([r for r in docker_registry.requests() if r.method == "PATCH"]) == 3
+
+
+async def test_push_of_unknown_local_name_is_a_clear_error(
+    docker_registry: DockerRegistry, store: GraphStore
+) -> None:
+    ref = Reference.parse(f"{docker_registry.host}/nothing/here:v1")
+    async with RegistryClient(ref.registry) as client:
+        with pytest.raises(PushError, match="no local image"):
+            await push(client, store, ref)
+
+
+async def test_push_with_blob_missing_locally_fails_before_manifest(
+    docker_registry: DockerRegistry, store: GraphStore, tmp_path: Path
+) -> None:
+    image = build_image([make_layer([file("a", b"1")])])
+    ref = Reference.parse(f"{docker_registry.host}/part/ial:v1")
+    put_image(store, str(ref), image)
+    store.content.delete(image.layers[0].digest)
+    async with RegistryClient(ref.registry) as client:
+        with pytest.raises(PushError, match="not in the local store"):
+            await push(client, store, ref)
+        assert await client.head_manifest("part/ial", "v1") is None

@@ -1,0 +1,97 @@
+"""A recording HTTP proxy on loopback that can cut blob downloads short.
+
+    with FlakyProxy("127.0.0.1:5000", cut_after=1000, cuts=1) as proxy:
+        ...pull from proxy.host...
+    proxy.requests  # [(method, path, Range header or None), ...]
+
+The first `cuts` GET responses whose path matches `cut_path` get their headers (with the full
+Content-Length) and only `cut_after` body bytes, then the connection is closed: what a
+client sees when a network drops mid-layer or a pulling process is killed.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade"}
+
+
+class FlakyProxy:
+    def __init__(
+        self, upstream: str, *, cut_after: int = 0, cuts: int = 0, cut_path: str = "/blobs/sha"
+    ) -> None:
+        self.upstream = upstream
+        self.cut_after = cut_after
+        self.cuts_left = cuts
+        self.cut_path = cut_path
+        self.requests: list[tuple[str, str, str | None]] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> FlakyProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _should_cut(self, method: str, path: str) -> bool:
+        with self._lock:
+            if method == "GET" and self.cut_path in path and self.cuts_left > 0:
+                self.cuts_left -= 1
+                return True
+            return False
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def _forward(self) -> None:
+                with proxy._lock:
+                    proxy.requests.append((self.command, self.path, self.headers.get("Range")))
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+                conn = http.client.HTTPConnection(proxy.upstream, timeout=30)
+                conn.request(self.command, self.path, body=body, headers=headers)
+                upstream = conn.getresponse()
+                data = upstream.read()
+                cut = proxy._should_cut(self.command, self.path)
+                self.send_response_only(upstream.status, upstream.reason)
+                for key, value in upstream.getheaders():
+                    if key.lower() not in _HOP_BY_HOP and key.lower() != "content-length":
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                conn.close()
+                if self.command == "HEAD":
+                    return
+                if cut:
+                    self.wfile.write(data[: proxy.cut_after])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                self.wfile.write(data)
+
+            do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
+
+        return Handler
