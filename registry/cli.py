@@ -1,0 +1,89 @@
+"""`pyreg serve`: run the registry with uvicorn.
+
+Settings come from defaults, then `--config FILE` (YAML), then PYREG_* environment variables,
+then the flags given here. Worker processes rebuild the app from the serialised settings
+(`registry.app:create_app_from_env`), so every worker serves the same configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import sys
+from typing import Any
+
+from registry.settings import LOG_LEVELS, SettingsError, load_settings
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the registry (OCI Distribution API v1.1)",
+        description="Run the registry server. Flags override the YAML config file, which "
+        "overrides the defaults (127.0.0.1:5000, storage file://./var/registry).",
+    )
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (default 5000)")
+    parser.add_argument(
+        "--storage",
+        metavar="URL",
+        help="storage URL: file:///abs/path or file://./relative, s3://bucket/prefix, "
+        "memory:// (default file://./var/registry)",
+    )
+    parser.add_argument(
+        "--config", metavar="FILE", help="YAML settings file (see docs/registry.md)"
+    )
+    parser.add_argument("--workers", type=int, metavar="N", help="worker processes (default 1)")
+    parser.add_argument("--log-level", choices=LOG_LEVELS, help="log level (default info)")
+    parser.set_defaults(func=serve)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from registry.app import SETTINGS_ENV
+
+    try:
+        settings = load_settings(
+            args.config,
+            host=args.host,
+            port=args.port,
+            storage_url=args.storage,
+            workers=args.workers,
+            log_level=args.log_level,
+        )
+    except SettingsError as exc:
+        print(f"pyreg serve: {exc}", file=sys.stderr)
+        return 2
+    if not settings.auth and not _is_loopback(settings.host):
+        print(
+            f"WARNING: listening on {settings.host} without access control: anyone who can "
+            "reach this address can push, overwrite and delete images. Configure `auth` "
+            "(docs/registry.md) or bind to 127.0.0.1.",
+            file=sys.stderr,
+        )
+    if settings.workers > 1 and settings.storage_url.startswith("memory:"):
+        print("pyreg serve: memory:// storage cannot be shared by several workers", file=sys.stderr)
+        return 2
+    os.environ[SETTINGS_ENV] = settings.to_json()
+    uvicorn.run(
+        "registry.app:create_app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level,
+        # Clients send large blobs; uvicorn's defaults are fine, but never trust proxies here.
+        proxy_headers=False,
+    )
+    return 0
