@@ -1,12 +1,34 @@
-"""Docker-style layer graph keyed by chainID: `<root>/layers/<alg>/<hex>/{meta.json, rootfs/}`."""
+"""Docker-style layer graph keyed by chainID: `<root>/layers/<alg>/<hex>/{meta.json, rootfs/}`.
+
+Each layer is unpacked once, into its own `rootfs/` directory, and shared by every image that
+uses it (two images with the same first layers share the same chainIDs). `meta.json` records
+the parent chainID, the diffID, the compressed blob's digest, size and media type, plus what
+the unpacked tree cannot show: directories that exist only as parents of entries
+(`implicit_dirs`) and hardlinks to files of lower layers (`hardlinks`), both needed to
+assemble a rootfs exactly. Whiteouts stay in `rootfs/` as empty `.wh.*` marker files.
+
+A layer is unpacked into `layers/.tmp-*` and renamed into place after its diffID checked, so a
+chainID directory is always complete; a per-chainID lock keeps two concurrent pulls from
+unpacking the same layer twice.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import builtins
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from ocispec.digest import Digest
+from ocispec import mediatypes as mt
+from ocispec.digest import Digest, DigestError
+from ocispec.models import chain_ids
+from puller.store._fs import file_lock, force_rmtree, fsync_dir
 from puller.store.content import ContentStore
+from puller.store.errors import LayerError
+from puller.store.unpack import unpack_layer
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,23 +40,130 @@ class LayerRecord:
     compressed_size: int
     media_type: str
     unpacked_dir: Path
+    implicit_dirs: tuple[str, ...] = field(default=(), compare=False)
+    hardlinks: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "chain_id": str(self.chain_id),
+            "parent": str(self.parent) if self.parent else None,
+            "diff_id": str(self.diff_id),
+            "compressed_digest": str(self.compressed_digest),
+            "compressed_size": self.compressed_size,
+            "media_type": self.media_type,
+            "implicit_dirs": list(self.implicit_dirs),
+            "hardlinks": dict(self.hardlinks),
+        }
+
+
+def chain_id_of(parent: Digest | None, diff_id: Digest) -> Digest:
+    if parent is None:
+        return diff_id
+    return chain_ids([parent, diff_id])[1]
 
 
 class LayerGraph:
     def __init__(self, root: Path, content: ContentStore) -> None:
-        self.root = root
+        self.root = Path(root) / "layers"
         self.content = content
 
+    def _dir(self, chain_id: Digest) -> Path:
+        return self.root / chain_id.algorithm / chain_id.hex
+
     def get(self, chain_id: Digest) -> LayerRecord | None:
-        raise NotImplementedError
+        d = self._dir(chain_id)
+        try:
+            raw = json.loads((d / "meta.json").read_bytes())
+            return LayerRecord(
+                chain_id=Digest.parse(raw["chain_id"]),
+                parent=Digest.parse(raw["parent"]) if raw.get("parent") else None,
+                diff_id=Digest.parse(raw["diff_id"]),
+                compressed_digest=Digest.parse(raw["compressed_digest"]),
+                compressed_size=int(raw["compressed_size"]),
+                media_type=str(raw["media_type"]),
+                unpacked_dir=d / "rootfs",
+                implicit_dirs=tuple(raw.get("implicit_dirs", ())),
+                hardlinks=dict(raw.get("hardlinks", {})),
+            )
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError, DigestError) as exc:
+            raise LayerError(f"layer {chain_id}: unreadable meta.json: {exc}") from None
 
     def register(
         self, parent: Digest | None, diff_id: Digest, blob: Digest, media_type: str
     ) -> LayerRecord:
-        raise NotImplementedError
+        """Unpack `blob` as the layer on top of `parent` (once); verify its diff_id.
 
-    def list(self) -> list[LayerRecord]:
-        raise NotImplementedError
+        The blob must be in the content store (its digest was verified when it was written
+        there). The parent need not be registered yet, so layers can be unpacked concurrently.
+        """
+        if mt.layer_compression(media_type) is None:
+            raise LayerError(f"not a layer media type: {media_type!r}")
+        chain_id = chain_id_of(parent, diff_id)
+        existing = self.get(chain_id)
+        if existing is not None:
+            return existing
+        blob_path = self.content.path(blob)
+        with file_lock(self.root / ".locks" / f"{chain_id.algorithm}-{chain_id.hex}.lock"):
+            existing = self.get(chain_id)  # another process may have done it meanwhile
+            if existing is not None:
+                return existing
+            self.root.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=".tmp-"))
+            try:
+                (tmp / "rootfs").mkdir()
+                os.chmod(tmp / "rootfs", 0o755)
+                result = unpack_layer(blob_path, media_type, tmp / "rootfs", diff_id)
+                record = LayerRecord(
+                    chain_id=chain_id,
+                    parent=parent,
+                    diff_id=diff_id,
+                    compressed_digest=blob,
+                    compressed_size=blob_path.stat().st_size,
+                    media_type=media_type,
+                    unpacked_dir=self._dir(chain_id) / "rootfs",
+                    implicit_dirs=tuple(result.implicit_dirs),
+                    hardlinks=result.hardlinks,
+                )
+                (tmp / "meta.json").write_text(json.dumps(record.to_json(), indent=2))
+                final = self._dir(chain_id)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.rename(tmp, final)
+                fsync_dir(final.parent)
+            except BaseException:
+                force_rmtree(tmp)
+                raise
+        return record
+
+    def list(self) -> builtins.list[LayerRecord]:
+        out: builtins.list[LayerRecord] = []
+        if not self.root.is_dir():
+            return out
+        for alg in sorted(self.root.iterdir()):
+            if alg.name.startswith(".") or not alg.is_dir():
+                continue
+            for d in sorted(alg.iterdir()):
+                try:
+                    record = self.get(Digest.parse(f"{alg.name}:{d.name}"))
+                except (DigestError, LayerError):
+                    continue
+                if record is not None:
+                    out.append(record)
+        return out
 
     def delete(self, chain_id: Digest) -> None:
-        raise NotImplementedError
+        d = self._dir(chain_id)
+        if not d.exists():
+            return
+        # Rename first so that a half-deleted directory is never mistaken for a layer.
+        doomed = Path(tempfile.mkdtemp(dir=self.root, prefix=".del-"))
+        os.rename(d, doomed / "layer")
+        force_rmtree(doomed)
+
+    def cleanup(self) -> None:
+        """Remove leftovers of interrupted unpacks and deletes."""
+        if self.root.is_dir():
+            for d in self.root.iterdir():
+                if d.name.startswith((".tmp-", ".del-")):
+                    force_rmtree(d)

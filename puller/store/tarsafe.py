@@ -1,0 +1,341 @@
+"""Safe application of layer entries to a directory: no write ever lands outside the root.
+
+Used twice: to unpack a layer tar into its own directory in the layer graph (whiteout files
+kept as empty marker files, hardlinks to lower layers recorded for later), and to assemble a
+rootfs from those directories (whiteouts and opaque directories applied).
+
+Why not `tarfile.extractall(filter="data")`: it cannot express whiteouts, it refuses absolute
+symlinks that are normal in images (`/etc/alternatives/...`), and it knows nothing of lower
+layers. The rules here:
+
+- entry names are cleaned (leading `./` and `/`-separated `.` dropped); an absolute name or any
+  `..` component is refused (`UnsafeEntry`);
+- parents are resolved component by component *inside the root*: a symlink on the way is
+  followed only when it stays inside (relative, not climbing above the root); an absolute or
+  escaping symlink used as a parent is refused;
+- the last component is never followed: an existing file, link or directory there is replaced;
+- symlinks themselves are created verbatim (they are only data until something follows them);
+- hardlink targets are cleaned and resolved like names and must be non-directories inside;
+- files are created with O_EXCL|O_NOFOLLOW; device nodes only as root (skipped otherwise);
+- ownership only as root; modes and mtimes always; directory metadata last, deepest first,
+  so that a read-only directory does not block its own children.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from puller.store._fs import force_rmtree
+from puller.store.errors import LayerError
+
+WHITEOUT_PREFIX = ".wh."
+OPAQUE_MARKER = ".wh..wh..opq"
+MAX_SYMLINK_HOPS = 40
+COPY_CHUNK = 1 << 20
+
+
+class UnsafeEntry(LayerError):
+    """A layer entry that would read or write outside the directory it is applied to."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"refusing unsafe layer entry {path!r}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+def clean_name(name: str) -> str:
+    """A tar name as a relative path (`""` for the root itself); refuse absolute and `..`."""
+    if name.startswith("/"):
+        raise UnsafeEntry(name, "absolute path")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise UnsafeEntry(name, "'..' in path")
+    if any("\x00" in p for p in parts):
+        raise UnsafeEntry(name, "NUL byte in path")
+    return "/".join(parts)
+
+
+def is_whiteout(basename: str) -> bool:
+    return basename.startswith(WHITEOUT_PREFIX)
+
+
+def resolve(root: Path, rel: str, *, follow_last: bool = False) -> list[str]:
+    """The real components (no symlinks) of `rel` under `root`, following inside links only.
+
+    Missing components are kept as they are (they will be created). Raises UnsafeEntry when a
+    symlink to be followed is absolute or climbs above the root, or on a symlink loop.
+    """
+    pending = list(reversed([p for p in rel.split("/") if p]))
+    done: list[str] = []
+    hops = 0
+    while pending:
+        comp = pending.pop()
+        if comp in ("", "."):
+            continue
+        if comp == "..":
+            if not done:
+                raise UnsafeEntry(rel, "a symlink on its path points outside the root")
+            done.pop()
+            continue
+        path = os.path.join(root, *done, comp)
+        if (pending or follow_last) and os.path.islink(path):
+            hops += 1
+            if hops > MAX_SYMLINK_HOPS:
+                raise UnsafeEntry(rel, "too many levels of symbolic links")
+            target = os.readlink(path)
+            if target.startswith("/"):
+                raise UnsafeEntry(
+                    rel, f"its parent {'/'.join([*done, comp])!r} is an absolute symlink"
+                )
+            pending.extend(reversed(target.split("/")))
+            continue
+        done.append(comp)
+    return done
+
+
+@dataclass
+class Entry:
+    """One filesystem object to apply. `linkname`: a symlink's raw target, or a hardlink's
+    cleaned relative target path."""
+
+    path: str
+    kind: str  # file, dir, symlink, hardlink, fifo, chardev, blockdev
+    mode: int = 0o644
+    uid: int = 0
+    gid: int = 0
+    mtime: float = 0.0
+    linkname: str = ""
+    devmajor: int = 0
+    devminor: int = 0
+
+
+@dataclass
+class _DirMeta:
+    path: str
+    mode: int
+    uid: int
+    gid: int
+    mtime: float
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        force_rmtree(Path(path))
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def _copy_fd(src: int, dst: int) -> None:
+    # copy_file_range keeps the copy in the kernel (and reflinks on btrfs/xfs); fall back
+    # to a plain loop where the filesystem pair does not support it.
+    try:
+        while os.copy_file_range(src, dst, COPY_CHUNK * 64):
+            pass
+        return
+    except OSError:
+        os.lseek(src, 0, os.SEEK_SET)
+        os.lseek(dst, 0, os.SEEK_SET)
+        os.ftruncate(dst, 0)
+    while chunk := os.read(src, COPY_CHUNK):
+        os.write(dst, chunk)
+
+
+@dataclass
+class Applier:
+    """Applies entries under `root`. `as_root`: chown and make device nodes (default: euid 0)."""
+
+    root: Path
+    as_root: bool = field(default_factory=lambda: os.geteuid() == 0)
+    skipped: list[str] = field(default_factory=list)
+    implicit_dirs: set[str] = field(default_factory=set)
+    _dirs: dict[str, _DirMeta] = field(default_factory=dict)
+
+    def _target(self, rel: str) -> tuple[str, str]:
+        """(resolved relative path, absolute path) for writing `rel`, parents created."""
+        parts = resolve(self.root, rel)
+        if not parts:
+            raise UnsafeEntry(rel, "cannot replace the root directory")
+        self._make_parents(parts[:-1], rel)
+        resolved = "/".join(parts)
+        return resolved, os.path.join(self.root, resolved)
+
+    def _make_parents(self, parts: list[str], rel: str) -> None:
+        current = str(self.root)
+        for i, comp in enumerate(parts):
+            current = os.path.join(current, comp)
+            try:
+                st = os.lstat(current)
+            except FileNotFoundError:
+                os.mkdir(current, 0o755)
+                os.chmod(current, 0o755)
+                self.implicit_dirs.add("/".join(parts[: i + 1]))
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                raise LayerError(
+                    f"layer entry {rel!r}: {'/'.join(parts[: i + 1])!r} is not a directory"
+                )
+
+    def _owner(self, fd_or_path: int | str, entry: Entry) -> None:
+        if self.as_root:
+            if isinstance(fd_or_path, int):
+                os.fchown(fd_or_path, entry.uid, entry.gid)
+            else:
+                os.lchown(fd_or_path, entry.uid, entry.gid)
+
+    def apply(self, entry: Entry, content: IO[bytes] | Path | None = None) -> None:
+        if entry.kind == "dir":
+            self.directory(entry)
+            return
+        resolved, dst = self._target(entry.path)
+        if entry.kind == "hardlink":
+            self._hardlink(entry, dst)
+            return
+        if entry.kind not in ("file", "symlink", "fifo", "chardev", "blockdev"):
+            self.skipped.append(entry.path)
+            return
+        if entry.kind in ("chardev", "blockdev") and not self.as_root:
+            # Creating device nodes needs CAP_MKNOD; rootless unpackers skip them too.
+            self.skipped.append(entry.path)
+            return
+        if os.path.lexists(dst):
+            _remove(dst)
+        self._dirs.pop(resolved, None)
+        self.implicit_dirs.discard(resolved)
+        if entry.kind == "file":
+            self._file(entry, dst, content)
+        elif entry.kind == "symlink":
+            os.symlink(entry.linkname, dst)
+            self._owner(dst, entry)
+            os.utime(dst, (entry.mtime, entry.mtime), follow_symlinks=False)
+        else:
+            if entry.kind == "fifo":
+                os.mkfifo(dst, 0o600)
+            else:
+                kind = stat.S_IFCHR if entry.kind == "chardev" else stat.S_IFBLK
+                os.mknod(dst, kind | 0o600, os.makedev(entry.devmajor, entry.devminor))
+            self._owner(dst, entry)
+            os.chmod(dst, stat.S_IMODE(entry.mode))
+            os.utime(dst, (entry.mtime, entry.mtime))
+
+    def _file(self, entry: Entry, dst: str, content: IO[bytes] | Path | None) -> None:
+        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            if isinstance(content, Path):
+                src = os.open(content, os.O_RDONLY | os.O_NOFOLLOW)
+                try:
+                    _copy_fd(src, fd)
+                finally:
+                    os.close(src)
+            elif content is not None:
+                while chunk := content.read(COPY_CHUNK):
+                    os.write(fd, chunk)
+            self._owner(fd, entry)
+            # after chown: chown clears setuid/setgid bits
+            os.fchmod(fd, stat.S_IMODE(entry.mode))
+            os.utime(fd, (entry.mtime, entry.mtime))
+        finally:
+            os.close(fd)
+
+    def link_target(self, linkname: str) -> str | None:
+        """The absolute path a hardlink to `linkname` would point at, or None if absent."""
+        parts = resolve(self.root, clean_name(linkname))
+        if not parts:
+            raise UnsafeEntry(linkname, "hardlink to the root directory")
+        src = os.path.join(self.root, *parts)
+        if not os.path.lexists(src):
+            return None
+        if os.path.isdir(src) and not os.path.islink(src):
+            raise UnsafeEntry(linkname, "hardlink to a directory")
+        return src
+
+    def _hardlink(self, entry: Entry, dst: str) -> None:
+        src = self.link_target(entry.linkname)
+        if src is None:
+            raise LayerError(f"hardlink {entry.path!r} -> {entry.linkname!r}: target is missing")
+        if os.path.lexists(dst):
+            if os.path.samefile(src, dst) if not os.path.islink(dst) else False:
+                return
+            _remove(dst)
+        os.link(src, dst, follow_symlinks=False)
+
+    def directory(self, entry: Entry, *, metadata: bool = True) -> None:
+        """Create (or keep) a directory; its metadata is applied by `finish()`."""
+        resolved, dst = self._target(entry.path)
+        if os.path.lexists(dst) and not (os.path.isdir(dst) and not os.path.islink(dst)):
+            _remove(dst)
+        if not os.path.lexists(dst):
+            os.mkdir(dst, 0o700)
+            if not metadata:
+                os.chmod(dst, 0o755)
+        if metadata:
+            self.implicit_dirs.discard(resolved)
+            self._dirs[resolved] = _DirMeta(resolved, entry.mode, entry.uid, entry.gid, entry.mtime)
+
+    def ensure_dir(self, rel: str) -> None:
+        """A directory that must exist, without metadata of its own: follow inside symlinks."""
+        parts = resolve(self.root, rel, follow_last=True)
+        self._make_parents(parts, rel)
+
+    def remove(self, rel: str) -> None:
+        """Whiteout: delete `rel` (whatever it is) if present."""
+        parts = resolve(self.root, rel)
+        if not parts:
+            return
+        path = os.path.join(self.root, *parts)
+        if os.path.lexists(path):
+            _remove(path)
+        resolved = "/".join(parts)
+        for key in [k for k in self._dirs if k == resolved or k.startswith(resolved + "/")]:
+            del self._dirs[key]
+
+    def clear(self, rel: str) -> None:
+        """Opaque directory: delete everything currently inside `rel`."""
+        parts = resolve(self.root, rel, follow_last=True)
+        path = os.path.join(self.root, *parts)
+        if not (os.path.isdir(path) and not os.path.islink(path)):
+            return
+        for child in os.listdir(path):
+            self.remove("/".join([*parts, child]))
+
+    def finish(self) -> None:
+        """Apply directory ownership, modes and mtimes, deepest first."""
+        for meta in sorted(self._dirs.values(), key=lambda m: m.path.count("/"), reverse=True):
+            path = os.path.join(self.root, meta.path)
+            if not os.path.isdir(path) or os.path.islink(path):
+                continue
+            if self.as_root:
+                os.lchown(path, meta.uid, meta.gid)
+            os.chmod(path, stat.S_IMODE(meta.mode))
+            os.utime(path, (meta.mtime, meta.mtime))
+        self._dirs.clear()
+
+
+def iter_tree(root: Path, rel: str = "") -> Iterator[tuple[str, os.DirEntry[str]]]:
+    """(relative path, entry) of everything under root, parents before children, sorted."""
+    with os.scandir(os.path.join(root, rel) if rel else root) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for e in entries:
+        path = f"{rel}/{e.name}" if rel else e.name
+        yield path, e
+        if e.is_dir(follow_symlinks=False):
+            yield from iter_tree(root, path)
+
+
+__all__ = [
+    "OPAQUE_MARKER",
+    "WHITEOUT_PREFIX",
+    "Applier",
+    "Entry",
+    "UnsafeEntry",
+    "clean_name",
+    "is_whiteout",
+    "iter_tree",
+    "resolve",
+]
