@@ -324,3 +324,48 @@ def _decompress(layer: Layer) -> bytes:
     if layer.media_type == mt.OCI_LAYER_ZSTD:
         return zstandard.ZstdDecompressor().decompressobj().decompress(layer.blob)
     return layer.blob
+
+
+def register_image(store: Any, image: Image, name: str | None = None) -> list[Digest]:
+    """Put `image` into a puller GraphStore (blobs, layers, optional name); its chainIDs."""
+    from ocispec.models import chain_ids
+
+    store.content.write_bytes(image.config, image.config_digest)
+    store.content.write_bytes(image.manifest, image.digest)
+    parent = None
+    for layer in image.layers:
+        store.content.write_bytes(layer.blob, layer.digest)
+        parent = store.layers.register(
+            parent, layer.diff_id, layer.digest, layer.media_type
+        ).chain_id
+    if name is not None:
+        store.images.set(name, image.digest)
+    return chain_ids(image.diff_ids)
+
+
+def snapshot(root: Path, *, contents: bool = True) -> dict[str, tuple[Any, ...]]:
+    """Path -> (type, permission bits, size, sha256 of contents, link target, is-hardlinked)
+    of every object under `root`: what two unpackers must agree on."""
+    import hashlib
+    import os
+    import stat
+
+    out: dict[str, tuple[Any, ...]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = os.path.join(dirpath, name)
+            st = os.lstat(p)
+            regular = stat.S_ISREG(st.st_mode)
+            digest = None
+            if regular and contents:
+                with open(p, "rb") as f:
+                    digest = hashlib.sha256(f.read()).hexdigest()
+            out[os.path.relpath(p, root)] = (
+                stat.S_IFMT(st.st_mode),
+                oct(stat.S_IMODE(st.st_mode)),
+                st.st_size if regular else None,
+                digest,
+                os.readlink(p) if stat.S_ISLNK(st.st_mode) else None,
+                st.st_nlink > 1 if regular else None,
+            )
+    return out
