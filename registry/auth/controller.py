@@ -53,7 +53,7 @@ class TokenAccess:
         self.token_path = token_path
         self.realm = realm
         endpoint = TokenEndpoint(authenticator, rules, tokens)
-        self.routes = [Route(token_path, endpoint, methods=["GET", "POST"], name="token")]
+        self.routes = [Route(token_path, endpoint.handle, methods=["GET", "POST"], name="token")]
 
     def realm_for(self, request: Request) -> str:
         if self.realm:

@@ -16,6 +16,7 @@ from registry.auth.base import Access
 
 _TYPE_RE = re.compile(r"^([a-z0-9]+)(?:\([a-z0-9]+\))?$")
 _ACTION_RE = re.compile(r"^(?:[a-z]*|\*)$")
+_HOST_RE = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9.-]*[a-zA-Z0-9])?(?::[0-9]+)?$")
 
 
 class ScopeError(ValueError):
@@ -32,6 +33,14 @@ class ResourceScope:
         return f"{self.type}:{self.name}:{','.join(self.actions)}"
 
 
+def _valid_name(name: str) -> bool:
+    """A repository name, optionally behind a `host[:port]/` (the scope grammar allows it)."""
+    if valid_repository_name(name):
+        return True
+    host, sep, path = name.partition("/")
+    return bool(sep) and bool(_HOST_RE.match(host)) and valid_repository_name(path)
+
+
 def parse_one(text: str) -> ResourceScope:
     type_part, sep1, rest = text.partition(":")
     name, sep2, actions_part = rest.rpartition(":")
@@ -42,7 +51,7 @@ def parse_one(text: str) -> ResourceScope:
     if not all(_ACTION_RE.match(a) for a in actions):
         raise ScopeError(f"invalid actions in scope: {text!r}")
     type_ = match.group(1)
-    if type_ == "repository" and not valid_repository_name(name):
+    if type_ == "repository" and not _valid_name(name):
         raise ScopeError(f"invalid repository name in scope: {text!r}")
     return ResourceScope(type_, name, actions)
 

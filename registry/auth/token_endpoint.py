@@ -91,7 +91,7 @@ class TokenEndpoint:
         self.rules = rules
         self.tokens = tokens
 
-    async def __call__(self, request: Request) -> Response:
+    async def handle(self, request: Request) -> Response:
         try:
             if request.method == "POST":
                 return await self._post(request)

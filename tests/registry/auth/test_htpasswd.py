@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import bcrypt
+import pytest
+
+from registry.auth.htpasswd import (
+    Htpasswd,
+    HtpasswdError,
+    check_password,
+    hash_password,
+    parse,
+    remove_user,
+    set_user,
+)
+
+
+def test_hash_has_the_htpasswd_b_prefix_and_verifies() -> None:
+    hashed = hash_password("s3cret", cost=4)
+    assert hashed.startswith("$2y$04$")
+    assert check_password("s3cret", hashed)
+    assert not check_password("s3creT", hashed)
+
+
+def test_unknown_user_never_verifies() -> None:
+    assert not check_password("anything", None)
+
+
+def test_accepts_2b_and_2a_hashes_from_other_tools() -> None:
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode()
+    assert hashed.startswith("$2b$")
+    assert check_password("pw", hashed)
+    assert check_password("pw", "$2a$" + hashed[4:])
+
+
+def test_corrupt_hash_does_not_verify() -> None:
+    assert not check_password("pw", "$2y$04$broken")
+
+
+def test_refuses_empty_and_overlong_passwords() -> None:
+    with pytest.raises(HtpasswdError):
+        hash_password("", cost=4)
+    with pytest.raises(HtpasswdError):
+        hash_password("x" * 73, cost=4)
+
+
+def test_parse_skips_comments_and_non_bcrypt_entries() -> None:
+    text = "# users\n\nalice:$2y$04$abc\nold:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n"
+    assert parse(text) == {"alice": "$2y$04$abc"}
+    with pytest.raises(HtpasswdError):
+        parse("no-colon-here\n")
+
+
+def test_set_user_adds_updates_and_keeps_other_lines(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "htpasswd"
+    assert set_user(path, "alice", "one", cost=4) is False
+    path.write_text("# keep me\n" + path.read_text())
+    assert set_user(path, "bob", "two", cost=4) is False
+    assert set_user(path, "alice", "three", cost=4) is True
+    text = path.read_text()
+    assert text.startswith("# keep me\n")
+    users = parse(text)
+    assert list(users) == ["alice", "bob"]
+    assert check_password("three", users["alice"])
+    assert not check_password("one", users["alice"])
+    assert (path.stat().st_mode & 0o777) == 0o600
+    assert [p.name for p in path.parent.iterdir()] == ["htpasswd"]  # no temp file left
+
+
+@pytest.mark.parametrize("name", ["", "anonymous", "a:b", "a b", "-x", "x" * 200])
+def test_invalid_user_names_are_refused(tmp_path: Path, name: str) -> None:
+    with pytest.raises(HtpasswdError):
+        set_user(tmp_path / "h", name, "pw", cost=4)
+
+
+def test_remove_user(tmp_path: Path) -> None:
+    path = tmp_path / "h"
+    set_user(path, "alice", "pw", cost=4)
+    set_user(path, "bob", "pw", cost=4)
+    assert remove_user(path, "alice") is True
+    assert remove_user(path, "alice") is False
+    assert list(parse(path.read_text())) == ["bob"]
+
+
+async def test_htpasswd_reloads_when_the_file_changes(tmp_path: Path) -> None:
+    path = tmp_path / "h"
+    users = Htpasswd(path)
+    assert not await users.verify("alice", "pw")  # no file yet: nobody
+    set_user(path, "alice", "pw", cost=4)
+    assert await users.verify("alice", "pw")
+    set_user(path, "alice", "new", cost=4)
+    os.utime(path, ns=(1, 1))  # even a same-second rewrite is noticed (size/mtime stamp)
+    assert await users.verify("alice", "new")
+    assert not await users.verify("alice", "pw")
+    assert not await users.verify("bob", "pw")
+
+
+@pytest.mark.skipif(shutil.which("htpasswd") is None, reason="htpasswd (apache2-utils) missing")
+def test_reads_files_written_by_apache_htpasswd(tmp_path: Path) -> None:
+    path = tmp_path / "h"
+    subprocess.run(["htpasswd", "-B", "-b", "-c", str(path), "carol", "pw"], check=True)
+    assert Htpasswd(path).verify_sync("carol", "pw")

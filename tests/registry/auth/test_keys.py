@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from registry.auth.keys import (
+    STORAGE_KEY_PATH,
+    SigningKeyError,
+    from_pem,
+    key_id,
+    load_or_create_file,
+    load_or_create_stored,
+)
+from storage_backends.memory import MemoryBackend
+
+
+def _pem(private: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
+    return private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def test_generated_key_is_kept_with_mode_0600(tmp_path: Path) -> None:
+    path = tmp_path / "keys" / "token.pem"
+    first = load_or_create_file(path)
+    assert first.algorithm == "ES256"
+    assert (path.stat().st_mode & 0o777) == 0o600
+    second = load_or_create_file(path)
+    assert second.kid == first.kid  # the same key on the next start
+
+
+async def test_generated_key_is_kept_in_storage() -> None:
+    backend = MemoryBackend()
+    first = await load_or_create_stored(backend)
+    assert await backend.exists(STORAGE_KEY_PATH)
+    second = await load_or_create_stored(backend)
+    assert second.kid == first.kid
+
+
+def test_rsa_keys_sign_with_rs256() -> None:
+    key = from_pem(_pem(rsa.generate_private_key(public_exponent=65537, key_size=2048)))
+    assert key.algorithm == "RS256"
+
+
+@pytest.mark.parametrize(
+    "pem",
+    [
+        b"not a key",
+        _pem(ec.generate_private_key(ec.SECP384R1())),
+        _pem(rsa.generate_private_key(public_exponent=65537, key_size=1024)),
+    ],
+)
+def test_unusable_keys_are_refused(pem: bytes) -> None:
+    with pytest.raises(SigningKeyError):
+        from_pem(pem)
+
+
+def test_kid_is_libtrust_shaped() -> None:
+    kid = key_id(ec.generate_private_key(ec.SECP256R1()).public_key())
+    groups = kid.split(":")
+    assert len(groups) == 12 and all(len(g) == 4 and g.isalnum() for g in groups)
