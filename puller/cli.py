@@ -1,0 +1,542 @@
+"""The client's commands: parsing, output and exit codes only.
+
+`register(subparsers)` adds login, logout, pull, push, images, tag, rmi, inspect, unpack,
+load, save, tags, catalog, delete, copy and prune to `pyreg`. Expected failures print one
+line `pyreg: error: ...` on stderr and exit 1; bad usage exits 2 (argparse).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import importlib
+import json
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from ocispec.digest import Digest, DigestError, DigestMismatch
+from ocispec.models import ImageConfig, Index, ManifestError, Platform, chain_ids, parse_manifest
+from ocispec.reference import Reference, ReferenceError
+from puller import credentials
+from puller.api import RegistryClient, RegistryError, Unauthorized, Unsupported
+from puller.auth import AuthError
+from puller.copy import Copier, CopyError
+from puller.credentials import Credentials, CredentialsError
+from puller.progress import NullReporter, Reporter, RichReporter
+from puller.pull import Puller, PullError, image_name
+from puller.push import Pusher, PushError
+from puller.store import GraphStore, StoreError, assemble_rootfs
+
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
+    RegistryError,
+    AuthError,
+    CredentialsError,
+    PullError,
+    PushError,
+    CopyError,
+    StoreError,
+    ReferenceError,
+    DigestError,
+    DigestMismatch,
+    ManifestError,
+    httpx.HTTPError,
+    OSError,
+    ValueError,
+)
+
+T = TypeVar("T")
+Handler = Callable[[argparse.Namespace], int]
+
+
+class CommandError(Exception):
+    """An expected failure with a message for the user."""
+
+
+def _fail(message: str) -> int:
+    print(f"pyreg: error: {message}", file=sys.stderr)
+    return 1
+
+
+def _guard(handler: Handler) -> Handler:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except CommandError as exc:
+            return _fail(str(exc))
+        except EXPECTED_ERRORS as exc:
+            return _fail(str(exc) or type(exc).__name__)
+
+    return run
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def _store() -> GraphStore:
+    return GraphStore.default()
+
+
+def _ref(value: str) -> Reference:
+    return Reference.parse(value)
+
+
+def _client(ref_or_registry: Reference | str, args: argparse.Namespace) -> RegistryClient:
+    registry = (
+        ref_or_registry.registry if isinstance(ref_or_registry, Reference) else ref_or_registry
+    )
+    return RegistryClient(
+        registry,
+        credentials=credentials.load(registry),
+        insecure=bool(getattr(args, "insecure", False)),
+    )
+
+
+def _reporter(args: argparse.Namespace) -> Reporter:
+    if getattr(args, "quiet", False) or not sys.stderr.isatty():
+        return NullReporter()
+    return RichReporter()
+
+
+async def _with_client(
+    ref: Reference | str, args: argparse.Namespace, body: Callable[[RegistryClient], Awaitable[T]]
+) -> T:
+    async with _client(ref, args) as client:
+        return await body(client)
+
+
+# -- login / logout ---------------------------------------------------------------------------
+
+
+def cmd_login(args: argparse.Namespace) -> int:
+    registry = args.registry
+    username = args.username or input("Username: ")
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = args.password or getpass.getpass("Password: ")
+    if not username or not password:
+        raise CommandError("a user name and a password are needed")
+    creds = Credentials(username, password)
+
+    async def check() -> None:
+        async with RegistryClient(registry, credentials=creds, insecure=args.insecure) as client:
+            await client.ping()
+
+    try:
+        _run(check())
+    except Unauthorized:
+        raise CommandError(f"login to {registry} failed: wrong user name or password") from None
+    path = credentials.store(registry, username, password)
+    print(f"Login Succeeded (credentials in {path})")
+    return 0
+
+
+def cmd_logout(args: argparse.Namespace) -> int:
+    if not credentials.remove(args.registry):
+        raise CommandError(f"not logged in to {args.registry}")
+    print(f"Removed login credentials for {args.registry}")
+    return 0
+
+
+# -- pull / push / copy -----------------------------------------------------------------------
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    ref = _ref(args.reference)
+    platform = Platform.parse(args.platform) if args.platform else None
+    store = _store()
+
+    async def body(client: RegistryClient) -> Any:
+        with _reporter(args) as reporter:
+            puller = Puller(client, store, reporter=reporter, concurrency=args.concurrency)
+            return await puller.pull(ref, platform)
+
+    result = _run(_with_client(ref, args, body))
+    if args.quiet:
+        print(result.resolved_digest)
+    else:
+        print(f"Digest: {result.resolved_digest}")
+        print(
+            f"Pulled {result.name} ({len(result.downloaded)} downloaded, "
+            f"{len(result.existing)} already present)"
+        )
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    ref = _ref(args.reference)
+    store = _store()
+
+    async def body(client: RegistryClient) -> Any:
+        with _reporter(args) as reporter:
+            pusher = Pusher(client, store, reporter=reporter, concurrency=args.concurrency)
+            return await pusher.push(ref)
+
+    result = _run(_with_client(ref, args, body))
+    if args.quiet:
+        print(result.digest)
+    else:
+        print(f"{ref}: digest: {result.digest}")
+        print(result.summary())
+    return 0
+
+
+def cmd_copy(args: argparse.Namespace) -> int:
+    src, dst = _ref(args.source), _ref(args.destination)
+
+    async def body() -> Any:
+        async with _client(src, args) as source, _client(dst, args) as target:
+            with _reporter(args) as reporter:
+                return await Copier(source, target, reporter=reporter).copy(src, dst)
+
+    result = _run(body())
+    if args.quiet:
+        print(result.digest)
+    else:
+        print(f"Copied {src} -> {dst}: digest {result.digest}")
+        print(
+            f"copied {len(result.copied)} blobs, mounted {len(result.mounted)}, "
+            f"skipped {len(result.skipped)}"
+        )
+    return 0
+
+
+# -- local images -----------------------------------------------------------------------------
+
+
+def _local_digest(store: GraphStore, value: str) -> tuple[str, Digest]:
+    """A local image by reference (`name:tag`, `name@digest`) or by manifest digest."""
+    if Digest.is_valid(value):
+        wanted = Digest.parse(value)
+        for name, digest in store.images.list().items():
+            if digest == wanted:
+                return name, digest
+        raise CommandError(f"no local image with digest {value}")
+    name = image_name(_ref(value))
+    found = store.images.get(name)
+    if found is None:
+        raise CommandError(f"no local image named {name}")
+    return name, found
+
+
+def _load_image(store: GraphStore, digest: Digest) -> tuple[dict[str, Any], ImageConfig]:
+    parsed = parse_manifest(store.content.read_bytes(digest))
+    if isinstance(parsed, Index):
+        raise CommandError(f"{digest} is an index, not an image")
+    return parsed.raw, ImageConfig.parse(store.content.read_bytes(parsed.config.digest))
+
+
+def cmd_images(args: argparse.Namespace) -> int:
+    store = _store()
+    rows = []
+    for name, digest in sorted(store.images.list().items()):
+        repo, sep, tag = name.rpartition("@") if "@" in name else name.rpartition(":")
+        size = 0
+        image_id = "-"
+        try:
+            parsed = parse_manifest(store.content.read_bytes(digest))
+            if not isinstance(parsed, Index):
+                image_id = parsed.config.digest.short
+                size = sum(layer.size for layer in parsed.layers)
+        except (StoreError, ManifestError):
+            image_id = "(missing)"
+        rows.append((repo, tag if sep == ":" else "<none>", digest.short, image_id, size))
+    if args.quiet:
+        for row in rows:
+            print(f"{row[0]}:{row[1]}" if row[1] != "<none>" else row[0])
+        return 0
+    header = ("REPOSITORY", "TAG", "DIGEST", "IMAGE ID", "SIZE")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(4)]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=False)) + "  SIZE")
+    for r in rows:
+        cells = [str(c).ljust(w) for c, w in zip(r, widths, strict=False)]
+        print("  ".join(cells) + f"  {_human(r[4])}")
+    return 0
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} B"
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    store = _store()
+    _, digest = _local_digest(store, args.source)
+    target = _ref(args.target)
+    if target.digest is not None:
+        raise CommandError("a tag target cannot carry a digest")
+    store.images.set(image_name(target), digest)
+    return 0
+
+
+def cmd_rmi(args: argparse.Namespace) -> int:
+    store = _store()
+    status = 0
+    for value in args.images:
+        try:
+            name = image_name(_ref(value))
+        except ReferenceError as exc:
+            status = _fail(str(exc))
+            continue
+        if store.images.remove(name):
+            print(f"Untagged: {name}")
+        else:
+            status = _fail(f"no local image named {name}")
+    return status
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    if args.remote:
+        ref = _ref(args.reference)
+
+        async def body(client: RegistryClient) -> dict[str, Any]:
+            fetched = await client.get_manifest(ref.repository, ref.identifier)
+            out: dict[str, Any] = {
+                "name": str(ref),
+                "digest": str(fetched.digest),
+                "mediaType": fetched.media_type,
+                "manifest": json.loads(fetched.data),
+            }
+            parsed = parse_manifest(fetched.data, fetched.media_type or None)
+            if not isinstance(parsed, Index):
+                async with client.get_blob(ref.repository, parsed.config.digest) as response:
+                    out["config"] = json.loads(await response.aread())
+            return out
+
+        info = _run(_with_client(ref, args, body))
+    else:
+        store = _store()
+        name, digest = _local_digest(store, args.reference)
+        data = store.content.read_bytes(digest)
+        parsed = parse_manifest(data)
+        info = {
+            "name": name,
+            "digest": str(digest),
+            "mediaType": parsed.media_type,
+            "manifest": json.loads(data),
+        }
+        if not isinstance(parsed, Index):
+            info["config"] = json.loads(store.content.read_bytes(parsed.config.digest))
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def cmd_unpack(args: argparse.Namespace) -> int:
+    store = _store()
+    _, digest = _local_digest(store, args.reference)
+    _, config = _load_image(store, digest)
+    target = Path(args.directory)
+    if target.exists() and any(target.iterdir()):
+        raise CommandError(f"{target} exists and is not empty")
+    chains = chain_ids(config.diff_ids)
+    missing = [c for c in chains if store.layers.get(c) is None]
+    if missing:
+        raise CommandError(f"layer {missing[0]} is not in the store: pull the image again")
+    target.mkdir(parents=True, exist_ok=True)
+    assemble_rootfs(store, chains, target)
+    if not args.quiet:
+        print(f"Unpacked {len(chains)} layers into {target}")
+    return 0
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    try:
+        layout = importlib.import_module("puller.layout")  # the store side's module
+    except ImportError:
+        raise CommandError("load is not available in this build") from None
+    names = layout.load(_store(), Path(args.input))
+    for name in names:
+        print(f"Loaded image: {name}")
+    return 0
+
+
+def cmd_save(args: argparse.Namespace) -> int:
+    try:
+        layout = importlib.import_module("puller.layout")  # the store side's module
+    except ImportError:
+        raise CommandError("save is not available in this build") from None
+    store = _store()
+    names = [_local_digest(store, value)[0] for value in args.images]
+    layout.save(store, names, Path(args.output))
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    store = _store()
+    keep_blobs: set[Digest] = set()
+    keep_layers: set[Digest] = set()
+    pending = list(set(store.images.list().values()))
+    while pending:
+        digest = pending.pop()
+        if digest in keep_blobs:
+            continue
+        keep_blobs.add(digest)
+        try:
+            parsed = parse_manifest(store.content.read_bytes(digest))
+        except (StoreError, ManifestError):
+            continue
+        if isinstance(parsed, Index):
+            pending.extend(d.digest for d in parsed.manifests)
+            continue
+        keep_blobs.update(d.digest for d in parsed.references())
+        try:
+            config = ImageConfig.parse(store.content.read_bytes(parsed.config.digest))
+            keep_layers.update(chain_ids(config.diff_ids))
+        except (StoreError, ManifestError):
+            pass
+    # an index whose tag points at one platform: keep the index too (it was pulled with it)
+    removed_layers = [r for r in store.layers.list() if r.chain_id not in keep_layers]
+    for record in removed_layers:
+        store.layers.delete(record.chain_id)
+    removed_blobs = [d for d in store.content.list() if d not in keep_blobs]
+    freed = 0
+    for digest in removed_blobs:
+        freed += store.content.path(digest).stat().st_size
+        store.content.delete(digest)
+    print(
+        f"Removed {len(removed_blobs)} blobs ({_human(freed)}) and "
+        f"{len(removed_layers)} unpacked layers"
+    )
+    return 0
+
+
+# -- remote listings and delete ---------------------------------------------------------------
+
+
+def cmd_tags(args: argparse.Namespace) -> int:
+    ref = _ref(args.repository)
+    for tag in _run(_with_client(ref, args, lambda c: c.tags(ref.repository))):
+        print(tag)
+    return 0
+
+
+def cmd_catalog(args: argparse.Namespace) -> int:
+    for repo in _run(_with_client(args.registry, args, lambda c: c.catalog())):
+        print(repo)
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    ref = _ref(args.reference)
+
+    async def body(client: RegistryClient) -> str:
+        try:
+            await client.delete_manifest(ref.repository, ref.identifier)
+            return ref.identifier
+        except Unsupported:
+            if ref.digest is not None:
+                raise
+        # registries older than spec v1.1 delete only by digest: resolve the tag
+        info = await client.head_manifest(ref.repository, ref.identifier)
+        if info is None or info.digest is None:
+            raise CommandError(f"{ref}: not found")
+        await client.delete_manifest(ref.repository, str(info.digest))
+        return str(info.digest)
+
+    deleted = _run(_with_client(ref, args, body))
+    print(f"Deleted: {ref.name}@{deleted}" if Digest.is_valid(deleted) else f"Deleted: {ref}")
+    return 0
+
+
+# -- registration -----------------------------------------------------------------------------
+
+
+def _net(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="plain HTTP / no TLS verification (automatic for loopback registries)",
+    )
+
+
+def _quiet(p: argparse.ArgumentParser, what: str = "print only the digest") -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help=what)
+
+
+def register(subparsers: Any) -> None:
+    def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = subparsers.add_parser(
+            name, help=help_text, description=help_text
+        )
+        p.set_defaults(func=_guard(handler))
+        return p
+
+    p = add("login", cmd_login, "Log in to a registry; stores credentials in docker's config.json")
+    p.add_argument("registry", help="registry host[:port]")
+    p.add_argument("-u", "--username")
+    p.add_argument("-p", "--password", help="(insecure: prefer --password-stdin)")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    _net(p)
+
+    p = add("logout", cmd_logout, "Remove a registry's credentials from docker's config.json")
+    p.add_argument("registry")
+
+    p = add("pull", cmd_pull, "Pull an image into the local store")
+    p.add_argument("reference", help="[host[:port]/]name[:tag][@digest]")
+    p.add_argument("--platform", help="os/arch[/variant] to take from an index (default: host)")
+    p.add_argument("--concurrency", type=int, default=4, help="parallel downloads (default 4)")
+    _quiet(p)
+    _net(p)
+
+    p = add("push", cmd_push, "Push a local image to its registry")
+    p.add_argument("reference")
+    p.add_argument("--concurrency", type=int, default=4, help="parallel uploads (default 4)")
+    _quiet(p)
+    _net(p)
+
+    p = add("copy", cmd_copy, "Copy an image from one registry/repository to another")
+    p.add_argument("source")
+    p.add_argument("destination")
+    _quiet(p)
+    _net(p)
+
+    p = add("images", cmd_images, "List local images")
+    _quiet(p, "print only the names")
+
+    p = add("tag", cmd_tag, "Give a local image another name")
+    p.add_argument("source", help="local name or manifest digest")
+    p.add_argument("target")
+
+    p = add("rmi", cmd_rmi, "Remove local image names (content goes with `prune`)")
+    p.add_argument("images", nargs="+")
+
+    p = add("inspect", cmd_inspect, "Show an image's manifest and config as JSON")
+    p.add_argument("reference")
+    p.add_argument("--remote", action="store_true", help="ask the registry, not the local store")
+    _net(p)
+
+    p = add("unpack", cmd_unpack, "Assemble a local image's root filesystem into DIR")
+    p.add_argument("reference")
+    p.add_argument("directory")
+    _quiet(p, "print nothing")
+
+    p = add("load", cmd_load, "Load images from an OCI layout (dir or tar) or a docker save tar")
+    p.add_argument("input")
+
+    p = add("save", cmd_save, "Save local images to an OCI image layout")
+    p.add_argument("images", nargs="+")
+    p.add_argument("-o", "--output", required=True, help="target directory or .tar")
+
+    p = add("tags", cmd_tags, "List a repository's tags on its registry")
+    p.add_argument("repository", help="host[:port]/name")
+    _net(p)
+
+    p = add("catalog", cmd_catalog, "List a registry's repositories")
+    p.add_argument("registry")
+    _net(p)
+
+    p = add("delete", cmd_delete, "Delete a manifest (by tag or digest) on its registry")
+    p.add_argument("reference")
+    _net(p)
+
+    add("prune", cmd_prune, "Delete local blobs and layers no image name refers to")
