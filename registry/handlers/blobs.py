@@ -36,11 +36,11 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
         start = max(0, size - suffix)
         return start, size - start
     start = int(first)
-    end = int(last) if last else size - 1
-    if end < start:
+    if last and int(last) < start:
         return None  # syntactically invalid per RFC 9110: ignore the header
     if start >= size:
         raise unsatisfiable
+    end = int(last) if last else size - 1
     end = min(end, size - 1)
     return start, end - start + 1
 
