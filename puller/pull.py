@@ -193,7 +193,7 @@ class Puller:
             attempt = 0
             while True:
                 try:
-                    result.bytes_downloaded += await self._download(ref, desc)
+                    await self._download(ref, desc, result)
                     break
                 except (*RESUMABLE, DigestMismatch) as exc:
                     # a mismatch discarded the partial: the next try starts from 0
@@ -206,10 +206,9 @@ class Puller:
         self.store.sources.record(ref.registry, ref.repository, desc.digest)
         self.reporter.finish(desc.digest, "Pull complete")
 
-    async def _download(self, ref: Reference, desc: Descriptor) -> int:
-        """Download the rest of one blob into its ingest; returns the bytes received."""
+    async def _download(self, ref: Reference, desc: Descriptor, result: PullResult) -> None:
+        """Download the rest of one blob into its ingest, counting the bytes received."""
         ingest = await asyncio.to_thread(self.store.content.ingest, desc.digest, desc.size)
-        received = 0
         try:
             offset = ingest.offset
             self.reporter.start(desc.digest, desc.size, "Downloading")
@@ -221,11 +220,10 @@ class Puller:
                     self.reporter.advance(desc.digest, offset)
                     async for chunk in response.aiter_raw():
                         ingest.write(chunk)
-                        received += len(chunk)
+                        result.bytes_downloaded += len(chunk)
                         self.reporter.advance(desc.digest, len(chunk))
             self.reporter.start(desc.digest, desc.size, "Verifying")
             await asyncio.to_thread(ingest.commit)
-            return received
         finally:
             ingest.close()  # keeps the partial for the next try or the next run
 
