@@ -137,8 +137,7 @@ class RegistryAuth(httpx.Auth):
         stale = self.challenge == challenge and "authorization" in request.headers
         self.challenge = challenge
         await self._authorize(request, scopes, force=stale)
-        await response.aclose()
-        yield request
+        yield request  # httpx reads and closes the 401 itself
 
     def _has_password(self) -> bool:
         return bool(self.credentials and self.credentials.username and self.credentials.password)

@@ -45,9 +45,18 @@ _CONTENT_RANGE_RE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 # errors after which a download is worth resuming
 RESUMABLE = (httpx.TransportError, httpx.StreamError, ConnectionError)
 
-_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64",
-         "armv7l": "arm", "i686": "386", "i386": "386", "ppc64le": "ppc64le",
-         "s390x": "s390x", "riscv64": "riscv64"}  # fmt: skip
+_ARCH = {
+    "x86_64": "amd64",
+    "amd64": "amd64",
+    "aarch64": "arm64",
+    "arm64": "arm64",
+    "armv7l": "arm",
+    "i686": "386",
+    "i386": "386",
+    "ppc64le": "ppc64le",
+    "s390x": "s390x",
+    "riscv64": "riscv64",
+}
 
 
 class PullError(Exception):
@@ -65,11 +74,13 @@ def host_platform_spec() -> Platform:
 def choose_platform(index: Index, wanted: Platform) -> Descriptor:
     """The index entry for `wanted`; a variant is matched only when asked for or present."""
     candidates = [
-        d for d in index.manifests
-        if d.platform is not None and d.platform.os == wanted.os
+        d
+        for d in index.manifests
+        if d.platform is not None
+        and d.platform.os == wanted.os
         and d.platform.architecture == wanted.architecture
         and d.media_type in mt.IMAGE_MANIFESTS
-    ]  # fmt: skip
+    ]
     exact = [d for d in candidates if d.platform and d.platform.variant == wanted.variant]
     if exact:
         return exact[0]
@@ -157,8 +168,9 @@ class Puller:
             if not is_image:
                 await asyncio.gather(*tasks)
                 return
-            config = ImageConfig.parse(await asyncio.to_thread(
-                self.store.content.read_bytes, manifest.config.digest))  # fmt: skip
+            config = ImageConfig.parse(
+                await asyncio.to_thread(self.store.content.read_bytes, manifest.config.digest)
+            )
             if len(config.diff_ids) != len(manifest.layers):
                 raise PullError(
                     f"{ref}: the config lists {len(config.diff_ids)} layers, "
@@ -166,9 +178,12 @@ class Puller:
                 )
             parent: Digest | None = None
             for task, layer, diff_id, chain in zip(
-                tasks[1:], manifest.layers, config.diff_ids, chain_ids(config.diff_ids),
+                tasks[1:],
+                manifest.layers,
+                config.diff_ids,
+                chain_ids(config.diff_ids),
                 strict=True,
-            ):  # fmt: skip
+            ):
                 await task
                 if self.store.layers.get(chain) is None:
                     await asyncio.to_thread(

@@ -89,8 +89,9 @@ async def test_cut_download_resumes_with_range_in_the_same_run(
     image = build_image([[file("big", bytes(range(256)) * 2000)]], compression="")
     await _seed(docker_registry, tmp_path, "cut/one:v1", image)
     layer = image.layers[0]
-    with FlakyProxy(docker_registry.host, cut_after=100_000, cuts=1,
-                    cut_path=str(layer.digest)) as proxy:  # fmt: skip
+    with FlakyProxy(
+        docker_registry.host, cut_after=100_000, cuts=1, cut_path=str(layer.digest)
+    ) as proxy:
         ref = Reference.parse(f"{proxy.host}/cut/one:v1")
         async with RegistryClient(ref.registry) as client:
             result = await pull(client, store, ref)
@@ -108,8 +109,9 @@ async def test_after_a_killed_pull_the_next_one_fetches_only_the_rest(
     await _seed(docker_registry, tmp_path, "cut/two:v1", image)
     layer = image.layers[0]
     home = tmp_path / "home"
-    with FlakyProxy(docker_registry.host, cut_after=150_000, cuts=1,
-                    cut_path=str(layer.digest)) as proxy:  # fmt: skip
+    with FlakyProxy(
+        docker_registry.host, cut_after=150_000, cuts=1, cut_path=str(layer.digest)
+    ) as proxy:
         ref = Reference.parse(f"{proxy.host}/cut/two:v1")
         async with RegistryClient(ref.registry) as client:
             with pytest.raises(PullError):
@@ -150,13 +152,18 @@ def _index(*platforms: str) -> Index:
         if plat.variant:
             entry["variant"] = plat.variant
         manifests.append(
-            {"mediaType": mt.OCI_MANIFEST, "digest": str(digest_bytes(bytes([i]))), "size": 1,
-             "platform": entry}
-        )  # fmt: skip
+            {
+                "mediaType": mt.OCI_MANIFEST,
+                "digest": str(digest_bytes(bytes([i]))),
+                "size": 1,
+                "platform": entry,
+            }
+        )
     from ocispec.models import parse_manifest
 
-    parsed = parse_manifest(json.dumps({"schemaVersion": 2, "mediaType": mt.OCI_INDEX,
-                                        "manifests": manifests}).encode())  # fmt: skip
+    parsed = parse_manifest(
+        json.dumps({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": manifests}).encode()
+    )
     assert isinstance(parsed, Index)
     return parsed
 
@@ -187,10 +194,16 @@ async def test_pull_from_an_index_takes_the_requested_platform(
     seed = GraphStore(tmp_path / "seed")
     put_image(seed, f"{ref.name}:amd", amd)
     put_image(seed, f"{ref.name}:arm", arm)
-    index = json.dumps({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": [
-        {**amd.descriptor(), "platform": {"os": "linux", "architecture": "amd64"}},
-        {**arm.descriptor(), "platform": {"os": "linux", "architecture": "arm64"}},
-    ]}).encode()  # fmt: skip
+    index = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": mt.OCI_INDEX,
+            "manifests": [
+                {**amd.descriptor(), "platform": {"os": "linux", "architecture": "amd64"}},
+                {**arm.descriptor(), "platform": {"os": "linux", "architecture": "arm64"}},
+            ],
+        }
+    ).encode()
     index_digest = seed.content.write_bytes(index)
     seed.images.set(str(ref), index_digest)
     async with RegistryClient(ref.registry) as client:

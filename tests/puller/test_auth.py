@@ -1,0 +1,217 @@
+"""The auth flow: challenge parsing, scopes, and Basic and Bearer against the reference
+registry (htpasswd, and token auth trusting a test token service)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ocispec.reference import Reference
+from puller.api import RegistryClient, Unauthorized
+from puller.auth import AuthError, parse_www_authenticate, scopes_for
+from puller.credentials import Credentials
+from puller.pull import pull
+from puller.push import push
+from puller.store import GraphStore
+from tests.puller.conftest import put_image
+from tests.support.docker_registry import DockerRegistry, TokenAuthConfig, start_registry
+from tests.support.images import build_image, file
+from tests.support.token_server import ISSUER, SERVICE, TokenServer
+
+USERS = {"alice": "s3cret"}
+
+
+def test_parse_bearer_challenge_keeps_commas_inside_quotes() -> None:
+    [c] = parse_www_authenticate(
+        'Bearer realm="https://auth.example/token",service="reg",scope="repository:a/b:pull,push"'
+    )
+    assert c.scheme == "bearer"
+    assert c.params == {
+        "realm": "https://auth.example/token",
+        "service": "reg",
+        "scope": "repository:a/b:pull,push",
+    }
+
+
+def test_parse_several_challenges() -> None:
+    got = parse_www_authenticate('Basic realm="x", Bearer realm="y",service=z')
+    assert [(c.scheme, c.params) for c in got] == [
+        ("basic", {"realm": "x"}),
+        ("bearer", {"realm": "y", "service": "z"}),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "expected"),
+    [
+        ("GET", "/v2/a/b/manifests/v1", ["repository:a/b:pull"]),
+        ("HEAD", "/v2/a/b/blobs/sha256:x", ["repository:a/b:pull"]),
+        ("PUT", "/v2/a/b/manifests/v1", ["repository:a/b:pull,push"]),
+        ("PATCH", "/v2/a/blobs/uploads/u1", ["repository:a:pull,push"]),
+        ("DELETE", "/v2/a/manifests/sha256:x", ["repository:a:delete"]),
+        (
+            "POST",
+            "/v2/new/blobs/uploads/?mount=sha256:x&from=old/repo",
+            ["repository:new:pull,push", "repository:old/repo:pull"],
+        ),
+        ("GET", "/v2/_catalog?n=10", ["registry:catalog:*"]),
+        ("GET", "/v2/", []),
+    ],
+)
+def test_scopes_for_requests(method: str, url: str, expected: list[str]) -> None:
+    assert scopes_for(httpx.Request(method, "http://r" + url)) == expected
+
+
+# -- Basic: docker-registry with htpasswd -------------------------------------------------------
+
+
+@pytest.fixture
+def basic_registry(tmp_path: Path) -> Iterator[DockerRegistry]:
+    registry = start_registry(tmp_path / "basic-registry", users=USERS)
+    try:
+        yield registry
+    finally:
+        registry.stop()
+
+
+@pytest.mark.interop
+async def test_basic_auth_push_and_pull(
+    basic_registry: DockerRegistry, store: GraphStore, tmp_path: Path
+) -> None:
+    image = build_image([[file("a", b"basic")]])
+    ref = Reference.parse(f"{basic_registry.host}/private/app:v1")
+    put_image(store, str(ref), image)
+    creds = Credentials("alice", "s3cret")
+    async with RegistryClient(ref.registry, credentials=creds) as client:
+        await push(client, store, ref)
+    async with RegistryClient(ref.registry, credentials=creds) as client:
+        result = await pull(client, GraphStore(tmp_path / "other"), ref)
+    assert result.digest == image.digest
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("creds", [None, Credentials("alice", "wrong")])
+async def test_basic_auth_refuses_anonymous_and_wrong_password(
+    basic_registry: DockerRegistry, creds: Credentials | None
+) -> None:
+    async with RegistryClient(basic_registry.host, credentials=creds) as client:
+        with pytest.raises(Unauthorized):
+            await client.ping()
+        with pytest.raises(Unauthorized):
+            await client.tags("private/app")
+
+
+# -- Bearer: docker-registry with token auth ----------------------------------------------------
+
+
+@pytest.fixture
+def token_setup(tmp_path: Path) -> Iterator[tuple[DockerRegistry, TokenServer]]:
+    with TokenServer(tmp_path / "token", USERS, anonymous_pull=True) as server:
+        config = TokenAuthConfig(server.realm, SERVICE, ISSUER, server.rootcertbundle)
+        registry = start_registry(tmp_path / "token-registry", token=config)
+        try:
+            yield registry, server
+        finally:
+            registry.stop()
+
+
+@pytest.mark.interop
+async def test_bearer_push_fetches_one_token_per_scope_and_caches_it(
+    token_setup: tuple[DockerRegistry, TokenServer], store: GraphStore
+) -> None:
+    registry, server = token_setup
+    image = build_image([[file("a", b"1")], [file("b", b"2")]])
+    ref = Reference.parse(f"{registry.host}/team/app:v1")
+    put_image(store, str(ref), image)
+    async with RegistryClient(ref.registry, credentials=Credentials("alice", "s3cret")) as client:
+        await push(client, store, ref)
+        assert (await client.get_manifest("team/app", "v1")).digest == image.digest
+    scopes = [r.scopes for r in server.requests]
+    # ping (no scope), pushes (pull,push), HEAD/GET checks (pull): each fetched once
+    assert sorted(scopes) == sorted(
+        [(), ("repository:team/app:pull",), ("repository:team/app:pull,push",)]
+    )
+    assert {r.user for r in server.requests} == {"alice"}
+
+
+@pytest.mark.interop
+async def test_bearer_mount_asks_for_pull_on_the_source(
+    token_setup: tuple[DockerRegistry, TokenServer], store: GraphStore
+) -> None:
+    registry, server = token_setup
+    image = build_image([[file("a", b"mount me")]])
+    first = Reference.parse(f"{registry.host}/team/app:v1")
+    second = Reference.parse(f"{registry.host}/team/copy:v1")
+    put_image(store, str(first), image)
+    store.images.set(str(second), image.digest)
+    async with RegistryClient(first.registry, credentials=Credentials("alice", "s3cret")) as c:
+        await push(c, store, first)
+        result = await push(c, store, second)
+    assert len(result.mounted) == 2
+    assert ("repository:team/app:pull", "repository:team/copy:pull,push") in [
+        tuple(sorted(r.scopes)) for r in server.requests
+    ]
+
+
+@pytest.mark.interop
+async def test_bearer_anonymous_pull_and_refused_push(
+    token_setup: tuple[DockerRegistry, TokenServer], store: GraphStore, tmp_path: Path
+) -> None:
+    registry, server = token_setup
+    image = build_image([[file("a", b"public")]])
+    ref = Reference.parse(f"{registry.host}/pub/app:v1")
+    put_image(store, str(ref), image)
+    store.images.set(str(ref.with_tag("v2")), image.digest)
+    async with RegistryClient(ref.registry, credentials=Credentials("alice", "s3cret")) as c:
+        await push(c, store, ref)
+    async with RegistryClient(ref.registry) as anonymous:
+        result = await pull(anonymous, GraphStore(tmp_path / "anon"), ref)
+        assert result.digest == image.digest
+        with pytest.raises(Unauthorized):
+            await push(anonymous, store, ref.with_tag("v2"))
+    assert any(r.user is None for r in server.requests)
+
+
+@pytest.mark.interop
+async def test_bearer_token_is_fetched_again_after_it_expires(
+    token_setup: tuple[DockerRegistry, TokenServer],
+) -> None:
+    registry, server = token_setup
+    server.expires_in = 1
+    async with RegistryClient(registry.host, credentials=Credentials("alice", "s3cret")) as c:
+        await c.ping()
+        await c.head_manifest("team/x", "v1")
+        await c.head_manifest("team/x", "v1")
+        before = len(server.requests)
+        await asyncio.sleep(1.1)
+        await c.head_manifest("team/x", "v1")
+    assert before == 2  # ping + one pull token, reused
+    assert len(server.requests) == 3
+
+
+@pytest.mark.interop
+async def test_identity_token_uses_the_oauth2_refresh_grant(
+    token_setup: tuple[DockerRegistry, TokenServer],
+) -> None:
+    registry, server = token_setup
+    server.refresh_tokens["refresh-abc"] = "alice"
+    creds = Credentials(identity_token="refresh-abc")
+    async with RegistryClient(registry.host, credentials=creds) as c:
+        await c.ping()
+        assert await c.head_manifest("team/x", "v1") is None
+    assert [r.grant_type for r in server.requests] == ["refresh_token", "refresh_token"]
+    assert all(r.method == "POST" and r.user == "alice" for r in server.requests)
+
+
+@pytest.mark.interop
+async def test_bearer_with_wrong_password_is_a_clear_error(
+    token_setup: tuple[DockerRegistry, TokenServer],
+) -> None:
+    registry, _ = token_setup
+    async with RegistryClient(registry.host, credentials=Credentials("alice", "nope")) as c:
+        with pytest.raises(AuthError, match="answered 401"):
+            await c.ping()
