@@ -26,8 +26,8 @@ async def push_blob(
     return digest
 
 
-def descriptor(media_type: str, data: bytes, **extra: Any) -> dict[str, Any]:
-    return {"mediaType": media_type, "digest": digest_of(data), "size": len(data), **extra}
+def descriptor(media_type: str, content: bytes, **extra: Any) -> dict[str, Any]:
+    return {"mediaType": media_type, "digest": digest_of(content), "size": len(content), **extra}
 
 
 def encode(obj: dict[str, Any]) -> bytes:

@@ -1,0 +1,200 @@
+"""Real clients against a real `pyreg serve` with access control on: skopeo and podman log in
+through the token service, push to and pull from a private repository, and pull anonymously
+from a public one. Each tool's test skips when the tool is not installed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.auth import auth_section
+from tests.support.images import build_image, file, write_oci_layout
+from tests.support.server import RegistryServer
+
+pytestmark = pytest.mark.interop
+
+USERS = {"alice": "alice-pw", "bob": "bob-pw"}
+RULES: list[dict[str, Any]] = [
+    {"repository": "library/*", "pull": ["anonymous"], "push": ["alice"]},
+    {"repository": "private/**", "pull": ["alice"], "push": ["alice"]},
+]
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RegistryServer]:
+    (tmp_path / "auth").mkdir()
+    auth = auth_section(tmp_path / "auth", USERS, RULES)
+    with RegistryServer(f"file://{tmp_path / 'storage'}", {"auth": auth}) as running:
+        yield running
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """podman refuses a runroot longer than 50 characters; pytest's tmp_path is longer."""
+    path = Path(tempfile.mkdtemp(prefix="pyreg-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> Path:
+    image = build_image([[file("etc/greeting", b"hello from pyreg\n")]], "gzip")
+    return write_oci_layout(tmp_path / "layout", {"v1": image})
+
+
+def run(argv: list[str], env: dict[str, str] | None = None, stdin: str | None = None) -> str:
+    result = subprocess.run(
+        argv, capture_output=True, text=True, env=env, input=stdin, timeout=120, check=False
+    )
+    assert result.returncode == 0, f"{argv}: {result.stderr}"
+    return result.stdout
+
+
+def fails(argv: list[str], env: dict[str, str] | None = None) -> str:
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode != 0, f"{argv} unexpectedly succeeded"
+    return result.stderr
+
+
+def isolated_env(tmp_path: Path) -> dict[str, str]:
+    """Nothing read from or written to the real home: auth file, runtime dir, config."""
+    home = tmp_path / "home"
+    runtime = tmp_path / "run"
+    for d in (home, runtime):
+        d.mkdir(exist_ok=True)
+    runtime.chmod(0o700)
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "XDG_RUNTIME_DIR": str(runtime),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "REGISTRY_AUTH_FILE": str(tmp_path / "auth.json"),
+    }
+
+
+@pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo is not installed")
+def test_skopeo_private_push_pull_and_anonymous_public_pull(
+    server: RegistryServer, layout: Path, tmp_path: Path
+) -> None:
+    env = isolated_env(tmp_path)
+    host = server.url.removeprefix("http://")
+    skopeo = ["skopeo", "--insecure-policy"]
+    run(
+        [
+            *skopeo,
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            "alice:alice-pw",
+            f"oci:{layout}:v1",
+            f"docker://{host}/private/app:v1",
+        ],
+        env,
+    )
+    # The owner pulls it back.
+    run(
+        [
+            *skopeo,
+            "copy",
+            "--src-tls-verify=false",
+            "--src-creds",
+            "alice:alice-pw",
+            f"docker://{host}/private/app:v1",
+            f"oci:{tmp_path / 'back'}:v1",
+        ],
+        env,
+    )
+    assert (tmp_path / "back" / "index.json").exists()
+    # Nobody else does: anonymous, another user, a wrong password.
+    for creds in ([], ["--src-creds", "bob:bob-pw"], ["--src-creds", "alice:wrong"]):
+        fails(
+            [
+                *skopeo,
+                "copy",
+                "--src-tls-verify=false",
+                *creds,
+                f"docker://{host}/private/app:v1",
+                f"oci:{tmp_path / 'stolen'}:v1",
+            ],
+            env,
+        )
+    # A public repository: pushed by alice, pulled by anyone without credentials.
+    run(
+        [
+            *skopeo,
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            "alice:alice-pw",
+            f"oci:{layout}:v1",
+            f"docker://{host}/library/hello:v1",
+        ],
+        env,
+    )
+    run(
+        [
+            *skopeo,
+            "copy",
+            "--src-tls-verify=false",
+            f"docker://{host}/library/hello:v1",
+            f"oci:{tmp_path / 'public'}:v1",
+        ],
+        env,
+    )
+    fails(
+        [
+            *skopeo,
+            "copy",
+            "--dest-tls-verify=false",
+            f"oci:{layout}:v1",
+            f"docker://{host}/library/anonymous-push:v1",
+        ],
+        env,
+    )
+
+
+@pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed")
+def test_podman_login_push_and_pull(server: RegistryServer, layout: Path, tmp_path: Path) -> None:
+    env = isolated_env(tmp_path)
+    host = server.url.removeprefix("http://")
+    podman = [
+        "podman",
+        "--root",
+        str(tmp_path / "root"),
+        "--runroot",
+        str(tmp_path / "runroot"),
+        "--storage-driver",
+        "vfs",
+        "--cgroup-manager",
+        "cgroupfs",
+        "--events-backend",
+        "none",
+    ]
+    # A local image without network: load the OCI layout built by the test.
+    archive = tmp_path / "image.tar"
+    shutil.make_archive(str(archive.with_suffix("")), "tar", layout)
+    run([*podman, "load", "-i", str(archive)], env)
+    image_id = run([*podman, "images", "-q"], env).split()[0]
+
+    fails([*podman, "push", "--tls-verify=false", image_id, f"{host}/private/pod:v1"], env)
+    fails([*podman, "login", "--tls-verify=false", "-u", "alice", "-p", "wrong", host], env)
+    run(
+        [*podman, "login", "--tls-verify=false", "-u", "alice", "--password-stdin", host],
+        env,
+        stdin="alice-pw\n",
+    )
+    assert host in Path(env["REGISTRY_AUTH_FILE"]).read_text()
+    run([*podman, "push", "--tls-verify=false", image_id, f"{host}/private/pod:v1"], env)
+    run([*podman, "rmi", "-a", "-f"], env)
+    run([*podman, "pull", "--tls-verify=false", f"{host}/private/pod:v1"], env)
+    assert f"{host}/private/pod" in run([*podman, "images"], env)
+
+    run([*podman, "logout", host], env)
+    fails([*podman, "pull", "--tls-verify=false", f"{host}/private/pod:v1"], env)
