@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from ocispec.digest import Digest, DigestError, DigestMismatch, Verifier
 from puller.store._fs import fsync_dir
@@ -193,7 +193,7 @@ class ContentStore:
         return digest
 
     def write_file(
-        self, src: BinaryIO, expected: Digest | None = None, size: int | None = None
+        self, src: IO[bytes], expected: Digest | None = None, size: int | None = None
     ) -> Digest:
         return self.write_stream(iter(lambda: src.read(CHUNK), b""), expected, size)
 

@@ -1,0 +1,278 @@
+"""Load OCI layouts (dir, tar) and docker-save archives into the store; save OCI layouts."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from ocispec import mediatypes as mt
+from ocispec.digest import digest_bytes
+from ocispec.models import chain_ids
+from puller.layout import LayoutError, load, save
+from puller.store import GraphStore, NotInStore, assemble_rootfs
+from tests.support.images import (
+    build_image,
+    file,
+    register_image,
+    sample_image,
+    snapshot,
+    write_docker_archive,
+    write_oci_layout,
+)
+
+NAME = "localhost:5000/team/app"
+
+
+def _skopeo() -> str:
+    path = shutil.which("skopeo")
+    if path is None:
+        pytest.skip("skopeo is not installed (Debian package skopeo)")
+    return path
+
+
+def _unpack(store: GraphStore, name: str, target: Path) -> dict[str, tuple[object, ...]]:
+    from ocispec.models import ImageConfig, Manifest, parse_manifest
+
+    digest = store.images.get(name)
+    assert digest is not None
+    manifest = parse_manifest(store.content.read_bytes(digest))
+    assert isinstance(manifest, Manifest)
+    config = ImageConfig.parse(store.content.read_bytes(manifest.config.digest))
+    assemble_rootfs(store, chain_ids(config.diff_ids), target)
+    return snapshot(target)
+
+
+def _tar_dir(src: Path, dest: Path, mode: str = "w") -> Path:
+    with tarfile.open(dest, mode) as tf:
+        for child in sorted(src.iterdir()):
+            tf.add(child, arcname=child.name)
+    return dest
+
+
+def test_load_oci_layout_directory(tmp_path: Path) -> None:
+    image = sample_image()
+    layout = write_oci_layout(tmp_path / "layout", {"v1": image})
+    store = GraphStore(tmp_path / "store")
+    names = load(store, layout, repository=NAME)
+    assert names == [f"{NAME}:v1"]
+    assert store.images.get(f"{NAME}:v1") == image.digest
+    assert len(store.layers.list()) == 3
+    for digest in image.blobs():
+        assert store.content.has(digest)
+    rootfs = _unpack(store, names[0], tmp_path / "rootfs")
+    assert "etc/motd" in rootfs and "etc/dangling" not in rootfs
+
+
+def test_default_repository_from_path(tmp_path: Path) -> None:
+    layout = write_oci_layout(tmp_path / "My_Layout", {"v1": build_image([[file("a")]])})
+    assert load(GraphStore(tmp_path / "s"), layout) == ["localhost/my-layout:v1"]
+
+
+@pytest.mark.parametrize("mode", ["w", "w:gz"])
+def test_load_oci_layout_tar(tmp_path: Path, mode: str) -> None:
+    image = sample_image("zstd")
+    layout = write_oci_layout(tmp_path / "layout", {"v1": image, "v2": image})
+    archive = _tar_dir(layout, tmp_path / "layout.tar", mode)
+    store = GraphStore(tmp_path / "store")
+    assert sorted(load(store, archive, repository=NAME)) == [f"{NAME}:v1", f"{NAME}:v2"]
+    assert store.images.get(f"{NAME}:v2") == image.digest
+
+
+def test_load_docker_archive(tmp_path: Path) -> None:
+    image = sample_image()
+    archive = write_docker_archive(tmp_path / "saved.tar", {"example.com/a/b:v1": image})
+    store = GraphStore(tmp_path / "store")
+    assert load(store, archive) == ["example.com/a/b:v1"]
+    digest = store.images.get("example.com/a/b:v1")
+    assert digest is not None
+    manifest = json.loads(store.content.read_bytes(digest))
+    assert manifest["config"]["digest"] == str(image.config_digest)
+    assert [x["mediaType"] for x in manifest["layers"]] == [mt.OCI_LAYER] * 3
+    # the same files as the compressed original
+    reference = GraphStore(tmp_path / "ref")
+    assemble_rootfs(reference, register_image(reference, image), tmp_path / "expected")
+    assert _unpack(store, "example.com/a/b:v1", tmp_path / "got") == snapshot(tmp_path / "expected")
+
+
+def test_docker_archive_names_are_normalised(tmp_path: Path) -> None:
+    archive = write_docker_archive(tmp_path / "s.tar", {"busybox:1": build_image([[file("x")]])})
+    assert load(GraphStore(tmp_path / "store"), archive) == ["docker.io/library/busybox:1"]
+
+
+def test_docker_archive_with_wrong_diff_id(tmp_path: Path) -> None:
+    image = build_image([[file("x", b"x")]], config_extra={"rootfs": {"type": "layers",
+        "diff_ids": [str(digest_bytes(b"other"))]}})  # fmt: skip
+    archive = write_docker_archive(tmp_path / "s.tar", {"a/b:1": image})
+    store = GraphStore(tmp_path / "store")
+    with pytest.raises(Exception, match="diff_id"):
+        load(store, archive)
+    assert store.layers.list() == [] and store.images.list() == {}
+
+
+def test_corrupt_blob_in_layout(tmp_path: Path) -> None:
+    image = sample_image()
+    layout = write_oci_layout(tmp_path / "layout", {"v1": image})
+    bad = image.layers[1].digest
+    (layout / "blobs/sha256" / bad.hex).write_bytes(b"tampered")
+    store = GraphStore(tmp_path / "store")
+    with pytest.raises(LayoutError, match=str(bad)):
+        load(store, layout, repository=NAME)
+    assert not store.content.has(bad)
+    assert store.images.list() == {}
+
+
+def test_missing_blob_in_layout(tmp_path: Path) -> None:
+    image = sample_image()
+    layout = write_oci_layout(tmp_path / "layout", {"v1": image})
+    os.unlink(layout / "blobs/sha256" / image.config_digest.hex)
+    with pytest.raises(LayoutError, match="missing"):
+        load(GraphStore(tmp_path / "store"), layout, repository=NAME)
+
+
+@pytest.mark.parametrize("junk", [b"", b"not a tar at all" * 100])
+def test_not_an_archive(tmp_path: Path, junk: bytes) -> None:
+    (tmp_path / "x.tar").write_bytes(junk)
+    with pytest.raises(LayoutError):
+        load(GraphStore(tmp_path / "store"), tmp_path / "x.tar")
+
+
+def test_index_pointing_at_absent_manifest(tmp_path: Path) -> None:
+    # index.json names a manifest the layout does not hold
+    image = build_image([[file("a")]])
+    layout = write_oci_layout(tmp_path / "layout", {"v1": image})
+    index = json.loads((layout / "index.json").read_text())
+    index["manifests"][0]["digest"] = "sha256:" + "0" * 64
+    (layout / "index.json").write_text(json.dumps(index))
+    with pytest.raises(LayoutError):
+        load(GraphStore(tmp_path / "store"), layout)
+
+
+def test_index_in_layout_picks_a_platform(tmp_path: Path) -> None:
+    amd = build_image([[file("arch", b"amd64")]], architecture="amd64")
+    arm = build_image([[file("arch", b"arm64")]], architecture="arm64")
+    layout = write_oci_layout(tmp_path / "layout", {"a": amd, "b": arm})
+    index = {
+        "schemaVersion": 2,
+        "mediaType": mt.OCI_INDEX,
+        "manifests": [
+            {**arm.descriptor(), "platform": {"os": "linux", "architecture": "arm64"}},
+            {**amd.descriptor(), "platform": {"os": "linux", "architecture": "amd64"}},
+        ],
+    }
+    index_bytes = json.dumps(index).encode()
+    d = digest_bytes(index_bytes)
+    (layout / "blobs/sha256" / d.hex).write_bytes(index_bytes)
+    top = {
+        "schemaVersion": 2,
+        "manifests": [
+            {
+                "mediaType": mt.OCI_INDEX,
+                "digest": str(d),
+                "size": len(index_bytes),
+                "annotations": {"org.opencontainers.image.ref.name": "multi"},
+            }
+        ],
+    }
+    (layout / "index.json").write_text(json.dumps(top))
+    store = GraphStore(tmp_path / "store")
+    assert load(store, layout, repository=NAME) == [f"{NAME}:multi"]
+    import platform
+
+    host_is_arm = platform.machine().lower() in ("aarch64", "arm64")
+    assert store.images.get(f"{NAME}:multi") == (arm.digest if host_is_arm else amd.digest)
+    assert store.content.has(d)
+
+
+def test_save_then_load_round_trip(tmp_path: Path) -> None:
+    image = sample_image()
+    store = GraphStore(tmp_path / "store")
+    register_image(store, image, f"{NAME}:v1")
+    save(store, [f"{NAME}:v1"], tmp_path / "out")
+    index = json.loads((tmp_path / "out/index.json").read_text())
+    (entry,) = index["manifests"]
+    assert entry["digest"] == str(image.digest)
+    assert entry["annotations"]["org.opencontainers.image.ref.name"] == "v1"
+    assert entry["annotations"]["io.containerd.image.name"] == f"{NAME}:v1"
+    for digest, data in image.blobs().items():
+        assert (tmp_path / "out/blobs/sha256" / digest.hex).read_bytes() == data
+    other = GraphStore(tmp_path / "other")
+    assert load(other, tmp_path / "out") == [f"{NAME}:v1"]
+    assert other.images.get(f"{NAME}:v1") == image.digest
+
+
+def test_save_merges_and_replaces_tags(tmp_path: Path) -> None:
+    store = GraphStore(tmp_path / "store")
+    one, two = build_image([[file("1")]]), build_image([[file("2")]])
+    register_image(store, one, f"{NAME}:a")
+    register_image(store, two, f"{NAME}:b")
+    save(store, [f"{NAME}:a"], tmp_path / "out")
+    save(store, [f"{NAME}:b"], tmp_path / "out")
+    store.images.set(f"{NAME}:a", two.digest)
+    save(store, [f"{NAME}:a"], tmp_path / "out")
+    entries = json.loads((tmp_path / "out/index.json").read_text())["manifests"]
+    tags = {e["annotations"]["org.opencontainers.image.ref.name"]: e["digest"] for e in entries}
+    assert tags == {"a": str(two.digest), "b": str(two.digest)}
+
+
+def test_save_unknown_image(tmp_path: Path) -> None:
+    with pytest.raises(NotInStore):
+        save(GraphStore(tmp_path / "store"), [f"{NAME}:nope"], tmp_path / "out")
+
+
+@pytest.mark.interop
+def test_skopeo_reads_saved_layout(tmp_path: Path) -> None:
+    skopeo = _skopeo()
+    image = sample_image()
+    store = GraphStore(tmp_path / "store")
+    register_image(store, image, f"{NAME}:v1")
+    save(store, [f"{NAME}:v1"], tmp_path / "out")
+    out = subprocess.run(
+        [skopeo, "inspect", f"oci:{tmp_path}/out:v1"], check=True, capture_output=True, text=True
+    )
+    info = json.loads(out.stdout)
+    assert info["Digest"] == str(image.digest)
+    assert info["Layers"] == [str(x.digest) for x in image.layers]
+    subprocess.run(
+        [skopeo, "copy", f"oci:{tmp_path}/out:v1", f"dir:{tmp_path}/copied"],
+        check=True,
+        capture_output=True,
+    )
+    assert digest_bytes((tmp_path / "copied/manifest.json").read_bytes()) == image.digest
+    for layer in image.layers:
+        assert (tmp_path / "copied" / layer.digest.hex).read_bytes() == layer.blob
+
+
+@pytest.mark.interop
+def test_load_what_skopeo_wrote(tmp_path: Path) -> None:
+    skopeo = _skopeo()
+    image = sample_image()
+    write_oci_layout(tmp_path / "layout", {"v1": image})
+    for target in (f"oci-archive:{tmp_path}/x.tar:v1", f"docker-archive:{tmp_path}/d.tar:a/b:v1"):
+        subprocess.run(
+            [skopeo, "copy", f"oci:{tmp_path}/layout:v1", target], check=True, capture_output=True
+        )
+    store = GraphStore(tmp_path / "store")
+    assert load(store, tmp_path / "x.tar", repository=NAME) == [f"{NAME}:v1"]
+    assert load(store, tmp_path / "d.tar") == ["docker.io/a/b:v1"]
+    expected = _unpack(store, f"{NAME}:v1", tmp_path / "r1")
+    assert _unpack(store, "docker.io/a/b:v1", tmp_path / "r2") == expected
+
+
+@pytest.mark.interop
+def test_skopeo_reads_test_docker_archive(tmp_path: Path) -> None:
+    skopeo = _skopeo()
+    image = sample_image()
+    archive = write_docker_archive(tmp_path / "s.tar", {"example.com/a/b:v1": image})
+    out = subprocess.run(
+        [skopeo, "inspect", "--config", f"docker-archive:{archive}"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert json.loads(out.stdout)["rootfs"]["diff_ids"] == [str(d) for d in image.diff_ids]
