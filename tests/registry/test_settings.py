@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from registry.settings import Settings, SettingsError, load_settings
+
+
+def test_defaults() -> None:
+    settings = load_settings(environ={})
+    assert settings == Settings()
+    assert (settings.host, settings.port) == ("127.0.0.1", 5000)
+    assert settings.storage_url == "file://./var/registry"
+    assert settings.max_manifest_size == 4 * 1024 * 1024
+
+
+def test_yaml_then_env_then_overrides(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "host: 0.0.0.0\nport: 6000\nworkers: 2\nlog_level: DEBUG\n"
+        "storage: {url: 's3://b/p', options: {region: eu}}\n"
+        "uploads: {ttl: 60, hmac_secret: s3cret}\nmax_manifest_size: 1000\n"
+        "auth: {realm: x}\n"
+    )
+    settings = load_settings(config, environ={"PYREG_PORT": "7000"}, workers=3, host=None)
+    assert settings.host == "0.0.0.0"
+    assert settings.port == 7000
+    assert settings.workers == 3
+    assert settings.log_level == "debug"
+    assert settings.storage_url == "s3://b/p"
+    assert settings.storage_options == {"region": "eu"}
+    assert settings.upload_ttl == 60
+    assert settings.upload_hmac_secret == "s3cret"
+    assert settings.max_manifest_size == 1000
+    assert settings.auth == {"realm": "x"}
+
+
+def test_storage_as_plain_url(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("storage: memory://\n")
+    assert load_settings(config, environ={}).storage_url == "memory://"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "port: abc\n",
+        "nonsense: 1\n",
+        "- a list\n",
+        "port: 70000\n",
+        "log_level: loud\n",
+        "storage: 5\n",
+        "{{{",
+    ],
+)
+def test_bad_files_are_settings_errors(tmp_path: Path, text: str) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(text)
+    with pytest.raises(SettingsError):
+        load_settings(config, environ={})
+
+
+def test_missing_file_and_bad_env(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError):
+        load_settings(tmp_path / "missing.yaml", environ={})
+    with pytest.raises(SettingsError):
+        load_settings(environ={"PYREG_PORT": "many"})
+
+
+def test_json_round_trip() -> None:
+    settings = Settings(port=1234, storage_options={"a": 1}, auth={"b": [1]})
+    assert Settings.from_json(settings.to_json()) == settings
