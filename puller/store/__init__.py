@@ -10,6 +10,7 @@ from pathlib import Path
 
 from puller.store.content import ContentStore, Ingest
 from puller.store.errors import LayerError, NotInStore, StoreError
+from puller.store.gc import PruneReport, prune
 from puller.store.images import ImageIndex
 from puller.store.layers import LayerGraph, LayerRecord
 from puller.store.rootfs import assemble_rootfs
@@ -52,7 +53,9 @@ __all__ = [
     "LayerGraph",
     "LayerRecord",
     "NotInStore",
+    "PruneReport",
     "StoreError",
     "assemble_rootfs",
     "default_root",
+    "prune",
 ]

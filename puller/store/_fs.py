@@ -82,6 +82,21 @@ def file_lock(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def try_lock(path: Path) -> bool:
+    """True when nobody holds the lock on `path` right now (it is released at once)."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+
+
 def read_json(path: Path, default: Any) -> Any:
     try:
         data = path.read_bytes()

@@ -25,7 +25,7 @@ from typing import Any
 from ocispec import mediatypes as mt
 from ocispec.digest import Digest, DigestError
 from ocispec.models import chain_ids
-from puller.store._fs import file_lock, force_rmtree, fsync_dir
+from puller.store._fs import file_lock, force_rmtree, fsync_dir, try_lock
 from puller.store.content import ContentStore
 from puller.store.errors import LayerError
 from puller.store.unpack import unpack_layer
@@ -67,6 +67,9 @@ class LayerGraph:
         self.root = Path(root) / "layers"
         self.content = content
 
+    def _lock(self, chain_id: Digest) -> Path:
+        return self.root / ".locks" / f"{chain_id.algorithm}-{chain_id.hex}.lock"
+
     def _dir(self, chain_id: Digest) -> Path:
         return self.root / chain_id.algorithm / chain_id.hex
 
@@ -105,12 +108,12 @@ class LayerGraph:
         if existing is not None:
             return existing
         blob_path = self.content.path(blob)
-        with file_lock(self.root / ".locks" / f"{chain_id.algorithm}-{chain_id.hex}.lock"):
+        with file_lock(self._lock(chain_id)):
             existing = self.get(chain_id)  # another process may have done it meanwhile
             if existing is not None:
                 return existing
             self.root.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=".tmp-"))
+            tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".tmp-{chain_id.hex}-"))
             try:
                 (tmp / "rootfs").mkdir()
                 os.chmod(tmp / "rootfs", 0o755)
@@ -162,8 +165,14 @@ class LayerGraph:
         force_rmtree(doomed)
 
     def cleanup(self) -> None:
-        """Remove leftovers of interrupted unpacks and deletes."""
-        if self.root.is_dir():
-            for d in self.root.iterdir():
-                if d.name.startswith((".tmp-", ".del-")):
+        """Remove leftovers of interrupted unpacks (not running ones) and of deletes."""
+        if not self.root.is_dir():
+            return
+        for d in self.root.iterdir():
+            if d.name.startswith(".del-"):
+                force_rmtree(d)
+            elif d.name.startswith(".tmp-"):
+                hexpart = d.name.split("-")[1]
+                lock = self.root / ".locks" / f"sha256-{hexpart}.lock"
+                if try_lock(lock):  # no unpack holds it: the process died
                     force_rmtree(d)

@@ -1,0 +1,94 @@
+"""`prune`: delete blobs and unpacked layers that no named image references (mark and sweep).
+
+Marks, from every manifest the image index names: the manifest, an index's children that are
+present, the config, the layer blobs, and the chainIDs of the config's diffIDs (so shared lower
+layers stay). Sweeps the rest, plus abandoned partial downloads and interrupted unpacks. Not
+meant to run while a pull into the same store is in flight (its blobs are not named yet).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ocispec.digest import Digest
+from ocispec.models import ImageConfig, Index, ManifestError, chain_ids, parse_manifest
+from puller.store.errors import StoreError
+
+if TYPE_CHECKING:
+    from puller.store import GraphStore
+
+
+@dataclass
+class PruneReport:
+    blobs: list[Digest] = field(default_factory=list)
+    layers: list[Digest] = field(default_factory=list)
+    partials: int = 0
+    bytes_freed: int = 0
+
+
+def referenced(store: GraphStore) -> tuple[set[Digest], set[Digest]]:
+    """(blob digests, layer chainIDs) reachable from the image index."""
+    blobs: set[Digest] = set()
+    layers: set[Digest] = set()
+    pending = list(set(store.images.list().values()))
+    while pending:
+        digest = pending.pop()
+        if digest in blobs:
+            continue
+        blobs.add(digest)
+        try:
+            parsed = parse_manifest(store.content.read_bytes(digest))
+        except (StoreError, ManifestError):
+            continue
+        if isinstance(parsed, Index):
+            pending.extend(d.digest for d in parsed.manifests)
+            continue
+        blobs.update(d.digest for d in parsed.references())
+        with contextlib.suppress(StoreError, ManifestError):
+            config = ImageConfig.parse(store.content.read_bytes(parsed.config.digest))
+            layers.update(chain_ids(config.diff_ids))
+    return blobs, layers
+
+
+def prune(store: GraphStore) -> PruneReport:
+    report = PruneReport()
+    keep_blobs, keep_layers = referenced(store)
+    for record in store.layers.list():
+        if record.chain_id not in keep_layers:
+            store.layers.delete(record.chain_id)
+            report.layers.append(record.chain_id)
+    store.layers.cleanup()
+    for digest in store.content.list():
+        if digest not in keep_blobs:
+            with contextlib.suppress(OSError):
+                report.bytes_freed += store.content.blob_path(digest).stat().st_size
+            store.content.delete(digest)
+            report.blobs.append(digest)
+    for partial in store.content.partials():
+        if _remove_if_unlocked(partial):
+            report.partials += 1
+    if report.blobs:
+        store.sources.forget(set(report.blobs))
+    return report
+
+
+def _remove_if_unlocked(path: os.PathLike[str]) -> bool:
+    """Delete a partial download unless an Ingest holds it open right now."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return False
+    try:
+        os.unlink(path)
+        return True
+    finally:
+        os.close(fd)
