@@ -1,0 +1,86 @@
+"""Base URLs (HTTP for loopback) and retries of idempotent requests."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from puller.transport import RetryPolicy, RetryTransport, base_url, make_client
+
+
+@pytest.mark.parametrize(
+    ("registry", "insecure", "url"),
+    [
+        ("localhost:5000", False, "http://localhost:5000"),
+        ("127.0.0.5:80", False, "http://127.0.0.5:80"),
+        ("[::1]:5000", False, "http://[::1]:5000"),
+        ("registry.example", False, "https://registry.example"),
+        ("registry.example:8443", True, "http://registry.example:8443"),
+        ("docker.io", False, "https://registry-1.docker.io"),
+    ],
+)
+def test_base_url(registry: str, insecure: bool, url: str) -> None:
+    assert base_url(registry, insecure) == url
+
+
+def _counting(statuses: list[int]) -> tuple[httpx.MockTransport, list[str]]:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.method)
+        status = statuses[min(len(seen) - 1, len(statuses) - 1)]
+        return httpx.Response(status)
+
+    return httpx.MockTransport(handler), seen
+
+
+FAST = RetryPolicy(attempts=4, backoff=0.001)
+
+
+async def test_get_is_retried_on_5xx_and_429_until_success() -> None:
+    inner, seen = _counting([503, 429, 200])
+    async with make_client("localhost:1", transport=inner, retry=FAST) as client:
+        response = await client.get("/v2/")
+    assert response.status_code == 200
+    assert seen == ["GET", "GET", "GET"]
+
+
+async def test_retries_stop_after_the_policy_attempts() -> None:
+    inner, seen = _counting([502])
+    async with make_client("localhost:1", transport=inner, retry=FAST) as client:
+        response = await client.head("/v2/a/blobs/sha256:x")
+    assert response.status_code == 502
+    assert len(seen) == 4
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+async def test_non_idempotent_requests_are_not_retried(method: str) -> None:
+    inner, seen = _counting([503, 200])
+    async with make_client("localhost:1", transport=inner, retry=FAST) as client:
+        response = await client.request(method, "/v2/a/blobs/uploads/")
+    assert response.status_code == 503
+    assert seen == [method]
+
+
+async def test_connection_errors_are_retried() -> None:
+    calls = {"n": 0}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls["n"] += 1
+        if calls["n"] < 3:
+            raise httpx.ConnectError("refused", request=request)
+        return httpx.Response(200)
+
+    transport = RetryTransport(httpx.MockTransport(handler), FAST)
+    async with httpx.AsyncClient(transport=transport) as client:
+        assert (await client.get("http://x/v2/")).status_code == 200
+    assert calls["n"] == 3
+
+
+async def test_connection_refused_by_a_real_port_is_raised_after_retries() -> None:
+    from tests.support.docker_registry import free_port
+
+    port = free_port()
+    async with make_client(f"127.0.0.1:{port}", retry=FAST) as client:
+        with pytest.raises(httpx.ConnectError):
+            await client.get("/v2/")
