@@ -60,6 +60,9 @@ def run(argv: list[str], env: dict[str, str] | None = None, stdin: str | None = 
 def fails(argv: list[str], env: dict[str, str] | None = None) -> str:
     result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode != 0, f"{argv} unexpectedly succeeded"
+    # Refused by access control, not by some unrelated problem.
+    reasons = ("unauthorized", "denied", "authentication required", "invalid username/password")
+    assert any(r in result.stderr.lower() for r in reasons), result.stderr
     return result.stderr
 
 
@@ -70,6 +73,7 @@ def isolated_env(tmp_path: Path) -> dict[str, str]:
     for d in (home, runtime):
         d.mkdir(exist_ok=True)
     runtime.chmod(0o700)
+    (tmp_path / "auth.json").write_text('{"auths": {}}')
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(home),
@@ -161,15 +165,17 @@ def test_skopeo_private_push_pull_and_anonymous_public_pull(
 
 
 @pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed")
-def test_podman_login_push_and_pull(server: RegistryServer, layout: Path, tmp_path: Path) -> None:
+def test_podman_login_push_and_pull(
+    server: RegistryServer, layout: Path, tmp_path: Path, short_dir: Path
+) -> None:
     env = isolated_env(tmp_path)
     host = server.url.removeprefix("http://")
     podman = [
         "podman",
         "--root",
-        str(tmp_path / "root"),
+        str(short_dir / "root"),
         "--runroot",
-        str(tmp_path / "runroot"),
+        str(short_dir / "run"),
         "--storage-driver",
         "vfs",
         "--cgroup-manager",
