@@ -433,10 +433,12 @@ def cmd_delete(args: argparse.Namespace) -> int:
         try:
             await client.delete_manifest(ref.repository, ref.identifier)
             return ref.identifier
-        except Unsupported:
-            if ref.digest is not None:
+        except RegistryError as exc:
+            # before spec v1.1 only digests could be deleted: distribution 2.8 answers a tag
+            # with DIGEST_INVALID, others with UNSUPPORTED; then resolve the tag
+            by_tag_refused = isinstance(exc, Unsupported) or exc.code == "DIGEST_INVALID"
+            if ref.digest is not None or not by_tag_refused:
                 raise
-        # registries older than spec v1.1 delete only by digest: resolve the tag
         info = await client.head_manifest(ref.repository, ref.identifier)
         if info is None or info.digest is None:
             raise CommandError(f"{ref}: not found")

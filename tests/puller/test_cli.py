@@ -1,0 +1,231 @@
+"""The client commands end to end, in process (`pyreg.cli.main`), against docker-registry:
+outputs, exit codes, and one-line errors instead of tracebacks."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ocispec.reference import Reference
+from puller.store import GraphStore
+from pyreg.cli import main
+from tests.puller.conftest import put_image
+from tests.support.docker_registry import DockerRegistry, free_port, start_registry
+from tests.support.images import build_image, file, sample_image
+
+pytestmark = pytest.mark.interop
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> GraphStore:
+    monkeypatch.setenv("PYREG_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))
+    return GraphStore(tmp_path / "home")
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def pushed(docker_registry: DockerRegistry, home: GraphStore) -> Iterator[tuple[str, str]]:
+    """An image pushed with the CLI from a store seeded by the test: (reference, digest)."""
+    image = sample_image()
+    ref = f"{docker_registry.host}/cli/app:v1"
+    put_image(home, str(Reference.parse(ref)), image)
+    assert main(["push", "-q", ref]) == 0
+    yield ref, str(image.digest)
+
+
+def test_push_quiet_prints_only_the_digest(
+    docker_registry: DockerRegistry, home: GraphStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = build_image([[file("x", b"x")]])
+    ref = f"{docker_registry.host}/cli/quiet:v1"
+    put_image(home, str(Reference.parse(ref)), image)
+    code, out, err = run(capsys, "push", "-q", ref)
+    assert (code, out, err) == (0, f"{image.digest}\n", "")
+    code, out, _ = run(capsys, "push", ref)
+    assert code == 0 and "skipped 2 already present" in out
+
+
+def test_pull_images_tag_rmi_prune(
+    pushed: tuple[str, str], home: GraphStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ref, digest = pushed
+    for name in list(home.images.list()):
+        home.images.remove(name)
+    assert run(capsys, "prune")[0] == 0
+    assert home.content.list() == []
+    code, out, _ = run(capsys, "pull", "-q", ref)
+    assert (code, out) == (0, f"{digest}\n")
+    code, out, _ = run(capsys, "images")
+    assert code == 0 and f"{ref.rsplit(':', 1)[0]}  v1" in out and digest[7:19] in out
+    assert run(capsys, "tag", ref, "example.com/other:v2")[0] == 0
+    assert home.images.get("example.com/other:v2") == home.images.get(ref)
+    code, out, _ = run(capsys, "images", "-q")
+    assert out.splitlines() == sorted([ref, "example.com/other:v2"])
+    assert run(capsys, "rmi", ref)[0] == 0
+    code, out, _ = run(capsys, "prune")
+    assert code == 0 and "Removed 0 blobs" in out  # still named example.com/other:v2
+    assert run(capsys, "rmi", "example.com/other:v2")[0] == 0
+    code, out, _ = run(capsys, "prune")
+    assert code == 0 and "Removed 5 blobs" in out and "3 unpacked layers" in out
+    assert home.content.list() == [] and home.layers.list() == []
+
+
+def test_unpack_assembles_the_rootfs(
+    pushed: tuple[str, str],
+    home: GraphStore,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ref, _ = pushed
+    fresh = tmp_path / "fresh-home"
+    monkeypatch.setenv("PYREG_HOME", str(fresh))  # pull into an empty store
+    assert run(capsys, "pull", "-q", ref)[0] == 0
+    target = tmp_path / "rootfs"
+    code, out, _ = run(capsys, "unpack", ref, str(target))
+    assert code == 0 and "3 layers" in out
+    assert (target / "etc/hostname").read_text() == "top\n"
+    assert not (target / "opt/app/old.txt").exists()  # under an opaque directory
+    assert (target / "etc/relative").readlink() == Path("../usr/bin/tool")
+    code, _, err = run(capsys, "unpack", ref, str(target))
+    assert code == 1 and "not empty" in err
+
+
+def test_inspect_local_and_remote(
+    pushed: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    ref, digest = pushed
+    code, out, _ = run(capsys, "inspect", ref)
+    local = json.loads(out)
+    assert code == 0 and local["digest"] == digest and local["config"]["architecture"] == "amd64"
+    code, out, _ = run(capsys, "inspect", "--remote", ref)
+    remote = json.loads(out)
+    assert code == 0 and remote["manifest"] == local["manifest"]
+    assert remote["config"] == local["config"]
+
+
+def test_tags_catalog_delete(pushed: tuple[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    ref, digest = pushed
+    registry = ref.split("/")[0]
+    assert run(capsys, "tags", ref.rsplit(":", 1)[0]) == (0, "v1\n", "")
+    assert run(capsys, "catalog", registry) == (0, "cli/app\n", "")
+    code, out, _ = run(capsys, "delete", ref)  # distribution 2.8 deletes by digest only
+    assert code == 0 and digest in out
+    code, out, err = run(capsys, "inspect", "--remote", ref)
+    assert code == 1 and "MANIFEST_UNKNOWN" in err
+
+
+def test_copy_between_repositories_mounts(
+    pushed: tuple[str, str], docker_registry: DockerRegistry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ref, digest = pushed
+    target = f"{docker_registry.host}/cli/copied:v9"
+    code, out, _ = run(capsys, "copy", ref, target)
+    assert code == 0 and "mounted 4" in out
+    assert json.loads(run(capsys, "inspect", "--remote", target)[1])["digest"] == digest
+
+
+def test_copy_between_registries_streams_blobs(
+    pushed: tuple[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ref, digest = pushed
+    other = start_registry(tmp_path / "second-registry")
+    try:
+        target = f"{other.host}/mirror/app:v1"
+        code, out, _ = run(capsys, "copy", "-q", ref, target)
+        assert (code, out) == (0, f"{digest}\n")
+        assert json.loads(run(capsys, "inspect", "--remote", target)[1])["digest"] == digest
+    finally:
+        other.stop()
+
+
+def test_login_logout(tmp_path: Path, home: GraphStore, capsys: pytest.CaptureFixture[str]) -> None:
+    registry = start_registry(tmp_path / "auth-registry", users={"alice": "pw"})
+    try:
+        code, _, err = run(capsys, "login", "-u", "alice", "-p", "bad", registry.host)
+        assert code == 1 and err.startswith("pyreg: error: login") and err.count("\n") == 1
+        config = tmp_path / "docker" / "config.json"
+        assert not config.exists()
+        code, out, _ = run(capsys, "login", "-u", "alice", "-p", "pw", registry.host)
+        assert code == 0 and "Login Succeeded" in out
+        assert registry.host in json.loads(config.read_text())["auths"]
+        code, out, _ = run(capsys, "catalog", registry.host)  # uses the stored credentials
+        assert code == 0
+        assert run(capsys, "logout", registry.host)[0] == 0
+        assert json.loads(config.read_text())["auths"] == {}
+        code, _, err = run(capsys, "catalog", registry.host)
+        assert code == 1 and "UNAUTHORIZED" in err
+        assert run(capsys, "logout", registry.host)[0] == 1
+    finally:
+        registry.stop()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["pull", "Not A Ref"], "invalid"),
+        (["pull", "--platform", "linux", "localhost:1/a"], "platform"),
+        (["push", "localhost:1/nothing:v1"], "no local image"),
+        (["unpack", "nothing:here", "/tmp/x"], "no local image"),
+        (["tag", "nothing:here", "b:c"], "no local image"),
+        (["rmi", "nothing:here"], "no local image"),
+        (["inspect", "sha256:" + "0" * 64], "no local image"),
+    ],
+)
+def test_expected_failures_are_one_line(
+    home: GraphStore, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    code, _, err = run(capsys, *argv)
+    assert code == 1
+    assert err.startswith("pyreg: error:") and message in err and "Traceback" not in err
+
+
+def test_unreachable_registry_is_one_line(
+    home: GraphStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "pull", f"127.0.0.1:{free_port()}/a/b:v1")
+    assert code == 1 and err.startswith("pyreg: error:") and err.count("\n") == 1
+
+
+def test_missing_tag_on_registry(
+    docker_registry: DockerRegistry, home: GraphStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "pull", f"{docker_registry.host}/no/such:v1")
+    assert (code == 1 and "MANIFEST_UNKNOWN" in err) or "NAME_UNKNOWN" in err
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "login",
+        "logout",
+        "pull",
+        "push",
+        "images",
+        "tag",
+        "rmi",
+        "inspect",
+        "unpack",
+        "load",
+        "save",
+        "tags",
+        "catalog",
+        "delete",
+        "copy",
+        "prune",
+    ],
+)
+def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    assert f"usage: pyreg {command}" in capsys.readouterr().out
