@@ -51,6 +51,8 @@ _STREAM_ERRORS: tuple[type[BaseException], ...] = (
     *_GZIP_ERRORS,
 )
 
+_CHUNK = 1 << 20
+
 _TAR_KINDS = {
     tarfile.REGTYPE: "file",
     tarfile.AREGTYPE: "file",
@@ -125,7 +127,8 @@ def unpack_layer(blob: Path, media_type: str, target: Path, diff_id: Digest | No
     try:
         with open(blob, "rb") as raw:
             hashing = _HashingReader(decompressed(raw, media_type))
-            with tarfile.open(fileobj=hashing, mode="r|") as tf:  # type: ignore[call-overload]
+            # bufsize: tarfile reads 10 KiB records by default, which starves the decompressor
+            with tarfile.open(fileobj=hashing, mode="r|", bufsize=_CHUNK) as tf:  # type: ignore[call-overload]
                 for member in tf:
                     _apply_member(applier, tf, member, hardlinks)
             hashing.drain()
