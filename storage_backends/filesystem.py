@@ -373,6 +373,7 @@ class FilesystemBackend:
         await asyncio.to_thread(shutil.rmtree, directory, True)
 
     async def redirect_url(self, path: str, expires_in: int = 1200) -> str | None:
+        self._key(path)
         return None
 
 

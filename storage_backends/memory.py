@@ -42,6 +42,8 @@ class MemoryBackend:
     async def stream(
         self, path: str, offset: int = 0, length: int | None = None
     ) -> AsyncIterator[bytes]:
+        if offset < 0 or (length is not None and length < 0):
+            raise ValueError("offset and length must not be negative")
         data = await self.get(path)
         end = len(data) if length is None else min(len(data), offset + length)
         view = memoryview(data)
@@ -132,7 +134,7 @@ class MemoryBackend:
     async def multipart_complete(self, path: str, upload_id: str, parts: list[Part]) -> None:
         stored = self._session(path, upload_id)
         numbers = [p.number for p in parts]
-        if numbers != sorted(numbers) or any(n not in stored for n in numbers):
+        if not numbers or numbers != sorted(set(numbers)) or any(n not in stored for n in numbers):
             raise StorageError("multipart complete: unknown or unordered parts")
         for p in parts[:-1]:
             if len(stored[p.number]) < self.min_part_size:
@@ -144,4 +146,5 @@ class MemoryBackend:
         self._multipart.pop(upload_id, None)
 
     async def redirect_url(self, path: str, expires_in: int = 1200) -> str | None:
+        check_path(path)
         return None
