@@ -8,6 +8,8 @@ routes/methods as the spec's JSON; anything unexpected as a JSON 500 without a t
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -87,6 +89,20 @@ class RegistryMiddleware:
                 await render_error(error)(scope, receive, send_with_version)
 
 
+async def purge_uploads_forever(store: RegistryStore, ttl: float, interval: float) -> None:
+    """Sweep abandoned upload sessions now and then. Every worker or replica may run this:
+    purging is idempotent, and a session in use is never older than the TTL."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            purged = await store.uploads.purge(older_than=ttl)
+        except Exception:
+            logger.exception("purging stale uploads failed; will retry")
+            continue
+        if purged:
+            logger.info("purged %d stale upload session(s)", purged)
+
+
 def create_app(
     settings: Settings | None = None, backend: StorageBackend | None = None
 ) -> Starlette:
@@ -99,12 +115,26 @@ def create_app(
         await storage.open()
         try:
             controller = await build_access(config.auth, storage)
-            app.state.store = RegistryStore(storage)
+            registry_store = RegistryStore(storage)
+            app.state.store = registry_store
             app.state.access = controller
             extra_routes = getattr(controller, "routes", None)
             if extra_routes:
                 app.router.routes[0:0] = list(extra_routes)
-            yield
+            purger = None
+            if config.upload_purge_interval > 0:
+                purger = asyncio.create_task(
+                    purge_uploads_forever(
+                        registry_store, config.upload_ttl, config.upload_purge_interval
+                    )
+                )
+            try:
+                yield
+            finally:
+                if purger is not None:
+                    purger.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await purger
         finally:
             await storage.close()
 

@@ -8,11 +8,11 @@ YAML keys (all optional; documented in docs/registry.md):
     log_level: info
     storage: file://./var/registry      # or {url: ..., options: {...}}
     max_manifest_size: 4194304
-    uploads: {ttl: 86400, hmac_secret: null}
+    uploads: {ttl: 86400, purge_interval: 3600}
     auth: null                           # passed as-is to registry.auth.build_access
 
 Environment: PYREG_HOST, PYREG_PORT, PYREG_WORKERS, PYREG_LOG_LEVEL, PYREG_STORAGE,
-PYREG_UPLOAD_TTL, PYREG_UPLOAD_HMAC_SECRET, PYREG_MAX_MANIFEST_SIZE.
+PYREG_UPLOAD_TTL, PYREG_UPLOAD_PURGE_INTERVAL, PYREG_MAX_MANIFEST_SIZE.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class Settings:
     storage_url: str = "file://./var/registry"
     storage_options: dict[str, Any] = field(default_factory=dict)
     upload_ttl: int = 24 * 3600  # seconds an untouched upload session is kept
-    upload_hmac_secret: str | None = None
+    upload_purge_interval: float = 3600.0  # seconds between sweeps of stale sessions; 0: never
     max_manifest_size: int = 4 * 1024 * 1024
     auth: dict[str, Any] | None = None
 
@@ -56,6 +56,8 @@ class Settings:
             raise SettingsError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
         if self.upload_ttl <= 0 or self.max_manifest_size <= 0:
             raise SettingsError("upload ttl and max_manifest_size must be positive")
+        if self.upload_purge_interval < 0:
+            raise SettingsError("uploads.purge_interval must not be negative")
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -108,8 +110,16 @@ def _from_mapping(raw: Mapping[str, Any]) -> dict[str, Any]:
         raise SettingsError("uploads: expected a mapping")
     if "ttl" in uploads:
         out["upload_ttl"] = _int(uploads["ttl"], "uploads.ttl")
-    if uploads.get("hmac_secret") is not None:
-        out["upload_hmac_secret"] = str(uploads["hmac_secret"])
+    if "purge_interval" in uploads:
+        try:
+            out["upload_purge_interval"] = float(uploads["purge_interval"])
+        except (TypeError, ValueError):
+            raise SettingsError("uploads.purge_interval: expected a number of seconds") from None
+    unknown_uploads = set(uploads) - {"ttl", "purge_interval"}
+    if unknown_uploads:
+        raise SettingsError(
+            f"unknown settings: uploads.{', uploads.'.join(sorted(unknown_uploads))}"
+        )
     auth = raw.get("auth")
     if auth is not None and not isinstance(auth, Mapping):
         raise SettingsError("auth: expected a mapping")
@@ -125,7 +135,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "PYREG_LOG_LEVEL": ("log_level", str.lower),
     "PYREG_STORAGE": ("storage_url", str),
     "PYREG_UPLOAD_TTL": ("upload_ttl", int),
-    "PYREG_UPLOAD_HMAC_SECRET": ("upload_hmac_secret", str),
+    "PYREG_UPLOAD_PURGE_INTERVAL": ("upload_purge_interval", float),
     "PYREG_MAX_MANIFEST_SIZE": ("max_manifest_size", int),
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
@@ -133,3 +134,24 @@ async def test_access_is_checked_with_the_route_needs(
     assert response.headers["www-authenticate"] == 'Bearer realm="http://auth/token"'
     assert error_codes(response) == ["UNAUTHORIZED"]
     assert response.json()["errors"][0]["detail"] == scopes
+
+
+async def test_stale_upload_sessions_are_purged_in_the_background() -> None:
+    from registry.stores import paths
+
+    backend = MemoryBackend()
+    app = create_app(Settings(upload_ttl=60, upload_purge_interval=0.02), backend=backend)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://registry") as client:
+            stale = (await client.post("/v2/a/blobs/uploads/")).headers["docker-upload-uuid"]
+            fresh = (await client.post("/v2/a/blobs/uploads/")).headers["location"]
+            state = await app.state.store.uploads.load("a", stale)
+            state.updated -= 3600
+            await backend.put(paths.upload_state(stale), state.to_json())
+            for _ in range(100):
+                if not await backend.exists(paths.upload_state(stale)):
+                    break
+                await asyncio.sleep(0.02)
+            assert not await backend.exists(paths.upload_state(stale))
+            assert (await client.get(fresh)).status_code == 204

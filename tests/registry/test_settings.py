@@ -20,7 +20,7 @@ def test_yaml_then_env_then_overrides(tmp_path: Path) -> None:
     config.write_text(
         "host: 0.0.0.0\nport: 6000\nworkers: 2\nlog_level: DEBUG\n"
         "storage: {url: 's3://b/p', options: {region: eu}}\n"
-        "uploads: {ttl: 60, hmac_secret: s3cret}\nmax_manifest_size: 1000\n"
+        "uploads: {ttl: 60, purge_interval: 5}\nmax_manifest_size: 1000\n"
         "auth: {realm: x}\n"
     )
     settings = load_settings(config, environ={"PYREG_PORT": "7000"}, workers=3, host=None)
@@ -31,7 +31,7 @@ def test_yaml_then_env_then_overrides(tmp_path: Path) -> None:
     assert settings.storage_url == "s3://b/p"
     assert settings.storage_options == {"region": "eu"}
     assert settings.upload_ttl == 60
-    assert settings.upload_hmac_secret == "s3cret"
+    assert settings.upload_purge_interval == 5.0
     assert settings.max_manifest_size == 1000
     assert settings.auth == {"realm": "x"}
 
