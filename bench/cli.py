@@ -1,0 +1,199 @@
+"""`python -m bench`: parse options, generate data, start the registries, run, report."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from bench import data
+from bench.client_bench import ClientPlan, run_client_bench
+from bench.http_bench import BenchError, ServerPlan, run_server_bench
+from bench.report import Report
+from bench.servers import PeerUnavailable, RunningRegistry, start_pyreg, start_reference
+
+MIB = data.MIB
+RESULTS = Path(__file__).resolve().parent / "results"
+REGISTRIES = ("pyreg", "reference")
+CLIENTS = ("pyreg-client", "skopeo", "podman")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Side-by-side benchmark: pyreg's registry vs the reference registry "
+        "(docker-registry), and pyreg's client vs skopeo and podman. Loopback only.",
+    )
+    p.add_argument("--size", type=int, default=256, metavar="MIB", help="large blob (256)")
+    p.add_argument("--chunk", type=int, default=16, metavar="MIB", help="PATCH size (16)")
+    p.add_argument("--small-count", type=int, default=200, metavar="N", help="small blobs (200)")
+    p.add_argument("--small-size", type=int, default=64, metavar="KIB", help="their size (64)")
+    p.add_argument("--manifests", type=int, default=100, metavar="N", help="manifests (100)")
+    p.add_argument("--tag-lists", type=int, default=200, metavar="N", help="tags/list calls")
+    p.add_argument(
+        "--image-size", type=int, default=150, metavar="MB", help="image content, MB (150)"
+    )
+    p.add_argument("--layers", type=int, default=3, metavar="N", help="image layers (3)")
+    p.add_argument("--repeat", type=int, default=3, metavar="N", help="runs; median (3)")
+    p.add_argument("--concurrency", type=int, default=8, metavar="N", help="requests (8)")
+    p.add_argument("--only", choices=("all", "server", "client"), default="all", help="which part")
+    p.add_argument(
+        "--registries",
+        default=",".join(REGISTRIES),
+        help="comma-separated subset of pyreg,reference",
+    )
+    p.add_argument(
+        "--clients",
+        default=",".join(CLIENTS),
+        help="comma-separated subset of pyreg-client,skopeo,podman",
+    )
+    p.add_argument(
+        "--client-registries",
+        default=None,
+        metavar="NAMES",
+        help="registries the clients run against (default: all of --registries)",
+    )
+    p.add_argument(
+        "--pyreg-arg",
+        action="append",
+        default=None,
+        metavar="ARG",
+        help="extra `pyreg serve` argument (repeatable; default: --log-level warning)",
+    )
+    p.add_argument(
+        "--max-traffic",
+        type=float,
+        default=40.0,
+        metavar="GIB",
+        help="refuse plans that would move more than this over loopback (40)",
+    )
+    p.add_argument("--workdir", type=Path, default=None, help="temp data here (default: /tmp)")
+    p.add_argument("--results", type=Path, default=RESULTS, help="JSON output directory")
+    return p
+
+
+def _names(text: str) -> list[str]:
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
+def planned_traffic(args: argparse.Namespace, registries: int) -> int:
+    """Bytes over loopback, roughly: what the bench promises to stay under."""
+    server = 0
+    if args.only in ("all", "server"):
+        server = 3 * args.size * MIB + 2 * args.small_count * args.small_size * 1024
+    client = 0
+    if args.only in ("all", "client"):
+        client = (1 + 2 * 3) * args.image_size * 1_000_000  # seed + 3 clients, push/pull
+    total: int = registries * args.repeat * (server + client)
+    return total
+
+
+def _check(args: argparse.Namespace) -> list[str]:
+    problems = []
+    for name in ("size", "chunk", "small_count", "small_size", "image_size", "layers", "repeat"):
+        if getattr(args, name) < 1:
+            problems.append(f"--{name.replace('_', '-')} must be at least 1")
+    if args.small_count < 2:
+        problems.append("--small-count must be at least 2 (manifests use two of them)")
+    for name in ("manifests", "tag_lists", "concurrency"):
+        if getattr(args, name) < 1:
+            problems.append(f"--{name.replace('_', '-')} must be at least 1")
+    unknown = set(_names(args.registries)) - set(REGISTRIES)
+    if args.client_registries is not None:
+        unknown |= set(_names(args.client_registries)) - set(_names(args.registries))
+    if unknown:
+        problems.append(f"unknown registries (or not in --registries): {sorted(unknown)}")
+    unknown_clients = set(_names(args.clients)) - set(CLIENTS)
+    if unknown_clients:
+        problems.append(f"unknown clients: {sorted(unknown_clients)}")
+    return problems
+
+
+@contextlib.contextmanager
+def _registries(
+    names: list[str], workdir: Path, pyreg_args: list[str], report: Report
+) -> Iterator[list[RunningRegistry]]:
+    running: list[RunningRegistry] = []
+    try:
+        for name in names:
+            try:
+                if name == "pyreg":
+                    running.append(start_pyreg(workdir, pyreg_args))
+                else:
+                    running.append(start_reference(workdir))
+                print(f"started {name} on {running[-1].host}", flush=True)
+            except PeerUnavailable as exc:
+                report.skip(f"registry {name}: {exc}")
+        yield running
+    finally:
+        for registry in running:
+            registry.stop()
+
+
+def run(args: argparse.Namespace) -> Report:
+    names = _names(args.registries)
+    pyreg_args = args.pyreg_arg if args.pyreg_arg is not None else ["--log-level", "warning"]
+    options = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    report = Report(options={**options, "pyreg_arg": pyreg_args})
+    with tempfile.TemporaryDirectory(prefix="pyreg-bench-", dir=args.workdir) as tmp:
+        workdir = Path(tmp)
+        started = time.perf_counter()
+        blob = small = image = None
+        if args.only in ("all", "server"):
+            blob = data.large_blob(workdir, args.size * MIB)
+            small = data.small_blobs(args.small_count, args.small_size * 1024)
+        if args.only in ("all", "client"):
+            image = data.oci_image(workdir, args.image_size * 1_000_000, args.layers)
+        print(f"generated data in {time.perf_counter() - started:.1f} s", flush=True)
+        with _registries(names, workdir, pyreg_args, report) as registries:
+            if blob is not None and small is not None:
+                plan = ServerPlan(
+                    blob, args.chunk * MIB, small, args.manifests, args.tag_lists,
+                    args.concurrency, args.repeat,
+                )  # fmt: skip
+                for registry in registries:
+                    print(f"server side: {registry.name}", flush=True)
+                    try:
+                        asyncio.run(run_server_bench(registry, plan, report))
+                    except (BenchError, OSError) as exc:
+                        report.skip(f"server bench on {registry.name} stopped: {exc}")
+            if image is not None:
+                print("client side", flush=True)
+                client_dir = workdir / "clients"
+                client_dir.mkdir()
+                wanted = _names(args.client_registries or args.registries)
+                run_client_bench(
+                    [r for r in registries if r.name in wanted],
+                    _names(args.clients),
+                    ClientPlan(image, client_dir, args.repeat),
+                    report,
+                )
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    problems = _check(args)
+    if problems:
+        for problem in problems:
+            print(f"bench: {problem}", file=sys.stderr)
+        return 2
+    traffic = planned_traffic(args, len(_names(args.registries)))
+    if traffic > args.max_traffic * 2**30:
+        print(
+            f"bench: this plan moves about {traffic / 2**30:.1f} GiB over loopback, more than "
+            f"--max-traffic {args.max_traffic} GiB",
+            file=sys.stderr,
+        )
+        return 2
+    print(f"plan: about {traffic / 2**30:.1f} GiB over loopback", flush=True)
+    report = run(args)
+    print(report.table())
+    path = report.write_json(args.results)
+    print(f"\nresults: {path}")
+    return 0 if report.measurements else 1

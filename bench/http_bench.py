@@ -1,0 +1,285 @@
+"""Server-side measurements: the same HTTP requests, from one httpx client, to each registry.
+
+Every scenario works in a fresh repository per run, so no run profits from an earlier one.
+Large bodies go out as async iterators of 1 MiB pieces with an explicit Content-Length
+(one big `bytes` body makes httpcore's send loop quadratic) and come back in 1 MiB pieces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import httpx
+
+from bench.data import MIB, Blob
+from bench.report import Measurement, MemoryReading, Report
+from bench.rss import PeakRSS
+from bench.servers import RunningRegistry
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+
+
+class BenchError(RuntimeError):
+    """A registry answered something a benchmark step cannot go on from."""
+
+
+@dataclass(frozen=True)
+class ServerPlan:
+    blob: Blob
+    chunk_size: int
+    small: list[tuple[str, bytes]]
+    manifests: int
+    tag_lists: int
+    concurrency: int
+    repeat: int
+
+
+def _expect(response: httpx.Response, *status: int) -> httpx.Response:
+    if response.status_code not in status:
+        raise BenchError(
+            f"{response.request.method} {response.request.url.path} -> "
+            f"{response.status_code}: {response.text[:300]}"
+        )
+    return response
+
+
+async def _file_body(
+    blob: Blob, offset: int = 0, length: int | None = None
+) -> AsyncIterator[bytes]:
+    """Stream part of the blob's file in 1 MiB pieces (it sits in the page cache)."""
+    left = blob.size - offset if length is None else length
+    with blob.path.open("rb") as f:
+        f.seek(offset)
+        while left > 0:
+            piece = f.read(min(MIB, left))
+            if not piece:
+                raise BenchError(f"{blob.path} is shorter than expected")
+            left -= len(piece)
+            yield piece
+
+
+def _with_digest(location: str, digest: str) -> httpx.URL:
+    # `params=` would replace the Location's own query (the reference registry keeps its
+    # upload state there); merge instead.
+    return httpx.URL(location).copy_merge_params({"digest": digest})
+
+
+async def _start_upload(client: httpx.AsyncClient, repo: str) -> str:
+    response = _expect(await client.post(f"/v2/{repo}/blobs/uploads/"), 202)
+    return response.headers["location"]
+
+
+async def push_monolithic(client: httpx.AsyncClient, repo: str, blob: Blob) -> None:
+    """POST, then one PUT ?digest= carrying the whole blob."""
+    location = await _start_upload(client, repo)
+    _expect(
+        await client.put(
+            _with_digest(location, blob.digest),
+            content=_file_body(blob),
+            headers={"Content-Length": str(blob.size), "Content-Type": "application/octet-stream"},
+        ),
+        201,
+    )
+
+
+async def push_chunked(client: httpx.AsyncClient, repo: str, blob: Blob, chunk: int) -> None:
+    """POST, PATCH with Content-Range per chunk, then PUT ?digest= without a body."""
+    location = await _start_upload(client, repo)
+    offset = 0
+    while offset < blob.size:
+        n = min(chunk, blob.size - offset)
+        response = _expect(
+            await client.patch(
+                location,
+                content=_file_body(blob, offset, n),
+                headers={
+                    "Content-Length": str(n),
+                    "Content-Range": f"{offset}-{offset + n - 1}",
+                    "Content-Type": "application/octet-stream",
+                },
+            ),
+            202,
+        )
+        location = response.headers["location"]
+        offset += n
+    _expect(await client.put(_with_digest(location, blob.digest)), 201)
+
+
+async def pull_blob(client: httpx.AsyncClient, repo: str, digest: str, size: int) -> None:
+    received = 0
+    async with client.stream("GET", f"/v2/{repo}/blobs/{digest}") as response:
+        _expect(response, 200)
+        async for piece in response.aiter_raw(MIB):
+            received += len(piece)
+    if received != size:
+        raise BenchError(f"pulled {received} bytes of {digest}, expected {size}")
+
+
+async def _bounded(limit: int, jobs: Sequence[Callable[[], Awaitable[None]]]) -> None:
+    semaphore = asyncio.Semaphore(limit)
+
+    async def one(job: Callable[[], Awaitable[None]]) -> None:
+        async with semaphore:
+            await job()
+
+    async with asyncio.TaskGroup() as group:
+        for job in jobs:
+            group.create_task(one(job))
+
+
+async def push_small(client: httpx.AsyncClient, repo: str, digest: str, data: bytes) -> None:
+    location = await _start_upload(client, repo)
+    _expect(
+        await client.put(
+            _with_digest(location, digest),
+            content=data,
+            headers={"Content-Type": "application/octet-stream"},
+        ),
+        201,
+    )
+
+
+async def pull_small(client: httpx.AsyncClient, repo: str, digest: str, size: int) -> None:
+    response = _expect(await client.get(f"/v2/{repo}/blobs/{digest}"), 200)
+    if len(response.content) != size:
+        raise BenchError(f"short read of {digest}")
+
+
+def _manifest(config: tuple[str, bytes], layer: tuple[str, bytes], n: int) -> bytes:
+    """A distinct manifest per `n` (an annotation), all sharing one config and one layer."""
+    return json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "digest": config[0], "size": len(config[1])},
+            "layers": [{"mediaType": OCI_LAYER, "digest": layer[0], "size": len(layer[1])}],
+            "annotations": {"bench.n": str(n)},
+        }
+    ).encode()
+
+
+async def _timed(run: Callable[[int], Awaitable[None]], i: int) -> float:
+    start = time.perf_counter()
+    await run(i)
+    return time.perf_counter() - start
+
+
+async def run_server_bench(registry: RunningRegistry, plan: ServerPlan, report: Report) -> None:
+    """Every server-side scenario against one registry; results land in `report`."""
+    peer = registry.name
+    limits = httpx.Limits(
+        max_connections=plan.concurrency, max_keepalive_connections=plan.concurrency
+    )
+    timeout = httpx.Timeout(300.0, connect=10.0)
+    async with httpx.AsyncClient(base_url=registry.url, limits=limits, timeout=timeout) as client:
+
+        async def measure(
+            scenario: str, bytes_: int, ops: int, run: Callable[[int], Awaitable[None]]
+        ) -> None:
+            seconds = [await _timed(run, i) for i in range(plan.repeat)]
+            m = Measurement("server", scenario, peer, seconds, bytes=bytes_, ops=ops)
+            report.add(m)
+            print(f"  {peer:<10} {scenario:<38} {m.median:8.3f} s {m.rate()}", flush=True)
+
+        blob = plan.blob
+        size_label = f"{blob.size // MIB} MiB"
+        with PeakRSS(registry.pid) as rss:
+            await measure(
+                f"blob push monolithic {size_label}",
+                blob.size,
+                0,
+                lambda i: push_monolithic(client, f"bench/mono-{i}", blob),
+            )
+            await measure(
+                f"blob push chunked {size_label} ({plan.chunk_size // MIB} MiB)",
+                blob.size,
+                0,
+                lambda i: push_chunked(client, f"bench/chunked-{i}", blob, plan.chunk_size),
+            )
+            await measure(
+                f"blob pull {size_label}",
+                blob.size,
+                0,
+                lambda i: pull_blob(client, f"bench/mono-{i}", blob.digest, blob.size),
+            )
+        report.memory.append(
+            MemoryReading(peer, rss.start / MIB, rss.peak / MIB, f"{size_label} blob push/pull")
+        )
+
+        small = plan.small
+        small_bytes = sum(len(d) for _, d in small)
+        label = f"{len(small)} x {len(small[0][1]) // 1024} KiB"
+
+        async def push_smalls(i: int) -> None:
+            repo = f"bench/small-{i}"
+            jobs = [functools.partial(push_small, client, repo, d, b) for d, b in small]
+            await _bounded(plan.concurrency, jobs)
+
+        async def pull_smalls(i: int) -> None:
+            repo = f"bench/small-{i}"
+            jobs = [functools.partial(pull_small, client, repo, d, len(b)) for d, b in small]
+            await _bounded(plan.concurrency, jobs)
+
+        await measure(f"small blobs push {label}", small_bytes, 0, push_smalls)
+        await measure(f"small blobs pull {label}", small_bytes, 0, pull_smalls)
+
+        config, layer = small[0], small[1]
+
+        async def push_manifests(i: int) -> None:
+            repo = f"bench/manifests-{i}"
+            # timed too, but two small blobs are little next to N manifests
+            await push_small(client, repo, *config)
+            await push_small(client, repo, *layer)
+            jobs = [
+                functools.partial(
+                    _put_manifest, client, repo, f"t{n:05d}", _manifest(config, layer, n)
+                )
+                for n in range(plan.manifests)
+            ]
+            await _bounded(plan.concurrency, jobs)
+
+        async def pull_manifests(i: int) -> None:
+            repo = f"bench/manifests-{i}"
+            jobs = [
+                functools.partial(_get_manifest, client, repo, f"t{n:05d}")
+                for n in range(plan.manifests)
+            ]
+            await _bounded(plan.concurrency, jobs)
+
+        async def list_tags(i: int) -> None:
+            repo = f"bench/manifests-{i}"
+            job = functools.partial(_list_tags, client, repo, plan.manifests)
+            await _bounded(plan.concurrency, [job] * plan.tag_lists)
+
+        await measure(f"manifest push x{plan.manifests}", 0, plan.manifests, push_manifests)
+        await measure(f"manifest pull x{plan.manifests}", 0, plan.manifests, pull_manifests)
+        await measure(
+            f"tags list x{plan.tag_lists} ({plan.manifests} tags)", 0, plan.tag_lists, list_tags
+        )
+
+
+async def _put_manifest(client: httpx.AsyncClient, repo: str, tag: str, body: bytes) -> None:
+    _expect(
+        await client.put(
+            f"/v2/{repo}/manifests/{tag}", content=body, headers={"Content-Type": OCI_MANIFEST}
+        ),
+        201,
+    )
+
+
+async def _get_manifest(client: httpx.AsyncClient, repo: str, tag: str) -> None:
+    _expect(await client.get(f"/v2/{repo}/manifests/{tag}", headers={"Accept": OCI_MANIFEST}), 200)
+
+
+async def _list_tags(client: httpx.AsyncClient, repo: str, expected: int) -> None:
+    response = _expect(await client.get(f"/v2/{repo}/tags/list", params={"n": 10000}), 200)
+    tags = response.json().get("tags") or []
+    if len(tags) != expected:
+        raise BenchError(f"tags/list of {repo}: {len(tags)} tags, expected {expected}")

@@ -1,0 +1,118 @@
+"""Results: medians, the side-by-side table, and the JSON file."""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psutil
+
+MB = 1_000_000  # throughput in decimal MB/s, as network tools report it
+
+
+@dataclass
+class Measurement:
+    group: str  # "server" (registries under one client) or "client" (clients, one registry)
+    scenario: str
+    peer: str  # "pyreg", "reference", "pyreg-client", "skopeo", "podman"
+    seconds: list[float]
+    bytes: int = 0  # per run, for MB/s
+    ops: int = 0  # per run, for ops/s
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+    def rate(self) -> str:
+        if self.bytes:
+            return f"{self.bytes / MB / self.median:8.1f} MB/s"
+        if self.ops:
+            return f"{self.ops / self.median:8.1f} op/s"
+        return ""
+
+
+@dataclass
+class MemoryReading:
+    peer: str
+    idle_mib: float
+    peak_mib: float
+    during: str
+
+
+@dataclass
+class Report:
+    options: dict[str, object]
+    measurements: list[Measurement] = field(default_factory=list)
+    memory: list[MemoryReading] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.time)
+
+    def add(self, measurement: Measurement) -> None:
+        self.measurements.append(measurement)
+
+    def skip(self, message: str) -> None:
+        print(f"SKIP: {message}", flush=True)
+        self.skipped.append(message)
+
+    def find(self, group: str, scenario: str, peer: str) -> Measurement | None:
+        for m in self.measurements:
+            if (m.group, m.scenario, m.peer) == (group, scenario, peer):
+                return m
+        return None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
+            "machine": {
+                "cpus": psutil.cpu_count(),
+                "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+                "platform": platform.platform(),
+                "python": platform.python_version(),
+            },
+            "options": self.options,
+            "measurements": [{**asdict(m), "median": m.median} for m in self.measurements],
+            "memory": [asdict(r) for r in self.memory],
+            "skipped": self.skipped,
+        }
+
+    def write_json(self, directory: Path) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.started))
+        path = directory / f"bench-{stamp}.json"
+        path.write_text(json.dumps(self.to_json(), indent=2))
+        return path
+
+    def table(self) -> str:
+        """One line per (scenario, peer): median seconds, rate, and the ratio of pyreg's
+        time to each other peer's (below 1: pyreg is faster)."""
+        lines = []
+        subject = {"server": "pyreg", "client": "pyreg-client"}
+        for group, title in (("server", "Server side"), ("client", "Client side")):
+            rows = [m for m in self.measurements if m.group == group]
+            if not rows:
+                continue
+            lines.append(f"\n{title} (median of runs; ratio = {subject[group]} time / peer time)")
+            lines.append(f"{'scenario':<38} {'peer':<22} {'seconds':>9} {'rate':>14} {'ratio':>7}")
+            scenarios = list(dict.fromkeys(m.scenario for m in rows))
+            for scenario in scenarios:
+                ours = self.find(group, scenario, subject[group])
+                for m in (r for r in rows if r.scenario == scenario):
+                    ratio = ""
+                    if ours is not None and m is not ours and m.median > 0:
+                        ratio = f"{ours.median / m.median:7.2f}"
+                    lines.append(
+                        f"{scenario:<38} {m.peer:<22} {m.median:9.3f} {m.rate():>14} {ratio:>7}"
+                    )
+        if self.memory:
+            lines.append("\nServer memory (RSS of the registry's process tree)")
+            lines.append(f"{'peer':<22} {'idle MiB':>9} {'peak MiB':>9}  during")
+            for r in self.memory:
+                lines.append(f"{r.peer:<22} {r.idle_mib:9.1f} {r.peak_mib:9.1f}  {r.during}")
+        if self.skipped:
+            lines.append("\nSkipped:")
+            lines.extend(f"  - {s}" for s in self.skipped)
+        return "\n".join(lines)

@@ -1,0 +1,72 @@
+"""`python -m bench` runs end to end with tiny sizes, so the harness cannot rot."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = [
+    "--size", "2", "--chunk", "1", "--small-count", "4", "--small-size", "4",
+    "--manifests", "3", "--tag-lists", "3", "--image-size", "2", "--layers", "2",
+    "--repeat", "1",
+]  # fmt: skip
+
+
+def _bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *TINY, "--results", str(tmp_path), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+
+
+@pytest.mark.interop
+@pytest.mark.slow
+def test_bench_runs_end_to_end(tmp_path: Path) -> None:
+    if shutil.which("docker-registry") is None:
+        pytest.skip("docker-registry (the reference registry) is not installed")
+    # Clients against one registry only: each pyreg/podman command costs a process start.
+    result = _bench(tmp_path, "--registries", "pyreg,reference", "--client-registries", "reference")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (path,) = tmp_path.glob("bench-*.json")
+    written = json.loads(path.read_text())
+    server = {(m["peer"], m["scenario"]) for m in written["measurements"] if m["group"] == "server"}
+    for peer in ("pyreg", "reference"):
+        scenarios = {s for p, s in server if p == peer}
+        assert len(scenarios) == 8, (peer, scenarios, written["skipped"])
+    assert {r["peer"] for r in written["memory"]} == {"pyreg", "reference"}
+    client_rows = [m for m in written["measurements"] if m["group"] == "client"]
+    assert all(m["scenario"].endswith("on reference") for m in client_rows)
+    clients = {m["peer"] for m in client_rows}
+    if shutil.which("skopeo"):
+        assert {"skopeo", "pyreg-client"} <= clients, written["skipped"]
+    assert all(m["median"] > 0 for m in written["measurements"])
+    assert "ratio" in result.stdout
+
+
+def test_a_plan_over_the_traffic_limit_is_refused(tmp_path: Path) -> None:
+    result = _bench(tmp_path, "--max-traffic", "0.0001")
+    assert result.returncode == 2
+    assert "--max-traffic" in result.stderr
+    assert not list(tmp_path.glob("*.json"))
+
+
+def test_unknown_client_is_refused(tmp_path: Path) -> None:
+    result = _bench(tmp_path, "--clients", "skopeo,crane")
+    assert result.returncode == 2
+    assert "crane" in result.stderr
+
+
+def test_bad_sizes_are_refused(tmp_path: Path) -> None:
+    result = _bench(tmp_path, "--size", "0")
+    assert result.returncode == 2
+    assert "--size must be at least 1" in result.stderr
