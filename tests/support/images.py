@@ -261,6 +261,50 @@ def sample_layers() -> list[list[TarEntry]]:
     return [base, middle, top]
 
 
+def tricky_layers() -> list[list[TarEntry]]:
+    """Layers for corner cases: replacements of one type by another, links through lower
+    symlinks, whiteouts of symlinks, nested opaque dirs, odd and long names."""
+    long_name = "deep/" + "d" * 120 + "/" + "f" * 150
+    base = [
+        dir_("usr"),
+        dir_("usr/lib"),
+        symlink("lib", "usr/lib"),
+        dir_("was-dir"),
+        file("was-dir/child", b"c"),
+        file("was-file", b"f"),
+        symlink("was-link", "usr"),
+        dir_("target"),
+        file("target/keep", b"k"),
+        symlink("link-to-dir", "target"),
+        dir_("nest"),
+        dir_("nest/a"),
+        file("nest/a/x", b"x"),
+        dir_("nest/b"),
+        file("nest/b/y", b"y"),
+        file("sp ace/ünï cødé", b"u"),
+        file(long_name, b"long"),
+        file("empty", b""),
+        dir_("sgid", 0o2775),
+    ]
+    middle = [
+        file("was-dir", b"now a file"),
+        dir_("was-file", 0o711),
+        dir_("was-link"),
+        file("was-link/inside", b"i"),
+        whiteout("link-to-dir"),
+        opaque("nest/a"),
+        file("nest/a/z", b"z"),
+        file("usr/lib/libx.so", b"elf"),
+    ]
+    top = [
+        hardlink("usr/lib/libx.so.1", "usr/lib/libx.so"),
+        symlink("nest/b", "a"),
+        file(long_name, b"longer"),
+        whiteout("sp ace/ünï cødé"),
+    ]
+    return [base, middle, top]
+
+
 def sample_image(compression: str = "gzip") -> Image:
     return build_image(sample_layers(), compression)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 
@@ -19,9 +20,10 @@ from tests.support.images import (
     hardlink,
     opaque,
     register_image,
-    sample_image,
+    sample_layers,
     snapshot,
     symlink,
+    tricky_layers,
     whiteout,
     write_oci_layout,
 )
@@ -38,13 +40,16 @@ def _assemble(tmp_path: Path, layers: list, compression: str = "gzip") -> Path: 
 @pytest.mark.interop
 @pytest.mark.parametrize("compression", ["gzip", ""])
 @pytest.mark.parametrize("rootless", [False, True])
-def test_identical_to_umoci_unpack(tmp_path: Path, compression: str, rootless: bool) -> None:
+@pytest.mark.parametrize("layers", ["sample", "tricky"])
+def test_identical_to_umoci_unpack(
+    tmp_path: Path, compression: str, rootless: bool, layers: str
+) -> None:
     umoci = shutil.which("umoci")
     if umoci is None:
         pytest.skip("umoci is not installed (Debian package umoci)")
     if not rootless and os.geteuid() != 0:
         pytest.skip("umoci unpack without --rootless needs root")
-    image = sample_image(compression)
+    image = build_image(sample_layers() if layers == "sample" else tricky_layers(), compression)
     write_oci_layout(tmp_path / "layout", {"v1": image})
     cmd = [umoci, "unpack", *(["--rootless"] if rootless else []), "--image"]
     subprocess.run(
@@ -58,6 +63,10 @@ def test_identical_to_umoci_unpack(tmp_path: Path, compression: str, rootless: b
     theirs = snapshot(tmp_path / "bundle" / "rootfs")
     mine = snapshot(tmp_path / "mine")
     assert mine == theirs
+    if layers == "tricky":
+        assert mine["was-dir"][0] == stat.S_IFREG and "target/keep" in mine
+        assert "link-to-dir" not in mine and "nest/a/x" not in mine
+        return
     # the sample exercises every rule: make sure the comparison saw them
     assert "etc/hostname" in mine and "opt/app/old.txt" not in mine
     assert "var/cache/big" not in mine and "etc/dangling" not in mine
