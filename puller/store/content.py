@@ -160,6 +160,8 @@ class ContentStore:
             raise NotInStore(f"blob {digest} is not in the local store") from None
 
     def write_bytes(self, data: bytes, expected: Digest | None = None) -> Digest:
+        if expected is not None and self.has(expected):
+            return expected  # content-addressed: the same name is the same bytes
         return self.write_stream([data], expected, len(data) if expected else None)
 
     def write_stream(

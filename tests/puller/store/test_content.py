@@ -206,3 +206,11 @@ def test_sha512(tmp_path: Path) -> None:
         ing.write(b"s")
         ing.commit()
     assert store.content.list() == [d]
+
+
+def test_write_bytes_of_present_blob_is_not_rewritten(tmp_path: Path) -> None:
+    store = GraphStore(tmp_path)
+    d = store.content.write_bytes(b"same", digest_bytes(b"same"))
+    inode = store.content.path(d).stat().st_ino
+    assert store.content.write_bytes(b"same", d) == d
+    assert store.content.path(d).stat().st_ino == inode

@@ -137,3 +137,34 @@ def test_sniff_media_type() -> None:
     assert sniff_media_type(gzip.compress(b"x")[:4]) == mt.OCI_LAYER_GZIP
     assert sniff_media_type(make_layer([], "zstd").blob[:4]) == mt.OCI_LAYER_ZSTD
     assert sniff_media_type(make_tar([file("a")])[:4]) == mt.OCI_LAYER
+
+
+def test_concurrent_register_unpacks_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    import puller.store.layers as layers_module
+
+    calls = []
+    real = layers_module.unpack_layer
+
+    def counting(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(layers_module, "unpack_layer", counting)
+    store = GraphStore(tmp_path)
+    layer = make_layer([file(f"f{i}", b"x" * 1000) for i in range(50)])
+    store.content.write_bytes(layer.blob, layer.digest)
+    results = []
+
+    def worker() -> None:
+        g = GraphStore(tmp_path).layers
+        results.append(g.register(None, layer.diff_id, layer.digest, layer.media_type))
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+    assert len(results) == 4 and len(set(results)) == 1
