@@ -60,7 +60,7 @@ def _serve_parser_accepts(argv: list[str]) -> None:
     cli = pytest.importorskip("pyreg.cli")
     parser = cli.build_parser()
     if argv[0] not in parser._subparsers._group_actions[0].choices:  # type: ignore[union-attr]
-        pytest.skip(f"`pyreg {argv[0]}` is not registered yet (registry.cli has not landed)")
+        pytest.skip(f"`pyreg {argv[0]}` is not registered in the CLI yet")
     try:
         parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits on an unknown flag or a bad value
@@ -123,7 +123,7 @@ def test_every_secret_reference_exists() -> None:
     for ref_name, key in refs:
         assert ref_name == name
         assert key in keys, f"secret key {key!r} is not in the Secret"
-    for must in ("upload-secret", "htpasswd", "token.key"):
+    for must in ("htpasswd", "token.key", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         assert must in keys
 
 
@@ -198,12 +198,14 @@ def test_compose_single_and_ha_profiles() -> None:
     assert "profiles" not in services["registry"], "the single registry is the default"
     ha = {name for name, s in services.items() if "ha" in s.get("profiles", [])}
     assert {"registry-a", "registry-b", "minio", "lb"} <= ha
-    # The replicas share one config file, hence one upload HMAC secret.
+    # The replicas share one config, hence one storage, where upload sessions live.
     assert services["registry-a"]["volumes"] == services["registry-b"]["volumes"]
+    assert services["registry-a"]["environment"] == services["registry-b"]["environment"]
     (mount,) = services["registry-a"]["volumes"]
     config = yaml.safe_load((DEPLOY / mount.split(":")[0]).read_text())
-    assert config["uploads"]["hmac_secret"]
     assert _storage_url(config).startswith("s3://")
+    assert config["storage"]["options"]["endpoint_url"] == "http://minio:9000"
+    assert "minio" in services and "minio-init" in services["registry-a"]["depends_on"]
     for name in ("registry", "registry-a"):
         _serve_parser_accepts(services[name]["command"][1:])
 
@@ -245,5 +247,15 @@ def test_configmap_config_loads_with_the_registry_settings(tmp_path: Path) -> No
     path.write_text(_one("ConfigMap")["data"]["config.yaml"])
     loaded = _load_with_registry_settings(path)
     assert getattr(loaded, "storage_url", "").startswith("s3://")
-    # The HMAC secret must come from the Secret, never from the ConfigMap.
-    assert getattr(loaded, "upload_hmac_secret", None) is None
+    # Files named by the config come from the mounted Secret, never from the ConfigMap.
+    auth = getattr(loaded, "auth", None) or {}
+    mounts = {
+        m["name"]: m["mountPath"]
+        for m in _containers(_one("Deployment")["spec"]["template"]["spec"])[0]["volumeMounts"]
+    }
+    for key in ("htpasswd", "key"):
+        assert str(auth[key]).startswith(mounts["secret"] + "/")
+    # The auth section is checked by the registry's own parser (rules, keys, types).
+    auth_config = pytest.importorskip("registry.auth.config")
+    parsed = auth_config.parse_config(auth)
+    assert len(parsed.rules) == 2
