@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
-import importlib
 import json
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
@@ -22,7 +21,7 @@ import httpx
 from ocispec.digest import Digest, DigestError, DigestMismatch
 from ocispec.models import ImageConfig, Index, ManifestError, Platform, chain_ids, parse_manifest
 from ocispec.reference import Reference, ReferenceError
-from puller import credentials
+from puller import credentials, layout
 from puller.api import RegistryClient, RegistryError, Unauthorized, Unsupported
 from puller.auth import AuthError
 from puller.copy import Copier, CopyError
@@ -350,24 +349,18 @@ def cmd_unpack(args: argparse.Namespace) -> int:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    try:
-        layout = importlib.import_module("puller.layout")  # the store side's module
-    except ImportError:
-        raise CommandError("load is not available in this build") from None
-    names = layout.load(_store(), Path(args.input))
+    names = layout.load(_store(), Path(args.input), args.repository)
     for name in names:
         print(f"Loaded image: {name}")
     return 0
 
 
 def cmd_save(args: argparse.Namespace) -> int:
-    try:
-        layout = importlib.import_module("puller.layout")  # the store side's module
-    except ImportError:
-        raise CommandError("save is not available in this build") from None
     store = _store()
     names = [_local_digest(store, value)[0] for value in args.images]
     layout.save(store, names, Path(args.output))
+    if not args.quiet:
+        print(f"Saved {len(names)} image(s) to {args.output}")
     return 0
 
 
@@ -523,11 +516,15 @@ def register(subparsers: Any) -> None:
     _quiet(p, "print nothing")
 
     p = add("load", cmd_load, "Load images from an OCI layout (dir or tar) or a docker save tar")
-    p.add_argument("input")
+    p.add_argument("input", help="directory or tar file")
+    p.add_argument(
+        "-r", "--repository", help="name for OCI layout images without a full name annotation"
+    )
 
     p = add("save", cmd_save, "Save local images to an OCI image layout")
     p.add_argument("images", nargs="+")
-    p.add_argument("-o", "--output", required=True, help="target directory or .tar")
+    p.add_argument("-o", "--output", required=True, help="target directory (created or added to)")
+    _quiet(p, "print nothing")
 
     p = add("tags", cmd_tags, "List a repository's tags on its registry")
     p.add_argument("repository", help="host[:port]/name")

@@ -14,7 +14,13 @@ from puller.store import GraphStore
 from pyreg.cli import main
 from tests.puller.conftest import put_image
 from tests.support.docker_registry import DockerRegistry, free_port, start_registry
-from tests.support.images import build_image, file, sample_image
+from tests.support.images import (
+    build_image,
+    file,
+    sample_image,
+    write_docker_archive,
+    write_oci_layout,
+)
 
 pytestmark = pytest.mark.interop
 
@@ -229,3 +235,31 @@ def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]
         main([command, "--help"])
     assert info.value.code == 0
     assert f"usage: pyreg {command}" in capsys.readouterr().out
+
+
+def test_load_save_and_push_a_loaded_image(
+    docker_registry: DockerRegistry,
+    home: GraphStore,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    image = sample_image()
+    name = f"{docker_registry.host}/loaded/app:v1"
+    archive = write_docker_archive(tmp_path / "save.tar", {name: image})
+    code, out, _ = run(capsys, "load", str(archive))
+    assert code == 0 and out.startswith("Loaded image:")
+    loaded = out.split("Loaded image: ", 1)[1].strip()
+    layout_dir = write_oci_layout(tmp_path / "layout", {"v2": image})
+    code, out, _ = run(capsys, "load", "-r", f"{docker_registry.host}/loaded/oci", str(layout_dir))
+    assert code == 0 and f"{docker_registry.host}/loaded/oci:v2" in out
+    code, out, _ = run(capsys, "push", "-q", f"{docker_registry.host}/loaded/oci:v2")
+    assert code == 0 and out.strip() == str(
+        home.images.get(f"{docker_registry.host}/loaded/oci:v2")
+    )
+    target = tmp_path / "saved"
+    code, _, _ = run(capsys, "save", "-q", loaded, "-o", str(target))
+    assert code == 0
+    index = json.loads((target / "index.json").read_text())
+    assert [m["digest"] for m in index["manifests"]] == [str(home.images.get(loaded))]
+    code, _, err = run(capsys, "load", str(tmp_path / "missing.tar"))
+    assert code == 1 and err.startswith("pyreg: error:")
