@@ -110,6 +110,7 @@ class S3Backend:
         copy_threshold: int = 5 * GiB,
         copy_part_size: int = 512 * MiB,
         max_pool_connections: int = 32,
+        page_size: int = 1000,
     ) -> None:
         if not bucket:
             raise ValueError("s3 storage needs a bucket: s3://BUCKET/PREFIX")
@@ -134,6 +135,7 @@ class S3Backend:
         self.copy_threshold = min(copy_threshold, 5 * GiB)  # CopyObject's own limit
         self.copy_part_size = copy_part_size
         self.max_pool_connections = max_pool_connections
+        self.page_size = page_size  # keys per ListObjectsV2/ListParts request (S3: at most 1000)
         self._stack: AsyncExitStack | None = None
         self._s3: Any = None
 
@@ -141,7 +143,13 @@ class S3Backend:
     def from_options(cls, bucket: str, prefix: str, options: Mapping[str, object]) -> S3Backend:
         """Build from loosely typed options (URL query strings, YAML), checking each one."""
         strings = ("endpoint_url", "region", "access_key", "secret_key", "session_token")
-        ints = ("part_size", "copy_threshold", "copy_part_size", "max_pool_connections")
+        ints = (
+            "part_size",
+            "copy_threshold",
+            "copy_part_size",
+            "max_pool_connections",
+            "page_size",
+        )
         kwargs: dict[str, Any] = {}
         for name, value in options.items():
             if name in strings or name == "addressing_style":
@@ -198,6 +206,10 @@ class S3Backend:
         if self._s3 is None:
             raise StorageError("s3 backend used before open()")
         return self._s3
+
+    @property
+    def _pages(self) -> dict[str, Any]:
+        return {"PaginationConfig": {"PageSize": self.page_size}}
 
     def _key(self, path: str) -> str:
         check_path(path)
@@ -315,7 +327,9 @@ class S3Backend:
         names: set[str] = set()
         paginator = self._client.get_paginator("list_objects_v2")
         with _errors(prefix or "/"):
-            async for page in paginator.paginate(Bucket=self.bucket, Prefix=start, Delimiter="/"):
+            async for page in paginator.paginate(
+                Bucket=self.bucket, Prefix=start, Delimiter="/", **self._pages
+            ):
                 for common in page.get("CommonPrefixes", []):
                     names.add(common["Prefix"][len(start) :].rstrip("/"))
                 for obj in page.get("Contents", []):
@@ -331,7 +345,7 @@ class S3Backend:
         paginator = self._client.get_paginator("list_objects_v2")
         # S3 lists keys in UTF-8 byte order, which is Python's str order.
         with _errors(prefix or "/"):
-            async for page in paginator.paginate(Bucket=self.bucket, Prefix=start):
+            async for page in paginator.paginate(Bucket=self.bucket, Prefix=start, **self._pages):
                 for obj in page.get("Contents", []):
                     if not obj["Key"].endswith("/"):
                         yield obj["Key"][strip:]
@@ -347,7 +361,7 @@ class S3Backend:
         start = self._dir_key(prefix)
         paginator = self._client.get_paginator("list_objects_v2")
         with _errors(prefix or "/"):
-            async for page in paginator.paginate(Bucket=self.bucket, Prefix=start):
+            async for page in paginator.paginate(Bucket=self.bucket, Prefix=start, **self._pages):
                 keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
                 if not keys:
                     continue
@@ -446,7 +460,9 @@ class S3Backend:
         parts: list[Part] = []
         paginator = self._client.get_paginator("list_parts")
         with _errors(f"{path} (multipart {upload_id})"):
-            async for page in paginator.paginate(Bucket=self.bucket, Key=key, UploadId=upload_id):
+            async for page in paginator.paginate(
+                Bucket=self.bucket, Key=key, UploadId=upload_id, **self._pages
+            ):
                 for p in page.get("Parts", []):
                     parts.append(Part(int(p["PartNumber"]), int(p["Size"]), str(p["ETag"])))
         return sorted(parts, key=lambda p: p.number)

@@ -12,6 +12,7 @@ Use it from any test package by importing the fixtures into a conftest.py:
   inherit the environment) talks to moto and nothing else.
 - `s3_bucket` (function scope): the name of a fresh, empty bucket on that server.
 - `create_bucket(endpoint)`: make a fresh bucket yourself (e.g. one per replica test).
+- `s3_client(endpoint)`: a cached synchronous botocore client, to inspect the bucket directly.
 - `s3_storage_url(endpoint, bucket, prefix)`: the `s3://` URL for `open_backend` /
   `pyreg serve --storage`, with the endpoint and region in its query string.
 
@@ -94,13 +95,15 @@ def create_bucket(endpoint: str, name: str | None = None) -> str:
     if not endpoint.startswith(("http://127.0.0.1:", "http://[::1]:", "http://localhost:")):
         raise ValueError(f"refusing a non-loopback S3 endpoint in tests: {endpoint}")
     bucket = name or f"test-{uuid.uuid4().hex[:20]}"
-    _client(endpoint).create_bucket(Bucket=bucket)
+    s3_client(endpoint).create_bucket(Bucket=bucket)
     return bucket
 
 
 @functools.cache
-def _client(endpoint: str) -> Any:
-    # Building a botocore client takes about a second: one per endpoint for the session.
+def s3_client(endpoint: str) -> Any:
+    """A plain (synchronous) botocore S3 client on `endpoint`, for looking behind a backend.
+
+    Building one takes about a second, so there is one per endpoint for the session."""
     return botocore.session.get_session().create_client(
         "s3",
         endpoint_url=endpoint,
