@@ -43,6 +43,6 @@ class ReferrerStore:
                 descriptor = json.loads(await self._backend.get(key))
             except (NotFound, ValueError):
                 continue
-            if artifact_type is None or descriptor.get("artifactType") == artifact_type:
+            if artifact_type is None or descriptor.get("artifactType", "") == artifact_type:
                 out.append(descriptor)
         return out

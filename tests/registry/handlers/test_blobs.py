@@ -73,7 +73,7 @@ async def test_range_gives_206_with_content_range(
     assert response.headers["content-length"] == str(end - start + 1)
 
 
-@pytest.mark.parametrize("header", ["bytes=1024-", "bytes=5000-6000", "bytes=-0"])
+@pytest.mark.parametrize("header", ["bytes=1024-", "bytes=5000-6000", "bytes=-0", "bytes=500-0"])
 async def test_unsatisfiable_range_is_416_with_json_body(
     client: httpx.AsyncClient, header: str
 ) -> None:

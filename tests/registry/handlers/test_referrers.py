@@ -88,6 +88,12 @@ async def test_index_referrer_without_artifact_type_omits_it(client: httpx.Async
     ).status_code == 201
     listed = (await client.get(f"/v2/r/referrers/{digest_of(subject)}")).json()["manifests"]
     assert listed == [{"mediaType": mt.OCI_INDEX, "digest": digest_of(index), "size": len(index)}]
+    sbom = _artifact(subject, "application/vnd.example.sbom", "one")
+    await put_manifest(client, "r", digest_of(sbom), sbom)
+    # An empty artifactType filter selects the referrers that have none.
+    untyped = await client.get(f"/v2/r/referrers/{digest_of(subject)}?artifactType=")
+    assert untyped.headers["oci-filters-applied"] == "artifactType"
+    assert [d["digest"] for d in untyped.json()["manifests"]] == [digest_of(index)]
 
 
 async def test_artifact_type_filter(client: httpx.AsyncClient) -> None:
