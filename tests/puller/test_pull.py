@@ -3,7 +3,13 @@ choice, "already exists", resumption of a cut download (Range), corrupt content 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -213,3 +219,47 @@ async def test_pull_from_an_index_takes_the_requested_platform(
     assert result.digest == arm.digest
     assert store.images.get(str(ref)) == arm.digest
     assert not store.content.has(amd.layers[0].digest)
+
+
+@pytest.mark.interop
+@pytest.mark.slow
+def test_sigkilled_pull_process_resumes_where_it_stopped(
+    docker_registry: DockerRegistry, tmp_path: Path
+) -> None:
+    image = build_image([[file("big", bytes(range(256)) * 4000)]], compression="")
+    asyncio.run(_seed(docker_registry, tmp_path, "kill/me:v1", image))
+    layer = image.layers[0]
+    home = tmp_path / "home"
+    partial = home / "ingest" / f"sha256-{layer.digest.hex}.partial"
+    env = {**os.environ, "PYREG_HOME": str(home), "DOCKER_CONFIG": str(tmp_path / "docker")}
+    with FlakyProxy(docker_registry.host, rate=400_000, cut_path=str(layer.digest)) as proxy:
+        ref = f"{proxy.host}/kill/me:v1"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pyreg", "pull", "-q", ref],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if partial.exists() and partial.stat().st_size >= 200_000:
+                break
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        kept = partial.stat().st_size
+        assert 200_000 <= kept < len(layer.blob)
+        proxy.rate = None
+        done = subprocess.run(
+            [sys.executable, "-m", "pyreg", "pull", "-q", ref],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(image.digest)
+    ranges = [r for m, p, r in proxy.requests if m == "GET" and str(layer.digest) in p]
+    assert ranges == [None, f"bytes={kept}-"]
+    assert GraphStore(home).content.read_bytes(layer.digest) == layer.blob
+    assert not partial.exists()

@@ -4,9 +4,11 @@
         ...pull from proxy.host...
     proxy.requests  # [(method, path, Range header or None), ...]
 
-The first `cuts` GET responses whose path matches `cut_path` get their headers (with the full
-Content-Length) and only `cut_after` body bytes, then the connection is closed: what a
-client sees when a network drops mid-layer or a pulling process is killed.
+The first `cuts` GET responses whose path matches `cut_path` get their headers (with the
+full Content-Length) and only `cut_after` body bytes, then the connection is closed: what a
+client sees when a network drops mid-layer. With `rate`, matching GET bodies trickle out at
+that many bytes per second (set it to None to lift it), so a test can kill a pulling process
+mid-layer.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import http.client
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 
@@ -22,9 +25,16 @@ _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer",
 
 class FlakyProxy:
     def __init__(
-        self, upstream: str, *, cut_after: int = 0, cuts: int = 0, cut_path: str = "/blobs/sha"
+        self,
+        upstream: str,
+        *,
+        cut_after: int = 0,
+        cuts: int = 0,
+        cut_path: str = "/blobs/sha",
+        rate: int | None = None,
     ) -> None:
         self.upstream = upstream
+        self.rate = rate  # bytes per second for matching GETs; None = full speed
         self.cut_after = cut_after
         self.cuts_left = cuts
         self.cut_path = cut_path
@@ -89,6 +99,13 @@ class FlakyProxy:
                     self.wfile.flush()
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                if proxy.rate and self.command == "GET" and proxy.cut_path in self.path:
+                    step = max(1, proxy.rate // 20)
+                    for start in range(0, len(data), step):
+                        self.wfile.write(data[start : start + step])
+                        self.wfile.flush()
+                        time.sleep(0.05)
                     return
                 self.wfile.write(data)
 
