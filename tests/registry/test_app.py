@@ -64,6 +64,7 @@ async def test_wrong_method_is_json_405(client: httpx.AsyncClient) -> None:
     assert error_codes(response) == ["UNSUPPORTED"]
     response = await client.patch("/v2/a/manifests/latest")
     assert response.status_code == 405
+    assert set(response.headers["allow"].split(", ")) == {"GET", "HEAD", "PUT", "DELETE"}
 
 
 class _BrokenBackend(MemoryBackend):
