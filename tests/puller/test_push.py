@@ -144,3 +144,24 @@ async def test_push_with_blob_missing_locally_fails_before_manifest(
         with pytest.raises(PushError, match="not in the local store"):
             await push(client, store, ref)
         assert await client.head_manifest("part/ial", "v1") is None
+
+
+async def test_mount_refused_falls_back_to_upload_in_the_session_it_opened(
+    docker_registry: DockerRegistry, store: GraphStore
+) -> None:
+    image = build_image([[file("a", b"only local")]])
+    ref = Reference.parse(f"{docker_registry.host}/dst/app:v1")
+    put_image(store, str(ref), image)
+    for digest in image.blobs():  # the store believes src/app has them; the registry does not
+        store.sources.record(ref.registry, "src/app", digest)
+    async with RegistryClient(ref.registry) as client:
+        result = await push(client, store, ref)
+    logged = _uploads(docker_registry.requests())
+    posts = [r for r in logged if r.method == "POST"]
+    assert len(posts) == 2 and all("mount=" in r.uri and r.status == 202 for r in posts)
+    assert len([r for r in logged if r.method == "PUT"]) == 2  # no second POST
+    assert result.mounted == [] and len(result.pushed) == 2
+    assert sorted(store.sources.repositories(ref.registry, image.layers[0].digest)) == [
+        "dst/app",
+        "src/app",
+    ]
