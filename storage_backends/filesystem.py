@@ -27,9 +27,11 @@ import shutil
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import aiofiles
 import aiofiles.os
+import aiofiles.threadpool
 
 from storage_backends.base import (
     CHUNK_SIZE,
@@ -47,6 +49,7 @@ _MULTIPART_DIR = ".multipart"
 _UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
 # Writes are coalesced into pieces of this size: one thread hop per MiB, not per HTTP chunk.
 _WRITE_SIZE = CHUNK_SIZE
+_T = TypeVar("_T")
 
 
 class FilesystemBackend:
@@ -134,7 +137,7 @@ class FilesystemBackend:
 
     async def put_stream(self, path: str, chunks: AsyncIterable[bytes]) -> int:
         target = self._full(path)
-        tmp = await self._open_tmp_dir(target)
+        tmp = self._tmp_name(target)
         try:
             written = await self._write_file(tmp, chunks)
             await asyncio.to_thread(os.replace, tmp, target)
@@ -143,22 +146,11 @@ class FilesystemBackend:
             raise
         return written
 
-    async def _open_tmp_dir(self, target: Path) -> Path:
-        await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
-        return self._tmp_name(target)
-
     async def _write_file(self, dest: Path, chunks: AsyncIterable[bytes]) -> int:
-        """Write `chunks` to `dest` (created), coalesced into MiB writes, then fsync."""
+        """Create `dest` (and its directory), write `chunks` coalesced into MiB writes, fsync."""
         written = 0
-        for attempt in range(3):
-            try:
-                f = await aiofiles.open(dest, "xb")
-                break
-            except FileNotFoundError:
-                # A concurrent delete pruned the empty parent between mkdir and open.
-                if attempt == 2:
-                    raise
-                await asyncio.to_thread(dest.parent.mkdir, parents=True, exist_ok=True)
+        raw = await asyncio.to_thread(_in_dir, dest, lambda: open(dest, "xb"))
+        f = aiofiles.threadpool.wrap(raw)
         try:
             pending = bytearray()
             async for chunk in chunks:
@@ -273,9 +265,8 @@ class FilesystemBackend:
     def _move_sync(self, src: str, source: Path, target: Path) -> None:
         if not source.is_file():
             raise NotFound(src)
-        target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            os.replace(source, target)
+            _in_dir(target, lambda: os.replace(source, target))
         except FileNotFoundError:
             raise NotFound(src) from None
         self._prune(source.parent)
@@ -346,13 +337,12 @@ class FilesystemBackend:
             if have is None or (p.etag and have.etag != p.etag):
                 raise StorageError(f"multipart complete: part {p.number} unknown or changed")
         files = [directory / f"{n:05d}.part" for n in numbers]
-        target.parent.mkdir(parents=True, exist_ok=True)
         if len(files) == 1:
-            os.replace(files[0], target)  # one part: publish it as is, no copy
+            _in_dir(target, lambda: os.replace(files[0], target))  # one part: a rename, no copy
         else:
             tmp = self._tmp_name(target)
             try:
-                with open(tmp, "xb") as out:
+                with _in_dir(tmp, lambda: open(tmp, "xb")) as out:
                     for part_file in files:
                         with open(part_file, "rb") as src:
                             _copy_all(src.fileno(), out.fileno())
@@ -378,6 +368,22 @@ class FilesystemBackend:
 
 
 # -- helpers running in worker threads -----------------------------------------------------
+
+
+def _in_dir(target: Path, create: Callable[[], _T]) -> _T:
+    """Make `target`'s directory, then run `create` (which makes `target` in it).
+
+    A concurrent delete prunes empty directories, so the fresh directory may vanish before
+    `create` runs (FileNotFoundError) or while mkdir looks at it (FileExistsError): retry then.
+    """
+    for attempt in range(10):
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            return create()
+        except (FileNotFoundError, FileExistsError):
+            if attempt == 9 or target.parent.is_dir():
+                raise
+    raise AssertionError("unreachable")
 
 
 def _unlink_quiet(path: Path) -> None:

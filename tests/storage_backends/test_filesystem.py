@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import hashlib
 import os
@@ -138,3 +139,24 @@ async def test_streaming_64_mib_keeps_memory_flat(fs: FilesystemBackend) -> None
         sent += len(piece)
         expected.update(piece)
     assert digest.digest() == expected.digest()
+
+
+async def test_concurrent_writes_and_deletes_in_one_directory(fs: FilesystemBackend) -> None:
+    # A delete prunes empty directories; a write or move that has just made that directory
+    # must not fail because a neighbour's delete removed it again.
+    errors: list[BaseException] = []
+
+    async def worker(i: int) -> None:
+        for _ in range(40):
+            try:
+                await fs.put(f"d/e/k{i}", b"x")
+                await fs.delete(f"d/e/k{i}")
+                await fs.put(f"s/m{i}", b"x")
+                await fs.move(f"s/m{i}", f"d/f/m{i}")
+                await fs.delete(f"d/f/m{i}")
+            except Exception as e:
+                errors.append(e)
+
+    await asyncio.gather(*(worker(i) for i in range(8)))
+    assert errors == []
+    assert await fs.list_dir("") == []
