@@ -56,6 +56,14 @@ def _kind(mode: int) -> str | None:
     return None
 
 
+def _read_xattrs(path: str) -> dict[str, bytes]:
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+        return {n: os.getxattr(path, n, follow_symlinks=False) for n in names}
+    except OSError:
+        return {}
+
+
 def apply_layer_dir(applier: Applier, record: LayerRecord) -> None:
     implicit = set(record.implicit_dirs)
     inodes: dict[tuple[int, int], str] = {}
@@ -91,14 +99,15 @@ def _apply_dir(
         kind = _kind(st.st_mode)
         if kind is None:
             continue
+        entry = Entry(path, kind, st.st_mode, st.st_uid, st.st_gid, st.st_mtime)
+        entry.xattrs = _read_xattrs(e.path)
         if kind == "dir":
             if path in implicit:
                 applier.ensure_dir(path)
             else:
-                applier.directory(Entry(path, "dir", st.st_mode, st.st_uid, st.st_gid, st.st_mtime))
+                applier.directory(entry)
             _apply_dir(applier, src_root, path, implicit, inodes)
             continue
-        entry = Entry(path, kind, st.st_mode, st.st_uid, st.st_gid, st.st_mtime)
         if kind == "symlink":
             entry.linkname = os.readlink(e.path)
         elif kind in ("chardev", "blockdev"):

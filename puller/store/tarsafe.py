@@ -113,6 +113,7 @@ class Entry:
     linkname: str = ""
     devmajor: int = 0
     devminor: int = 0
+    xattrs: dict[str, bytes] = field(default_factory=dict)
 
 
 @dataclass
@@ -122,6 +123,7 @@ class _DirMeta:
     uid: int
     gid: int
     mtime: float
+    xattrs: dict[str, bytes]
 
 
 def _remove(path: str) -> None:
@@ -213,6 +215,7 @@ class Applier:
         elif entry.kind == "symlink":
             os.symlink(entry.linkname, dst)
             self._owner(dst, entry)
+            self._xattrs(dst, entry.path, entry.xattrs)
             os.utime(dst, (entry.mtime, entry.mtime), follow_symlinks=False)
         else:
             if entry.kind == "fifo":
@@ -237,11 +240,24 @@ class Applier:
                 while chunk := content.read(COPY_CHUNK):
                     os.write(fd, chunk)
             self._owner(fd, entry)
-            # after chown: chown clears setuid/setgid bits
+            # after chown: chown clears setuid/setgid bits and file capabilities
             os.fchmod(fd, stat.S_IMODE(entry.mode))
+            self._xattrs(fd, entry.path, entry.xattrs)
             os.utime(fd, (entry.mtime, entry.mtime))
         finally:
             os.close(fd)
+
+    def _xattrs(self, target: int | str, rel: str, xattrs: dict[str, bytes]) -> None:
+        for key, value in xattrs.items():
+            try:
+                if isinstance(target, int):
+                    os.setxattr(target, key, value)
+                else:
+                    os.setxattr(target, key, value, follow_symlinks=False)
+            except OSError:
+                # Not permitted (security.* without root, user.* on symlinks) or not
+                # supported by the filesystem: the file itself is still right.
+                self.skipped.append(f"{rel} (xattr {key})")
 
     def link_target(self, linkname: str) -> str | None:
         """The absolute path a hardlink to `linkname` would point at, or None if absent."""
@@ -276,7 +292,9 @@ class Applier:
                 os.chmod(dst, 0o755)
         if metadata:
             self.implicit_dirs.discard(resolved)
-            self._dirs[resolved] = _DirMeta(resolved, entry.mode, entry.uid, entry.gid, entry.mtime)
+            self._dirs[resolved] = _DirMeta(
+                resolved, entry.mode, entry.uid, entry.gid, entry.mtime, entry.xattrs
+            )
 
     def ensure_dir(self, rel: str) -> None:
         """A directory that must exist, without metadata of its own: follow inside symlinks."""
@@ -313,6 +331,7 @@ class Applier:
             if self.as_root:
                 os.lchown(path, meta.uid, meta.gid)
             os.chmod(path, stat.S_IMODE(meta.mode))
+            self._xattrs(path, meta.path, meta.xattrs)
             os.utime(path, (meta.mtime, meta.mtime))
         self._dirs.clear()
 

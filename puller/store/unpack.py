@@ -52,6 +52,7 @@ _STREAM_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 _CHUNK = 1 << 20
+_XATTR = "SCHILY.xattr."  # how GNU tar, docker and umoci carry extended attributes in PAX
 
 _TAR_KINDS = {
     tarfile.REGTYPE: "file",
@@ -177,6 +178,11 @@ def _apply_member(
         member.devmajor,
         member.devminor,
     )
+    entry.xattrs = {
+        key[len(_XATTR) :]: value.encode("utf-8", "surrogateescape")
+        for key, value in member.pax_headers.items()
+        if key.startswith(_XATTR)
+    }
     if kind == "symlink" and not member.linkname:
         raise UnsafeEntry(member.name, "symlink with an empty target")
     if kind == "hardlink":

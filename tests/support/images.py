@@ -42,6 +42,7 @@ class TarEntry:
     mtime: int = MTIME
     devmajor: int = 0
     devminor: int = 0
+    xattrs: tuple[tuple[str, str], ...] = ()  # PAX SCHILY.xattr.<name>
 
 
 def file(name: str, data: bytes = b"", mode: int = 0o644, **kw: Any) -> TarEntry:
@@ -101,6 +102,7 @@ def make_tar(entries: Iterable[TarEntry], fmt: int = tarfile.PAX_FORMAT) -> byte
             info.mtime = e.mtime
             info.linkname = e.linkname
             info.devmajor, info.devminor = e.devmajor, e.devminor
+            info.pax_headers = {f"SCHILY.xattr.{k}": v for k, v in e.xattrs}
             if e.kind == "file":
                 info.size = len(e.data)
                 tf.addfile(info, io.BytesIO(e.data))
@@ -284,6 +286,7 @@ def tricky_layers() -> list[list[TarEntry]]:
         file("sp ace/ünï cødé", b"u"),
         file(long_name, b"long"),
         file("empty", b""),
+        file("with-xattr", b"x", xattrs=(("user.note", "hello"),)),
         dir_("sgid", 0o2775),
     ]
     middle = [
@@ -387,9 +390,19 @@ def register_image(store: Any, image: Image, name: str | None = None) -> list[Di
     return chain_ids(image.diff_ids)
 
 
+def _xattrs(path: str) -> tuple[tuple[str, bytes], ...]:
+    import os
+
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return ()
+    return tuple(sorted((n, os.getxattr(path, n, follow_symlinks=False)) for n in names))
+
+
 def snapshot(root: Path, *, contents: bool = True) -> dict[str, tuple[Any, ...]]:
-    """Path -> (type, permission bits, size, sha256 of contents, link target, is-hardlinked)
-    of every object under `root`: what two unpackers must agree on."""
+    """Path -> (type, permission bits, size, sha256 of contents, link target, is-hardlinked,
+    extended attributes) of every object under `root`: what two unpackers must agree on."""
     import hashlib
     import os
     import stat
@@ -411,5 +424,6 @@ def snapshot(root: Path, *, contents: bool = True) -> dict[str, tuple[Any, ...]]
                 digest,
                 os.readlink(p) if stat.S_ISLNK(st.st_mode) else None,
                 st.st_nlink > 1 if regular else None,
+                _xattrs(p),
             )
     return out

@@ -66,6 +66,7 @@ def test_identical_to_umoci_unpack(
     if layers == "tricky":
         assert mine["was-dir"][0] == stat.S_IFREG and "target/keep" in mine
         assert "link-to-dir" not in mine and "nest/a/x" not in mine
+        assert mine["with-xattr"][6] == (("user.note", b"hello"),)
         return
     # the sample exercises every rule: make sure the comparison saw them
     assert "etc/hostname" in mine and "opt/app/old.txt" not in mine
@@ -172,3 +173,23 @@ def test_layer_shared_between_images_is_unpacked_once(tmp_path: Path) -> None:
     assert (record.unpacked_dir / "base").stat().st_ino == inode
     assemble_rootfs(store, two, tmp_path / "r2")
     assert sorted(os.listdir(tmp_path / "r2")) == ["base", "two"]
+
+
+def test_extended_attributes(tmp_path: Path) -> None:
+    probe = tmp_path / "probe"
+    probe.write_bytes(b"")
+    try:
+        os.setxattr(probe, "user.probe", b"1")
+    except OSError:
+        pytest.skip("this filesystem does not support user extended attributes")
+    root = _assemble(
+        tmp_path,
+        [
+            [
+                file("f", b"x", xattrs=(("user.one", "1"),)),
+                dir_("d", xattrs=(("user.dir", "yes"),)),
+            ]
+        ],
+    )
+    assert os.getxattr(root / "f", "user.one") == b"1"
+    assert os.getxattr(root / "d", "user.dir") == b"yes"
