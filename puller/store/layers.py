@@ -22,13 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ocispec import mediatypes as mt
 from ocispec.digest import Digest, DigestError
 from ocispec.models import chain_ids
 from puller.store._fs import file_lock, force_rmtree, fsync_dir, try_lock
 from puller.store.content import ContentStore
 from puller.store.errors import LayerError
-from puller.store.unpack import unpack_layer
+from puller.store.unpack import compression_of, unpack_layer
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +100,7 @@ class LayerGraph:
         The blob must be in the content store (its digest was verified when it was written
         there). The parent need not be registered yet, so layers can be unpacked concurrently.
         """
-        if mt.layer_compression(media_type) is None:
+        if compression_of(media_type) is None:
             raise LayerError(f"not a layer media type: {media_type!r}")
         chain_id = chain_id_of(parent, diff_id)
         existing = self.get(chain_id)

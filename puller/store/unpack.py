@@ -87,11 +87,26 @@ class _HashingReader:
             pass
 
 
+def compression_of(media_type: str) -> str | None:
+    """'gzip', 'zstd', '' (plain tar), 'sniff' (a tar media type outside the OCI/Docker set,
+    such as Docker's uncompressed `...rootfs.diff.tar`: tell by magic bytes), or None."""
+    known = mt.layer_compression(media_type)
+    if known is not None:
+        return known
+    if ".tar" in media_type or media_type.endswith("tar"):
+        return "sniff"
+    return None
+
+
 def decompressed(raw: BinaryIO, media_type: str) -> BinaryIO:
     """A stream of the uncompressed tar of a layer blob of the given media type."""
-    compression = mt.layer_compression(media_type)
+    compression = compression_of(media_type)
     if compression is None:
         raise LayerError(f"not a layer media type: {media_type!r}")
+    if compression == "sniff":
+        head = raw.read(4)
+        raw.seek(0)
+        compression = mt.layer_compression(sniff_media_type(head))
     if compression == "gzip":
         return _gzip_open(raw)
     if compression == "zstd":

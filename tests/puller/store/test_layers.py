@@ -168,3 +168,14 @@ def test_concurrent_register_unpacks_once(tmp_path: Path, monkeypatch: pytest.Mo
         t.join()
     assert len(calls) == 1
     assert len(results) == 4 and len(set(results)) == 1
+
+
+@pytest.mark.parametrize("compression", ["gzip", ""])
+def test_other_tar_media_types_are_sniffed(tmp_path: Path, compression: str) -> None:
+    # Docker's uncompressed layer type is outside the usual set; its bytes tell what it is
+    store = GraphStore(tmp_path)
+    layer = make_layer([file("x", b"x")], compression)
+    store.content.write_bytes(layer.blob, layer.digest)
+    media_type = "application/vnd.docker.image.rootfs.diff.tar"
+    rec = store.layers.register(None, layer.diff_id, layer.digest, media_type)
+    assert (rec.unpacked_dir / "x").read_bytes() == b"x"
