@@ -156,12 +156,11 @@ def run(args: argparse.Namespace) -> Report:
                     blob, args.chunk * MIB, small, args.manifests, args.tag_lists,
                     args.concurrency, args.repeat,
                 )  # fmt: skip
-                for registry in registries:
-                    print(f"server side: {registry.name}", flush=True)
-                    try:
-                        asyncio.run(run_server_bench(registry, plan, report))
-                    except (BenchError, OSError) as exc:
-                        report.skip(f"server bench on {registry.name} stopped: {exc}")
+                print("server side", flush=True)
+                try:
+                    asyncio.run(run_server_bench(registries, plan, report))
+                except (BenchError, OSError) as exc:
+                    report.skip(f"server bench stopped: {exc!r}")
             if image is not None:
                 print("client side", flush=True)
                 client_dir = workdir / "clients"

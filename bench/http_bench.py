@@ -8,6 +8,7 @@ Large bodies go out as async iterators of 1 MiB pieces with an explicit Content-
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import time
@@ -18,7 +19,7 @@ import httpx
 
 from bench.data import MIB, Blob
 from bench.report import Measurement, MemoryReading, Report
-from bench.rss import PeakRSS
+from bench.rss import PeakRSS, tree_cpu
 from bench.servers import RunningRegistry
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -165,74 +166,117 @@ def _manifest(config: tuple[str, bytes], layer: tuple[str, bytes], n: int) -> by
     ).encode()
 
 
-async def _timed(run: Callable[[int], Awaitable[None]], i: int) -> float:
-    start = time.perf_counter()
-    await run(i)
-    return time.perf_counter() - start
+Run = Callable[[httpx.AsyncClient, int], Awaitable[None]]
 
 
-async def run_server_bench(registry: RunningRegistry, plan: ServerPlan, report: Report) -> None:
-    """Every server-side scenario against one registry; results land in `report`."""
-    peer = registry.name
+async def _interleaved(
+    registries: Sequence[RunningRegistry],
+    clients: dict[str, httpx.AsyncClient],
+    plan: ServerPlan,
+    report: Report,
+    scenario: str,
+    run: Run,
+    bytes_: int = 0,
+    ops: int = 0,
+) -> None:
+    """Run `scenario` `plan.repeat` times on each registry, alternating registries run by run,
+    so that a change in the machine's load hits both alike. Also records the server's CPU
+    time per run, which other load on the machine barely disturbs."""
+    seconds: dict[str, list[float]] = {r.name: [] for r in registries}
+    cpu: dict[str, list[float]] = {r.name: [] for r in registries}
+    failed: set[str] = set()
+    for i in range(plan.repeat):
+        for registry in registries:
+            if registry.name in failed:
+                continue
+            cpu_before = tree_cpu(registry.pid)
+            start = time.perf_counter()
+            try:
+                await run(clients[registry.name], i)
+            except (BenchError, httpx.HTTPError) as exc:
+                failed.add(registry.name)
+                report.skip(f"{scenario} on {registry.name}: {exc!r}")
+                continue
+            seconds[registry.name].append(time.perf_counter() - start)
+            cpu[registry.name].append(tree_cpu(registry.pid) - cpu_before)
+    for registry in registries:
+        if registry.name in failed:
+            continue
+        m = Measurement(
+            "server", scenario, registry.name, seconds[registry.name], bytes=bytes_, ops=ops,
+            cpu=cpu[registry.name],
+        )  # fmt: skip
+        report.add(m)
+        print(
+            f"  {registry.name:<10} {scenario:<38} {m.median:8.3f} s {m.rate()}"
+            f"  (server CPU {m.cpu_median:.3f} s)",
+            flush=True,
+        )
+
+
+async def run_server_bench(
+    registries: Sequence[RunningRegistry], plan: ServerPlan, report: Report
+) -> None:
+    """Every server-side scenario against every registry; results land in `report`."""
     limits = httpx.Limits(
         max_connections=plan.concurrency, max_keepalive_connections=plan.concurrency
     )
     timeout = httpx.Timeout(300.0, connect=10.0)
-    async with httpx.AsyncClient(base_url=registry.url, limits=limits, timeout=timeout) as client:
+    async with contextlib.AsyncExitStack() as stack:
+        clients = {
+            r.name: await stack.enter_async_context(
+                httpx.AsyncClient(base_url=r.url, limits=limits, timeout=timeout)
+            )
+            for r in registries
+        }
 
-        async def measure(
-            scenario: str, bytes_: int, ops: int, run: Callable[[int], Awaitable[None]]
-        ) -> None:
-            seconds = [await _timed(run, i) for i in range(plan.repeat)]
-            m = Measurement("server", scenario, peer, seconds, bytes=bytes_, ops=ops)
-            report.add(m)
-            print(f"  {peer:<10} {scenario:<38} {m.median:8.3f} s {m.rate()}", flush=True)
+        async def measure(scenario: str, run: Run, bytes_: int = 0, ops: int = 0) -> None:
+            await _interleaved(registries, clients, plan, report, scenario, run, bytes_, ops)
 
         blob = plan.blob
         size_label = f"{blob.size // MIB} MiB"
-        with PeakRSS(registry.pid) as rss:
+        with contextlib.ExitStack() as samplers:
+            peaks = {r.name: samplers.enter_context(PeakRSS(r.pid)) for r in registries}
             await measure(
                 f"blob push monolithic {size_label}",
+                lambda c, i: push_monolithic(c, f"bench/mono-{i}", blob),
                 blob.size,
-                0,
-                lambda i: push_monolithic(client, f"bench/mono-{i}", blob),
             )
             await measure(
                 f"blob push chunked {size_label} ({plan.chunk_size // MIB} MiB)",
+                lambda c, i: push_chunked(c, f"bench/chunked-{i}", blob, plan.chunk_size),
                 blob.size,
-                0,
-                lambda i: push_chunked(client, f"bench/chunked-{i}", blob, plan.chunk_size),
             )
             await measure(
                 f"blob pull {size_label}",
+                lambda c, i: pull_blob(c, f"bench/mono-{i}", blob.digest, blob.size),
                 blob.size,
-                0,
-                lambda i: pull_blob(client, f"bench/mono-{i}", blob.digest, blob.size),
             )
-        report.memory.append(
-            MemoryReading(peer, rss.start / MIB, rss.peak / MIB, f"{size_label} blob push/pull")
-        )
+        for name, rss in peaks.items():
+            report.memory.append(
+                MemoryReading(name, rss.start / MIB, rss.peak / MIB, f"{size_label} blob push/pull")
+            )
 
         small = plan.small
         small_bytes = sum(len(d) for _, d in small)
         label = f"{len(small)} x {len(small[0][1]) // 1024} KiB"
 
-        async def push_smalls(i: int) -> None:
+        async def push_smalls(client: httpx.AsyncClient, i: int) -> None:
             repo = f"bench/small-{i}"
             jobs = [functools.partial(push_small, client, repo, d, b) for d, b in small]
             await _bounded(plan.concurrency, jobs)
 
-        async def pull_smalls(i: int) -> None:
+        async def pull_smalls(client: httpx.AsyncClient, i: int) -> None:
             repo = f"bench/small-{i}"
             jobs = [functools.partial(pull_small, client, repo, d, len(b)) for d, b in small]
             await _bounded(plan.concurrency, jobs)
 
-        await measure(f"small blobs push {label}", small_bytes, 0, push_smalls)
-        await measure(f"small blobs pull {label}", small_bytes, 0, pull_smalls)
+        await measure(f"small blobs push {label}", push_smalls, small_bytes)
+        await measure(f"small blobs pull {label}", pull_smalls, small_bytes)
 
         config, layer = small[0], small[1]
 
-        async def push_manifests(i: int) -> None:
+        async def push_manifests(client: httpx.AsyncClient, i: int) -> None:
             repo = f"bench/manifests-{i}"
             # timed too, but two small blobs are little next to N manifests
             await push_small(client, repo, *config)
@@ -245,7 +289,7 @@ async def run_server_bench(registry: RunningRegistry, plan: ServerPlan, report: 
             ]
             await _bounded(plan.concurrency, jobs)
 
-        async def pull_manifests(i: int) -> None:
+        async def pull_manifests(client: httpx.AsyncClient, i: int) -> None:
             repo = f"bench/manifests-{i}"
             jobs = [
                 functools.partial(_get_manifest, client, repo, f"t{n:05d}")
@@ -253,15 +297,15 @@ async def run_server_bench(registry: RunningRegistry, plan: ServerPlan, report: 
             ]
             await _bounded(plan.concurrency, jobs)
 
-        async def list_tags(i: int) -> None:
+        async def list_tags(client: httpx.AsyncClient, i: int) -> None:
             repo = f"bench/manifests-{i}"
             job = functools.partial(_list_tags, client, repo, plan.manifests)
             await _bounded(plan.concurrency, [job] * plan.tag_lists)
 
-        await measure(f"manifest push x{plan.manifests}", 0, plan.manifests, push_manifests)
-        await measure(f"manifest pull x{plan.manifests}", 0, plan.manifests, pull_manifests)
+        await measure(f"manifest push x{plan.manifests}", push_manifests, ops=plan.manifests)
+        await measure(f"manifest pull x{plan.manifests}", pull_manifests, ops=plan.manifests)
         await measure(
-            f"tags list x{plan.tag_lists} ({plan.manifests} tags)", 0, plan.tag_lists, list_tags
+            f"tags list x{plan.tag_lists} ({plan.manifests} tags)", list_tags, ops=plan.tag_lists
         )
 
 

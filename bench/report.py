@@ -22,10 +22,15 @@ class Measurement:
     seconds: list[float]
     bytes: int = 0  # per run, for MB/s
     ops: int = 0  # per run, for ops/s
+    cpu: list[float] = field(default_factory=list)  # server CPU seconds per run
 
     @property
     def median(self) -> float:
         return statistics.median(self.seconds)
+
+    @property
+    def cpu_median(self) -> float:
+        return statistics.median(self.cpu) if self.cpu else 0.0
 
     def rate(self) -> str:
         if self.bytes:
@@ -96,16 +101,23 @@ class Report:
             if not rows:
                 continue
             lines.append(f"\n{title} (median of runs; ratio = {subject[group]} time / peer time)")
-            lines.append(f"{'scenario':<38} {'peer':<22} {'seconds':>9} {'rate':>14} {'ratio':>7}")
+            cpu_head = f" {'srv CPU s':>9} {'ratio':>7}" if group == "server" else ""
+            lines.append(
+                f"{'scenario':<38} {'peer':<22} {'seconds':>9} {'rate':>14} {'ratio':>7}{cpu_head}"
+            )
             scenarios = list(dict.fromkeys(m.scenario for m in rows))
             for scenario in scenarios:
                 ours = self.find(group, scenario, subject[group])
                 for m in (r for r in rows if r.scenario == scenario):
-                    ratio = ""
+                    ratio = cpu_ratio = ""
                     if ours is not None and m is not ours and m.median > 0:
                         ratio = f"{ours.median / m.median:7.2f}"
+                    if ours is not None and m is not ours and m.cpu_median > 0:
+                        cpu_ratio = f"{ours.cpu_median / m.cpu_median:7.2f}"
+                    cpu = f" {m.cpu_median:9.3f} {cpu_ratio:>7}" if group == "server" else ""
                     lines.append(
                         f"{scenario:<38} {m.peer:<22} {m.median:9.3f} {m.rate():>14} {ratio:>7}"
+                        f"{cpu}"
                     )
         if self.memory:
             lines.append("\nServer memory (RSS of the registry's process tree)")

@@ -1,4 +1,5 @@
-"""Peak resident memory of a process tree, sampled in a background thread (psutil)."""
+"""Resources of a registry's process tree (psutil): peak RSS, sampled in a background
+thread, and CPU time."""
 
 from __future__ import annotations
 
@@ -23,6 +24,23 @@ def tree_rss(pid: int) -> int:
             total += process.memory_info().rss
         except psutil.NoSuchProcess:  # a worker exiting between listing and reading
             continue
+    return total
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by `pid` and its live descendants."""
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
     return total
 
 

@@ -10,8 +10,12 @@ from bench.report import Measurement, MemoryReading, Report
 
 def _report() -> Report:
     report = Report(options={"size": 1})
-    report.add(Measurement("server", "blob pull", "pyreg", [3.0, 1.0, 2.0], bytes=4_000_000))
-    report.add(Measurement("server", "blob pull", "reference", [1.0, 9.0, 1.0], bytes=4_000_000))
+    report.add(
+        Measurement("server", "blob pull", "pyreg", [3.0, 1.0, 2.0], bytes=4_000_000, cpu=[0.6])
+    )
+    report.add(
+        Measurement("server", "blob pull", "reference", [1.0, 9.0, 1.0], bytes=4_000_000, cpu=[0.2])
+    )
     report.add(Measurement("server", "tags list", "pyreg", [0.5], ops=100))
     report.memory.append(MemoryReading("pyreg", 50.0, 60.0, "blob"))
     return report
@@ -29,7 +33,9 @@ def test_table_has_the_ratio_of_pyreg_to_the_peer() -> None:
     (reference_line,) = [
         line for line in table.splitlines() if line.startswith("blob pull") and "reference" in line
     ]
-    assert reference_line.split()[-1] == "2.00"  # median 2.0 / median 1.0
+    fields = reference_line.split()
+    assert fields[-3] == "2.00"  # time: median 2.0 / median 1.0
+    assert fields[-1] == "3.00"  # server CPU: 0.6 / 0.2
     assert "peak MiB" in table
 
 

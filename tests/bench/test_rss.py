@@ -1,0 +1,66 @@
+"""Process-tree RSS and CPU: children count, and the peak is caught while it lasts."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from bench.rss import MIB, PeakRSS, tree_cpu, tree_rss
+
+# A child that holds 80 MiB for a moment, then frees it and waits to be killed.
+_CHILD = (
+    "import sys, time\n"
+    "b = bytearray(80 * 1024 * 1024)\n"
+    "print('up', flush=True)\n"
+    "time.sleep(0.5)\n"
+    "del b\n"
+    "print('down', flush=True)\n"
+    "time.sleep(30)\n"
+)
+
+
+def test_peak_rss_counts_children_and_keeps_the_peak() -> None:
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import subprocess, sys; subprocess.run([sys.executable, '-c', {_CHILD!r}])",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert parent.stdout is not None
+        with PeakRSS(parent.pid, interval=0.01) as peak:
+            assert parent.stdout.readline() == "up\n"
+            assert parent.stdout.readline() == "down\n"
+            after = tree_rss(parent.pid)
+        assert peak.peak - after > 60 * MIB  # the 80 MiB lived only in the grandchild
+    finally:
+        parent.kill()
+        parent.wait()
+
+
+def test_tree_cpu_grows_with_work() -> None:
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time\nt = time.time()\nwhile time.time() - t < 0.3: pass\ntime.sleep(30)",
+        ]
+    )
+    try:
+        before = tree_cpu(child.pid)
+        time.sleep(0.6)
+        assert tree_cpu(child.pid) - before > 0.1
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_gone_process_reads_as_zero() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    assert tree_rss(child.pid) == 0
+    assert tree_cpu(child.pid) == 0.0
