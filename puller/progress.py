@@ -75,8 +75,10 @@ class RichReporter:
                 f"{digest.short}: {action}", total=total or None
             )
             self.progress.update(self._total, total=self._total_size() + total)
-        else:
-            self.progress.update(task, description=f"{digest.short}: {action}")
+        else:  # a retry: the bar starts over (a resume advances to its offset), total too
+            done = self.progress.tasks[task].completed
+            self.progress.advance(self._total, -done)
+            self.progress.update(task, description=f"{digest.short}: {action}", completed=0)
 
     def _total_size(self) -> int:
         task = self.progress.tasks[self._total]

@@ -237,7 +237,6 @@ class Puller:
                         ingest.write(chunk)
                         result.bytes_downloaded += len(chunk)
                         self.reporter.advance(desc.digest, len(chunk))
-            self.reporter.start(desc.digest, desc.size, "Verifying")
             await asyncio.to_thread(ingest.commit)
         finally:
             ingest.close()  # keeps the partial for the next try or the next run

@@ -27,13 +27,17 @@ def test_bars_per_blob_and_total() -> None:
         reporter.advance(b, 500)
         reporter.finish(b, "Pull complete")
         reporter.finish(digest_bytes(b"c"), "Already exists")
+        reporter.start(a, 1000, "Retrying (1)")
+        reporter.advance(a, 100)  # resumed at 100
+        assert reporter.progress.tasks[1].completed == 100
+        reporter.advance(a, 500)
         total = reporter.progress.tasks[0]
-        assert (total.completed, total.total) == (1100, 1500)
+        assert (total.completed, total.total) == (1100, 1500)  # a retry is not counted twice
         assert reporter.progress.tasks[1].completed == 600
     text = _render(reporter)
     assert f"{b.short}: Pull complete" in text
     assert f"{digest_bytes(b'c').short}: Already exists" in text
-    assert f"{a.short}: Downloading" in text
+    assert f"{a.short}: Retrying (1)" in text
 
 
 def test_null_reporter_prints_nothing(capsys: pytest.CaptureFixture[str]) -> None:
