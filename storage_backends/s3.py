@@ -283,7 +283,8 @@ class S3Backend:
                 while len(buffer) >= part_size:
                     if upload_id is None:
                         upload_id = await self.multipart_create(path)
-                    piece = bytes(buffer[:part_size])
+                    with memoryview(buffer) as view:
+                        piece = bytes(view[:part_size])  # the one copy
                     del buffer[:part_size]
                     parts.append(await self._upload_part(path, upload_id, len(parts) + 1, piece))
                     part_size = self._part_size(len(parts))

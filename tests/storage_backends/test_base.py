@@ -208,6 +208,20 @@ async def test_walk_sorted_and_nested(harness: Harness) -> None:
     assert await keys(b, "c/d/e") == ["c/d/e/f"]
 
 
+async def test_keys_with_special_characters(harness: Harness) -> None:
+    b = harness.backend
+    names = ["a b/c+d", "a b/%41&x=1", "q/what?#frag", "\u00fc/\u2603;~", "dots/..a/b.."]
+    for name in names:
+        await b.put(name, name.encode())
+    for name in names:
+        assert await b.get(name) == name.encode()
+        assert (await b.stat(name)).size == len(name.encode())
+    assert await keys(b, "") == sorted(names)
+    assert await b.list_dir("a b") == ["%41&x=1", "c+d"]
+    await b.move("a b/c+d", "q/what?#frag2")
+    assert await b.get("q/what?#frag2") == b"a b/c+d"
+
+
 # -- deletion and moves --------------------------------------------------------------------
 
 
