@@ -97,6 +97,8 @@ class ManifestStore:
             parsed = parse_manifest(data, content_type)
         except ManifestError as exc:
             raise errors.MANIFEST_INVALID(str(exc)) from None
+        except RecursionError:  # absurdly nested JSON: malformed input, not a server fault
+            raise errors.MANIFEST_INVALID("JSON nested too deeply") from None
         if isinstance(reference, Digest):
             digest = digest_bytes(data, reference.algorithm)
             if digest != reference:

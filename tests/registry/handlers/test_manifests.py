@@ -161,6 +161,13 @@ async def test_invalid_manifest_is_manifest_invalid(
     assert error_codes(response) == ["MANIFEST_INVALID"]
 
 
+async def test_deeply_nested_json_is_manifest_invalid(client: httpx.AsyncClient) -> None:
+    body = b"[" * 30_000 + b"]" * 30_000
+    response = await put_manifest(client, "a", "t", body)
+    assert response.status_code == 400
+    assert error_codes(response) == ["MANIFEST_INVALID"]
+
+
 @pytest.mark.parametrize("tag", ["-leading-dash", ".dot", "x" * 129, "bad%20space"])
 async def test_invalid_tag_is_refused(client: httpx.AsyncClient, tag: str) -> None:
     data, _ = await push_image(client, "a")
