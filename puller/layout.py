@@ -170,6 +170,11 @@ def _default_repository(path: Path) -> str:
 def load(store: GraphStore, path: Path, repository: str | None = None) -> list[str]:
     """Load every image of a layout or archive; return the names recorded (or digests)."""
     path = Path(path)
+    if repository is not None:
+        try:
+            Reference.parse(repository)
+        except ReferenceError as exc:
+            raise LayoutError(f"invalid repository for loaded images: {exc}") from None
     with _open_source(path) as src:
         if src.exists("oci-layout") and src.exists("index.json"):
             return _load_oci(store, src, repository or _default_repository(path))

@@ -276,3 +276,9 @@ def test_skopeo_reads_test_docker_archive(tmp_path: Path) -> None:
         text=True,
     )
     assert json.loads(out.stdout)["rootfs"]["diff_ids"] == [str(d) for d in image.diff_ids]
+
+
+def test_invalid_repository(tmp_path: Path) -> None:
+    layout = write_oci_layout(tmp_path / "layout", {"v1": build_image([[file("a")]])})
+    with pytest.raises(LayoutError, match="repository"):
+        load(GraphStore(tmp_path / "s"), layout, repository="Not A Repo")
