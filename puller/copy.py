@@ -70,8 +70,8 @@ class Copier:
                 )
         else:
             assert isinstance(parsed, Manifest)
-            blobs = [parsed.config, *parsed.layers]
-            await asyncio.gather(*(self._copy_blob(src, dst, b, result) for b in blobs))
+            blobs = {b.digest: b for b in (parsed.config, *parsed.layers)}  # each once
+            await asyncio.gather(*(self._copy_blob(src, dst, b, result) for b in blobs.values()))
         if top and dst.digest is None:
             target = dst.tag or "latest"
         else:

@@ -161,12 +161,15 @@ class Puller:
 
     async def _fetch_image(self, ref: Reference, manifest: Manifest, result: PullResult) -> None:
         is_image = manifest.config.media_type in mt.CONFIGS
-        blobs = [manifest.config, *manifest.layers]
-        tasks = [asyncio.create_task(self._fetch_blob(ref, d, result)) for d in blobs]
+        # one task per distinct blob: images may repeat a layer (e.g. empty ones)
+        tasks: dict[Digest, asyncio.Task[None]] = {}
+        for desc in (manifest.config, *manifest.layers):
+            if desc.digest not in tasks:
+                tasks[desc.digest] = asyncio.create_task(self._fetch_blob(ref, desc, result))
         try:
-            await tasks[0]  # the config: needed for the diff_ids
+            await tasks[manifest.config.digest]  # the config: needed for the diff_ids
             if not is_image:
-                await asyncio.gather(*tasks)
+                await asyncio.gather(*tasks.values())
                 return
             config = ImageConfig.parse(
                 await asyncio.to_thread(self.store.content.read_bytes, manifest.config.digest)
@@ -177,14 +180,10 @@ class Puller:
                     f"the manifest {len(manifest.layers)}"
                 )
             parent: Digest | None = None
-            for task, layer, diff_id, chain in zip(
-                tasks[1:],
-                manifest.layers,
-                config.diff_ids,
-                chain_ids(config.diff_ids),
-                strict=True,
+            for layer, diff_id, chain in zip(
+                manifest.layers, config.diff_ids, chain_ids(config.diff_ids), strict=True
             ):
-                await task
+                await tasks[layer.digest]
                 if self.store.layers.get(chain) is None:
                     await asyncio.to_thread(
                         self.store.layers.register, parent, diff_id, layer.digest, layer.media_type
@@ -193,9 +192,9 @@ class Puller:
         except ManifestError as exc:
             raise PullError(f"{ref}: {exc}") from None
         finally:
-            for task in tasks:
+            for task in tasks.values():
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks.values(), return_exceptions=True)
 
     async def _fetch_blob(self, ref: Reference, desc: Descriptor, result: PullResult) -> None:
         content = self.store.content

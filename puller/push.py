@@ -137,8 +137,9 @@ class Pusher:
                     raise PushError(f"index {digest}: child {child.digest} is not in the store")
                 await self._push_manifest(ref, child.digest, result, top=False)
         else:
-            blobs = [parsed.config, *parsed.layers]
-            await asyncio.gather(*(self._push_blob(ref, b, result) for b in blobs))
+            # each distinct blob once: images may repeat a layer
+            blobs = {b.digest: b for b in (parsed.config, *parsed.layers)}
+            await asyncio.gather(*(self._push_blob(ref, b, result) for b in blobs.values()))
         target = str(digest) if not top or ref.digest else (ref.tag or "latest")
         if top and ref.digest is not None and ref.digest != digest:
             raise PushError(f"{ref}: the local image has digest {digest}")

@@ -25,7 +25,7 @@ from puller.store import GraphStore
 from tests.puller.conftest import put_image
 from tests.support.docker_registry import DockerRegistry
 from tests.support.flaky_proxy import FlakyProxy
-from tests.support.images import Image, build_image, file, sample_image
+from tests.support.images import Image, build_image, file, make_layer, sample_image
 
 
 async def _seed(registry: DockerRegistry, tmp_path: Path, repo_tag: str, image: Image) -> Reference:
@@ -263,3 +263,20 @@ def test_sigkilled_pull_process_resumes_where_it_stopped(
     assert ranges == [None, f"bytes={kept}-"]
     assert GraphStore(home).content.read_bytes(layer.digest) == layer.blob
     assert not partial.exists()
+
+
+@pytest.mark.interop
+async def test_image_repeating_a_layer_pulls_and_pushes_it_once(
+    docker_registry: DockerRegistry, store: GraphStore, tmp_path: Path
+) -> None:
+    empty = make_layer([], "gzip")
+    image = build_image([empty, make_layer([file("a", b"1")]), empty])
+    ref = await _seed(docker_registry, tmp_path, "repeat/layer:v1", image)
+    pushes = [r for r in docker_registry.requests() if r.method == "PUT" and "/blobs/" in r.uri]
+    assert len(pushes) == 3  # config + two distinct layers
+    async with RegistryClient(ref.registry) as client:
+        result = await pull(client, store, ref)
+    assert sorted(map(str, result.downloaded)) == sorted(map(str, image.blobs()))
+    chains = chain_ids(image.diff_ids)
+    assert len({str(c) for c in chains}) == 3
+    assert all(store.layers.get(c) is not None for c in chains)
