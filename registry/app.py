@@ -155,4 +155,8 @@ def create_app_from_env() -> Starlette:
     """uvicorn factory (`registry.app:create_app_from_env`): settings serialised by `serve`,
     so every worker process builds the same app."""
     raw = os.environ.get(SETTINGS_ENV)
-    return create_app(Settings.from_json(raw) if raw else Settings())
+    settings = Settings.from_json(raw) if raw else Settings()
+    # uvicorn configures only its own loggers; give the registry's the same level and stderr.
+    level = "DEBUG" if settings.log_level == "trace" else settings.log_level.upper()
+    logging.basicConfig(level=level, format="%(levelname)s:  %(name)s: %(message)s")
+    return create_app(settings)
