@@ -175,3 +175,9 @@ class LayerGraph:
                 lock = self.root / ".locks" / f"sha256-{hexpart}.lock"
                 if try_lock(lock):  # no unpack holds it: the process died
                     force_rmtree(d)
+        locks = self.root / ".locks"
+        if locks.is_dir():
+            for lock in locks.iterdir():
+                alg, _, hexpart = lock.stem.partition("-")
+                if not (self.root / alg / hexpart).exists() and try_lock(lock):
+                    lock.unlink(missing_ok=True)

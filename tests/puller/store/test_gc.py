@@ -31,6 +31,8 @@ def test_prune_keeps_referenced_and_removes_the_rest(tmp_path: Path) -> None:
     for digest in [kept.digest, *kept.blobs()]:
         assert store.content.has(digest)
     assert store.layers.get(dropped_chain[1]) is None
+    locks = sorted(p.stem for p in (tmp_path / "layers/.locks").iterdir())
+    assert locks == sorted(f"sha256-{c.hex}" for c in kept_chain)
     assert store.sources.repositories("localhost:5000", dropped.layers[1].digest) == []
     assert prune(store).blobs == []  # nothing more to do
 
