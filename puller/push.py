@@ -28,6 +28,7 @@ from puller.api import (
     RegistryClient,
     RegistryError,
     UploadSession,
+    UploadUnknown,
 )
 from puller.progress import NullReporter, Reporter
 from puller.pull import image_name
@@ -177,12 +178,12 @@ class Pusher:
         if session is None:
             session = await self.client.start_upload(repo)
         self.reporter.start(digest, desc.size, "Pushing")
-        await self._upload(session, desc, path, result)
+        await self._upload(repo, session, desc, path, result)
         result.pushed.append(digest)
         return "Pushed"
 
     async def _upload(
-        self, session: UploadSession, desc: Descriptor, path: Path, result: PushResult
+        self, repo: str, session: UploadSession, desc: Descriptor, path: Path, result: PushResult
     ) -> None:
         size = desc.size
 
@@ -191,9 +192,19 @@ class Pusher:
             self.reporter.advance(desc.digest, n)
 
         if size <= self.monolithic_max:
-            body = file_pieces(path, 0, size, sent)
-            await self.client.finish_upload(session, desc.digest, body, size)
-            return
+            failures = 0
+            while True:
+                try:
+                    body = file_pieces(path, 0, size, sent)
+                    await self.client.finish_upload(session, desc.digest, body, size)
+                    return
+                except (httpx.TransportError, UploadUnknown) as exc:
+                    # small: a fresh session and the whole blob again is simplest
+                    failures += 1
+                    if failures > self.retries:
+                        raise PushError(f"upload of {desc.digest} failed: {exc}") from exc
+                    await asyncio.sleep(0.2 * 2 ** (failures - 1))
+                    session = await self.client.start_upload(repo)
         chunk = max(self.chunk_size, session.min_chunk)
         failures = 0
         while session.offset < size:

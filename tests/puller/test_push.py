@@ -165,3 +165,31 @@ async def test_mount_refused_falls_back_to_upload_in_the_session_it_opened(
         "dst/app",
         "src/app",
     ]
+
+
+async def test_failed_monolithic_upload_is_retried_in_a_new_session(
+    docker_registry: DockerRegistry, store: GraphStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import httpx
+
+    image = build_image([[file("a", b"small")]])
+    ref = Reference.parse(f"{docker_registry.host}/retry/small:v1")
+    put_image(store, str(ref), image)
+    async with RegistryClient(ref.registry) as client:
+        real_finish = client.finish_upload
+        calls = {"n": 0}
+
+        async def flaky_finish(session, digest, body=None, length=0):  # type: ignore[no-untyped-def]
+            calls["n"] += 1
+            if calls["n"] == 1:
+                async for _ in body:  # the body goes out, then the connection drops
+                    pass
+                raise httpx.WriteError("broken pipe")
+            return await real_finish(session, digest, body, length)
+
+        monkeypatch.setattr(client, "finish_upload", flaky_finish)
+        result = await Pusher(client, store, concurrency=1).push(ref)
+        assert (await client.get_manifest("retry/small", "v1")).digest == image.digest
+    posts = [r for r in docker_registry.requests() if r.method == "POST"]
+    assert len(posts) == 3  # two blobs, one of them twice
+    assert len(result.pushed) == 2
