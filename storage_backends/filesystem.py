@@ -24,6 +24,7 @@ import errno
 import os
 import re
 import shutil
+import stat
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from pathlib import Path
@@ -178,8 +179,8 @@ class FilesystemBackend:
             st = await aiofiles.os.stat(full)
         except (FileNotFoundError, NotADirectoryError):
             raise NotFound(path) from None
-        if not os.path.isfile(full):
-            raise NotFound(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotFound(path)  # a directory is a prefix, not an object
         return Stat(st.st_size, st.st_mtime)
 
     async def exists(self, path: str) -> bool:
@@ -265,6 +266,8 @@ class FilesystemBackend:
     def _move_sync(self, src: str, source: Path, target: Path) -> None:
         if not source.is_file():
             raise NotFound(src)
+        if source == target:
+            return
         try:
             _in_dir(target, lambda: os.replace(source, target))
         except FileNotFoundError:

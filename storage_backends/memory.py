@@ -93,6 +93,9 @@ class MemoryBackend:
 
     async def move(self, src: str, dst: str) -> None:
         data = await self.get(src)
+        check_path(dst)
+        if src == dst:
+            return
         await self.put(dst, data)
         await self.delete(src)
 

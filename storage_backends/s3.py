@@ -375,6 +375,8 @@ class S3Backend:
     async def move(self, src: str, dst: str) -> None:
         src_key, dst_key = self._key(src), self._key(dst)
         size = (await self.stat(src)).size
+        if src_key == dst_key:
+            return  # S3 refuses to copy an object onto itself unchanged
         source = {"Bucket": self.bucket, "Key": src_key}
         with _errors(src):
             if size <= self.copy_threshold:

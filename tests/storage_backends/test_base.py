@@ -271,6 +271,8 @@ async def test_move(harness: Harness) -> None:
         await b.list_dir("src")
     await b.move("dst/deep/target", "new/nested/place")
     assert await keys(b, "") == ["new/nested/place"]
+    await b.move("new/nested/place", "new/nested/place")  # onto itself: nothing changes
+    assert await b.get("new/nested/place") == b"payload"
 
 
 # -- path checks ---------------------------------------------------------------------------
