@@ -1,4 +1,4 @@
-"""Image index (name -> manifest digest) and blob sources."""
+"""Image index (name -> manifest digest)."""
 
 from __future__ import annotations
 
@@ -42,16 +42,3 @@ def test_corrupt_index_file_reads_as_empty(tmp_path: Path) -> None:
     assert idx.list() == {}
     (tmp_path / "images.json").write_text(json.dumps({"a:1": "not-a-digest", "b:1": 3}))
     assert idx.list() == {}
-
-
-def test_blob_sources(tmp_path: Path) -> None:
-    src = GraphStore(tmp_path).sources
-    d = digest_bytes(b"layer")
-    assert src.repositories("localhost:5000", d) == []
-    src.record("localhost:5000", "a/b", d)
-    src.record("localhost:5000", "c", d)
-    src.record("localhost:5000", "a/b", d)
-    src.record("other:5000", "z", d)
-    assert GraphStore(tmp_path).sources.repositories("localhost:5000", d) == ["a/b", "c"]
-    src.forget({d})
-    assert src.repositories("localhost:5000", d) == []

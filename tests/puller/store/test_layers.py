@@ -13,7 +13,7 @@ from ocispec import mediatypes as mt
 from ocispec.digest import digest_bytes
 from ocispec.models import chain_ids
 from puller.store import GraphStore, LayerError, NotInStore
-from puller.store.unpack import LayerDiffIdMismatch, sniff_media_type
+from puller.store.unpack import LayerDiffIdMismatch
 from tests.support.images import dir_, file, hardlink, make_layer, make_tar, whiteout
 
 
@@ -131,12 +131,6 @@ def test_delete(tmp_path: Path) -> None:
     store.layers.delete(rec.chain_id)
     assert store.layers.get(rec.chain_id) is None
     assert not rec.unpacked_dir.parent.exists()
-
-
-def test_sniff_media_type() -> None:
-    assert sniff_media_type(gzip.compress(b"x")[:4]) == mt.OCI_LAYER_GZIP
-    assert sniff_media_type(make_layer([], "zstd").blob[:4]) == mt.OCI_LAYER_ZSTD
-    assert sniff_media_type(make_tar([file("a")])[:4]) == mt.OCI_LAYER
 
 
 def test_concurrent_register_unpacks_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
