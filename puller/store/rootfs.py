@@ -89,8 +89,14 @@ def _apply_dir(
     if OPAQUE_MARKER in names:
         applier.clear(rel)
     for e in entries:
-        if e.name.startswith(WHITEOUT_PREFIX) and e.name != OPAQUE_MARKER:
-            applier.remove(join(e.name[len(WHITEOUT_PREFIX) :]))
+        hidden = e.name[len(WHITEOUT_PREFIX) :]
+        # `.wh.` alone or `.wh..` would name the directory itself or its parent: not a whiteout
+        if (
+            e.name.startswith(WHITEOUT_PREFIX)
+            and e.name != OPAQUE_MARKER
+            and hidden not in ("", ".", "..")
+        ):
+            applier.remove(join(hidden))
     for e in entries:
         if e.name.startswith(WHITEOUT_PREFIX):
             continue

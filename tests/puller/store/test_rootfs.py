@@ -193,3 +193,11 @@ def test_extended_attributes(tmp_path: Path) -> None:
     )
     assert os.getxattr(root / "f", "user.one") == b"1"
     assert os.getxattr(root / "d", "user.dir") == b"yes"
+
+
+def test_degenerate_whiteout_names_do_not_remove_parents(tmp_path: Path) -> None:
+    root = _assemble(
+        tmp_path,
+        [[file("a/b/keep", b"k")], [file("a/b/.wh.", mode=0o600), file("a/b/.wh..", mode=0o600)]],
+    )
+    assert (root / "a/b/keep").read_bytes() == b"k"
