@@ -112,6 +112,8 @@ class LayerGraph:
             if existing is not None:
                 return existing
             self.root.mkdir(parents=True, exist_ok=True)
+            # mkdtemp makes it 0700, and so the layer directory stays: unpacked layers hold
+            # setuid-root files and device nodes that other local users must not reach.
             tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".tmp-{chain_id.hex}-"))
             try:
                 (tmp / "rootfs").mkdir()

@@ -37,6 +37,7 @@ def test_register_unpacks_and_records(tmp_path: Path, compression: str) -> None:
     assert (rec.unpacked_dir / "d").stat().st_mode & 0o777 == 0o711
     assert (rec.unpacked_dir / ".wh.gone").is_file()  # whiteouts kept as markers
     assert rec.unpacked_dir == tmp_path / "layers/sha256" / layer.diff_id.hex / "rootfs"
+    assert rec.unpacked_dir.parent.stat().st_mode & 0o777 == 0o700  # setuid files inside
     meta = json.loads((rec.unpacked_dir.parent / "meta.json").read_text())
     assert meta["diff_id"] == str(layer.diff_id)
     assert GraphStore(tmp_path).layers.get(rec.chain_id) == rec
