@@ -21,9 +21,20 @@ from registry.handlers.base import (
 from registry.stores.manifests import parse_reference
 
 
+def _existing_reference(request: Request) -> Digest | str:
+    """The reference of a GET, HEAD or DELETE: a name outside the tag grammar cannot name a
+    manifest, so it is 404 MANIFEST_UNKNOWN (the conformance suite asks `.INVALID_MANIFEST_NAME`
+    for a 404); only a PUT, which would create it, refuses it as invalid."""
+    raw = request.path_params["reference"]
+    try:
+        return parse_reference(raw)
+    except errors.TAG_INVALID:
+        raise errors.MANIFEST_UNKNOWN(detail={"reference": raw}) from None
+
+
 async def get_manifest(request: Request) -> Response:
     name = repo_name(request)
-    reference = parse_reference(request.path_params["reference"])
+    reference = _existing_reference(request)
     await authorize(request, [pull(name)])
     stored = await store(request).manifests.get(name, reference)
     etag = f'"{stored.digest}"'
@@ -80,7 +91,7 @@ async def put_manifest(request: Request) -> Response:
 
 async def delete_manifest(request: Request) -> Response:
     name = repo_name(request)
-    reference = parse_reference(request.path_params["reference"])
+    reference = _existing_reference(request)
     await authorize(request, [delete(name)])
     await store(request).manifests.delete(name, reference)
     return empty(202)
