@@ -117,8 +117,15 @@ def cmd_login(args: argparse.Namespace) -> int:
     username = args.username or input("Username: ")
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
+    elif args.password:
+        print(
+            "warning: a password on the command line is visible to other users; "
+            "use --password-stdin",
+            file=sys.stderr,
+        )
+        password = args.password
     else:
-        password = args.password or getpass.getpass("Password: ")
+        password = getpass.getpass("Password: ")
     if not username or not password:
         raise CommandError("a user name and a password are needed")
     creds = Credentials(username, password)
@@ -129,8 +136,9 @@ def cmd_login(args: argparse.Namespace) -> int:
 
     try:
         _run(check())
-    except Unauthorized:
-        raise CommandError(f"login to {registry} failed: wrong user name or password") from None
+    except (Unauthorized, AuthError) as exc:
+        # Basic answers 401 itself; with Bearer the token service refuses (AuthError)
+        raise CommandError(f"login to {registry} failed: {exc}") from None
     path = credentials.store(registry, username, password)
     print(f"Login Succeeded (credentials in {path})")
     return 0

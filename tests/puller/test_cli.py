@@ -3,6 +3,7 @@ outputs, exit codes, and one-line errors instead of tracebacks."""
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,12 @@ from ocispec.reference import Reference
 from puller.store import GraphStore
 from pyreg.cli import main
 from tests.puller.conftest import put_image
-from tests.support.docker_registry import DockerRegistry, free_port, start_registry
+from tests.support.docker_registry import (
+    DockerRegistry,
+    TokenAuthConfig,
+    free_port,
+    start_registry,
+)
 from tests.support.images import (
     build_image,
     file,
@@ -21,6 +27,7 @@ from tests.support.images import (
     write_docker_archive,
     write_oci_layout,
 )
+from tests.support.token_server import ISSUER, SERVICE, TokenServer
 
 pytestmark = pytest.mark.interop
 
@@ -154,15 +161,21 @@ def test_copy_between_registries_streams_blobs(
         other.stop()
 
 
-def test_login_logout(tmp_path: Path, home: GraphStore, capsys: pytest.CaptureFixture[str]) -> None:
+def test_login_logout(
+    tmp_path: Path,
+    home: GraphStore,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     registry = start_registry(tmp_path / "auth-registry", users={"alice": "pw"})
     try:
-        code, _, err = run(capsys, "login", "-u", "alice", "-p", "bad", registry.host)
+        monkeypatch.setattr("sys.stdin", io.StringIO("bad\n"))
+        code, _, err = run(capsys, "login", "-u", "alice", "--password-stdin", registry.host)
         assert code == 1 and err.startswith("pyreg: error: login") and err.count("\n") == 1
         config = tmp_path / "docker" / "config.json"
         assert not config.exists()
-        code, out, _ = run(capsys, "login", "-u", "alice", "-p", "pw", registry.host)
-        assert code == 0 and "Login Succeeded" in out
+        code, out, err = run(capsys, "login", "-u", "alice", "-p", "pw", registry.host)
+        assert code == 0 and "Login Succeeded" in out and "--password-stdin" in err
         assert registry.host in json.loads(config.read_text())["auths"]
         code, out, _ = run(capsys, "catalog", registry.host)  # uses the stored credentials
         assert code == 0
@@ -263,3 +276,19 @@ def test_load_save_and_push_a_loaded_image(
     assert [m["digest"] for m in index["manifests"]] == [str(home.images.get(loaded))]
     code, _, err = run(capsys, "load", str(tmp_path / "missing.tar"))
     assert code == 1 and err.startswith("pyreg: error:")
+
+
+def test_login_to_a_token_registry(
+    tmp_path: Path, home: GraphStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with TokenServer(tmp_path / "token", {"alice": "pw"}) as server:
+        config = TokenAuthConfig(server.realm, SERVICE, ISSUER, server.rootcertbundle)
+        registry = start_registry(tmp_path / "token-registry", token=config)
+        try:
+            code, _, err = run(capsys, "login", "-u", "alice", "-p", "no", registry.host)
+            assert code == 1 and "login to" in err and "401" in err
+            code, out, _ = run(capsys, "login", "-u", "alice", "-p", "pw", registry.host)
+            assert code == 0 and "Login Succeeded" in out
+            assert run(capsys, "catalog", registry.host)[0] == 0
+        finally:
+            registry.stop()
