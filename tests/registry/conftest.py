@@ -1,4 +1,5 @@
-"""Fixtures for the registry's tests: stores and an in-process app over every local backend."""
+"""Fixtures for the registry's tests: stores and an in-process app over every backend
+(memory, filesystem, and S3 on moto in server mode over loopback HTTP)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,16 @@ from registry.settings import Settings
 from registry.stores.repository import RegistryStore
 from storage_backends.base import StorageBackend
 from storage_backends.memory import MemoryBackend
+from tests.support.moto_server import create_bucket, moto_endpoint, s3_storage_url  # noqa: F401
 
 
-def _make_backend(kind: str, tmp_path: Path) -> StorageBackend:
+def _make_backend(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> StorageBackend:
+    if kind == "s3":
+        # moto in server mode over HTTP on 127.0.0.1, a fresh bucket per test.
+        from storage_backends import open_backend
+
+        endpoint: str = request.getfixturevalue("moto_endpoint")
+        return open_backend(s3_storage_url(endpoint, create_bucket(endpoint), "registry"))
     if kind == "memory":
         return MemoryBackend()
     if kind == "memory-min-part":
@@ -26,15 +34,17 @@ def _make_backend(kind: str, tmp_path: Path) -> StorageBackend:
     return FilesystemBackend(tmp_path / "storage")
 
 
-@pytest.fixture(params=["memory", "filesystem"])
+@pytest.fixture(params=["memory", "filesystem", "s3"])
 def backend_kind(request: pytest.FixtureRequest) -> str:
     kind: str = request.param
     return kind
 
 
 @pytest.fixture
-async def backend(backend_kind: str, tmp_path: Path) -> AsyncIterator[StorageBackend]:
-    storage = _make_backend(backend_kind, tmp_path)
+async def backend(
+    backend_kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[StorageBackend]:
+    storage = _make_backend(backend_kind, tmp_path, request)
     await storage.open()
     yield storage
     await storage.close()
