@@ -10,7 +10,7 @@ import httpx
 def location(resp: httpx.Response) -> str:
     """The Location header, which the spec lets be absolute or relative; httpx resolves both
     against the client's base URL."""
-    value = resp.headers.get("location", "")
+    value: str = resp.headers.get("location", "")
     assert value, f"{resp.request.method} {resp.request.url}: no Location ({resp.status_code})"
     return value
 
