@@ -47,7 +47,7 @@ class RegistryServer:
         storage_url: str,
         config: dict[str, Any] | None = None,
         env: dict[str, str] | None = None,
-        startup_timeout: float = 20.0,
+        startup_timeout: float = 60.0,
     ) -> None:
         self.storage_url = storage_url
         self.config = config
