@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,7 +62,7 @@ def fails(argv: list[str], env: dict[str, str] | None = None) -> str:
     result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode != 0, f"{argv} unexpectedly succeeded"
     # Refused by access control, not by some unrelated problem.
-    reasons = ("unauthorized", "denied", "authentication required", "invalid username/password")
+    reasons = ("unauthorized", "denied", "authentication required", "invalid username", "http 401")
     assert any(r in result.stderr.lower() for r in reasons), result.stderr
     return result.stderr
 
@@ -204,3 +205,25 @@ def test_podman_login_push_and_pull(
 
     run([*podman, "logout", host], env)
     fails([*podman, "pull", "--tls-verify=false", f"{host}/private/pod:v1"], env)
+
+
+@pytest.mark.slow  # a dozen CLI processes
+def test_pyreg_client_login_push_pull(server: RegistryServer, layout: Path, tmp_path: Path) -> None:
+    env = {
+        **isolated_env(tmp_path),
+        "DOCKER_CONFIG": str(tmp_path / "docker"),
+        "PYREG_HOME": str(tmp_path / "pyreg-home"),
+    }
+    host = server.url.removeprefix("http://")
+    pyreg = [sys.executable, "-m", "pyreg"]
+    image = f"{host}/private/cli:v1"
+    run([*pyreg, "load", str(layout)], env)
+    run([*pyreg, "tag", "localhost/layout:v1", image], env)
+    fails([*pyreg, "push", image], env)
+    run([*pyreg, "login", host, "-u", "alice", "--password-stdin"], env, stdin="alice-pw\n")
+    run([*pyreg, "push", image], env)
+    run([*pyreg, "rmi", image], env)
+    run([*pyreg, "pull", image], env)
+    assert run([*pyreg, "catalog", host], env).split() == ["private/cli"]
+    run([*pyreg, "logout", host], env)
+    fails([*pyreg, "pull", image], env)
