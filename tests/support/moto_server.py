@@ -4,9 +4,11 @@ Use it from any test package by importing the fixtures into a conftest.py:
 
     from tests.support.moto_server import moto_endpoint, s3_bucket  # noqa: F401
 
-- `moto_endpoint` (session scope): starts `moto.server.ThreadedMotoServer` on 127.0.0.1 and an
-  ephemeral port and yields its URL, e.g. ``http://127.0.0.1:41234``. While it runs, the
-  process environment carries dummy credentials (`AWS_ACCESS_KEY_ID=testing`, ...), region
+- `moto_endpoint` (session scope): the URL of the one moto server of this test process, e.g.
+  ``http://127.0.0.1:41234`` (`moto.server.ThreadedMotoServer` on 127.0.0.1, an ephemeral
+  port). The server starts on first use (`start_moto()`) and lives until the process exits, so
+  every conftest or module importing the fixture shares it. From then on the process
+  environment carries dummy credentials (`AWS_ACCESS_KEY_ID=testing`, ...), region
   `us-east-1`, `AWS_ENDPOINT_URL` pointing at moto, and no AWS config or credentials files, so
   any client created without an explicit endpoint (including registry subprocesses, which
   inherit the environment) talks to moto and nothing else.
@@ -28,10 +30,11 @@ is not detectable on it.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
+import threading
 import uuid
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
 
@@ -70,24 +73,34 @@ def _known_upload(method: Any) -> Any:
     return wrapper
 
 
-@pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    with pytest.MonkeyPatch.context() as mp:
+_lock = threading.Lock()
+_endpoint: str | None = None
+
+
+def start_moto() -> str:
+    """Start this process's moto server (once) and point the AWS environment at it."""
+    global _endpoint
+    with _lock:
+        if _endpoint is not None:
+            return _endpoint
         for method in ("upload_part", "upload_part_copy", "complete_multipart_upload"):
-            mp.setattr(MotoS3Backend, method, _known_upload(getattr(MotoS3Backend, method)))
-        for name, value in _ENV.items():
-            mp.setenv(name, value)
+            setattr(MotoS3Backend, method, _known_upload(getattr(MotoS3Backend, method)))
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        atexit.register(server.stop)
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        os.environ.update(_ENV)
         for name in _UNSET:
-            mp.delenv(name, raising=False)
-        mp.setenv("AWS_ENDPOINT_URL", endpoint)
-        try:
-            yield endpoint
-        finally:
-            server.stop()
+            os.environ.pop(name, None)
+        os.environ["AWS_ENDPOINT_URL"] = endpoint
+        _endpoint = endpoint
+        return endpoint
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> str:
+    return start_moto()
 
 
 def create_bucket(endpoint: str, name: str | None = None) -> str:
