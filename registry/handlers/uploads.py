@@ -83,6 +83,8 @@ async def _mount(
     digest = parse_digest(raw_digest)
     controller = access(request)
     blobs = store(request).blobs
+    if await blobs.is_linked(name, digest) and await blobs.exists(digest):
+        return _blob_created(name, str(digest))  # already there: nothing to mount
     if source is not None:
         if not valid_repository_name(source):
             return None

@@ -289,6 +289,14 @@ async def test_anonymous_mount(client: httpx.AsyncClient) -> None:
     assert unknown.status_code == 202
 
 
+async def test_mount_of_a_blob_the_target_already_has(client: httpx.AsyncClient) -> None:
+    digest = await push_blob(client, "target", DATA)
+    for query in (f"?mount={digest}&from=elsewhere", f"?mount={digest}"):
+        response = await client.post(f"/v2/target/blobs/uploads/{query}")
+        assert response.status_code == 201
+        assert response.headers["docker-content-digest"] == digest
+
+
 async def test_mount_with_malformed_digest_is_400(client: httpx.AsyncClient) -> None:
     response = await client.post("/v2/target/blobs/uploads/?mount=sha256:zz&from=source")
     assert response.status_code == 400
