@@ -234,35 +234,42 @@ def run_client_bench(
         except PeerUnavailable as exc:
             report.skip(f"client bench on {registry.name}: {exc}")
             continue
-        for client in clients:
-            if not isinstance(client, Podman):
-                _measure(report, plan, registry, client, "push", size, source)
-            _measure(report, plan, registry, client, "pull", size, source)
+        for action in ("push", "pull"):
+            able = [c for c in clients if action == "pull" or not isinstance(c, Podman)]
+            _interleaved(report, plan, registry, able, action, size, source)
 
 
-def _measure(
+def _interleaved(
     report: Report,
     plan: ClientPlan,
     registry: RunningRegistry,
-    client: Skopeo | Podman | PyregClient,
+    clients: list[Skopeo | Podman | PyregClient],
     action: str,
     size: int,
     source: str,
 ) -> None:
+    """`plan.repeat` runs of `action` per client, alternating clients run by run, so that a
+    change in the machine's load hits every client alike."""
     image = plan.image
     scenario = f"image {action} {size / 1e6:.0f} MB/{len(image.layers)} layers, on {registry.name}"
-    seconds = []
-    try:
-        for i in range(plan.repeat):
-            if action == "pull":
-                seconds.append(client.pull(plan, source))
-            elif not isinstance(client, Podman):
-                seconds.append(
-                    client.push(plan, f"{registry.host}/bench/{client.name}-push-{i}:{image.tag}")
-                )
-    except (PeerUnavailable, subprocess.TimeoutExpired) as exc:
-        report.skip(f"{client.name} {action} on {registry.name}: {exc}")
-        return
-    m = Measurement("client", scenario, client.name, seconds, bytes=size)
-    report.add(m)
-    print(f"  {client.name:<13} {scenario:<48} {m.median:8.3f} s {m.rate()}", flush=True)
+    seconds: dict[str, list[float]] = {c.name: [] for c in clients}
+    failed: set[str] = set()
+    for i in range(plan.repeat):
+        for client in clients:
+            if client.name in failed:
+                continue
+            try:
+                if isinstance(client, Podman) or action == "pull":
+                    seconds[client.name].append(client.pull(plan, source))
+                else:
+                    ref = f"{registry.host}/bench/{client.name}-push-{i}:{image.tag}"
+                    seconds[client.name].append(client.push(plan, ref))
+            except (PeerUnavailable, subprocess.TimeoutExpired) as exc:
+                failed.add(client.name)
+                report.skip(f"{client.name} {action} on {registry.name}: {exc}")
+    for client in clients:
+        if client.name in failed:
+            continue
+        m = Measurement("client", scenario, client.name, seconds[client.name], bytes=size)
+        report.add(m)
+        print(f"  {client.name:<13} {scenario:<48} {m.median:8.3f} s {m.rate()}", flush=True)
