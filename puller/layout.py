@@ -17,6 +17,7 @@ skopeo's `oci:DIR:TAG` expects) and `io.containerd.image.name` (the full name).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import platform
@@ -385,17 +386,76 @@ def _export_blob(store: GraphStore, dest: Path, digest: Digest) -> None:
         raise
 
 
-def _export(store: GraphStore, dest: Path, digest: Digest) -> Manifest | Index:
-    parsed = parse_manifest(store.content.read_bytes(digest))
+# Docker schema 2 types -> OCI types: skopeo's `oci:` transport (like the image-layout spec)
+# only looks at OCI manifests and indexes, so Docker manifests are converted when saved, as
+# `skopeo copy docker://... oci:...` does (the converted manifest has a new digest).
+_TO_OCI = {
+    mt.DOCKER_MANIFEST: mt.OCI_MANIFEST,
+    mt.DOCKER_MANIFEST_LIST: mt.OCI_INDEX,
+    mt.DOCKER_CONFIG: mt.OCI_CONFIG,
+    mt.DOCKER_LAYER: mt.OCI_LAYER_GZIP,
+    mt.DOCKER_FOREIGN_LAYER: mt.OCI_LAYER_ND_GZIP,
+    "application/vnd.docker.image.rootfs.diff.tar": mt.OCI_LAYER,
+}
+
+
+def _oci_descriptor(desc: dict[str, Any]) -> dict[str, Any]:
+    out = dict(desc)
+    media_type = out.get("mediaType")
+    if isinstance(media_type, str):
+        out["mediaType"] = _TO_OCI.get(media_type, media_type)
+    return out
+
+
+def _write_layout_blob(dest: Path, data: bytes) -> Digest:
+    digest = Digest("sha256", hashlib.sha256(data).hexdigest())
+    target = dest / _blob_name(digest)
+    if not target.is_file():
+        atomic_write(target, data)
+    return digest
+
+
+def _export(store: GraphStore, dest: Path, digest: Digest) -> dict[str, Any]:
+    """Write a manifest (converted to OCI types if needed) and what it references into the
+    layout; return the descriptor of what was written."""
+    data = store.content.read_bytes(digest)
+    parsed = parse_manifest(data)
     if isinstance(parsed, Manifest):
         for ref in parsed.references():
             _export_blob(store, dest, ref.digest)
+    if parsed.media_type not in _TO_OCI:
+        if isinstance(parsed, Index):
+            for child in parsed.manifests:
+                if store.content.has(child.digest):
+                    _export(store, dest, child.digest)
+        _export_blob(store, dest, digest)
+        return {"mediaType": parsed.media_type, "digest": str(digest), "size": len(data)}
+    raw = dict(parsed.raw)
+    raw["mediaType"] = _TO_OCI[parsed.media_type]
+    if isinstance(parsed, Manifest):
+        raw["config"] = _oci_descriptor(raw["config"])
+        raw["layers"] = [_oci_descriptor(x) for x in raw.get("layers", [])]
     else:
-        for child in parsed.manifests:
+        children = []
+        for child, child_raw in zip(parsed.manifests, raw["manifests"], strict=True):
             if store.content.has(child.digest):
-                _export(store, dest, child.digest)
-    _export_blob(store, dest, digest)
-    return parsed
+                written = _export(store, dest, child.digest)
+                children.append({**child_raw, **written})
+            else:
+                children.append(_oci_descriptor(child_raw))
+        raw["manifests"] = children
+    converted = json.dumps(raw, indent=3).encode()
+    new_digest = _write_layout_blob(dest, converted)
+    return {"mediaType": raw["mediaType"], "digest": str(new_digest), "size": len(converted)}
+
+
+def _same_entry(old: dict[str, Any], new: dict[str, Any], tag: str | None) -> bool:
+    """Whether `new` replaces `old` in index.json: same tag, or the same untagged digest."""
+    annotations = old.get("annotations")
+    annotations = annotations if isinstance(annotations, dict) else {}
+    if tag:
+        return bool(annotations.get(REF_NAME) == tag)
+    return old.get("digest") == new["digest"] and REF_NAME not in annotations
 
 
 def save(store: GraphStore, names: list[str], path: Path) -> None:
@@ -413,26 +473,17 @@ def save(store: GraphStore, names: list[str], path: Path) -> None:
     atomic_write(dest / "oci-layout", json.dumps({"imageLayoutVersion": "1.0.0"}).encode())
     for name in names:
         digest, ref = _resolve(store, name)
-        parsed = _export(store, dest, digest)
+        written = _export(store, dest, digest)
         annotations: dict[str, str] = {}
         if ref is not None:
             annotations[CONTAINERD_NAME] = image_name(ref)
             if ref.tag or not ref.digest:
                 annotations[REF_NAME] = ref.tag or "latest"
-        entry = {
-            "mediaType": parsed.media_type,
-            "digest": str(digest),
-            "size": store.content.size(digest),
-        }
+        entry = dict(written)
         if annotations:
             entry["annotations"] = annotations
         tag = annotations.get(REF_NAME)
-        existing = [
-            m
-            for m in existing
-            if not (tag and m.get("annotations", {}).get(REF_NAME) == tag)
-            and not (not tag and m.get("digest") == str(digest) and not m.get("annotations"))
-        ]
+        existing = [m for m in existing if not _same_entry(m, entry, tag)]
         existing.append(entry)
     index = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": existing}
     atomic_write(index_path, json.dumps(index, indent=2).encode())

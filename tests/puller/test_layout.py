@@ -282,3 +282,34 @@ def test_invalid_repository(tmp_path: Path) -> None:
     layout = write_oci_layout(tmp_path / "layout", {"v1": build_image([[file("a")]])})
     with pytest.raises(LayoutError, match="repository"):
         load(GraphStore(tmp_path / "s"), layout, repository="Not A Repo")
+
+
+@pytest.mark.interop
+def test_docker_manifest_is_saved_with_oci_types(tmp_path: Path) -> None:
+    skopeo = _skopeo()
+    image = build_image([[file("a", b"a")], [file("b", b"b")]], docker_media_types=True)
+    store = GraphStore(tmp_path / "store")
+    register_image(store, image, f"{NAME}:v1")
+    save(store, [f"{NAME}:v1"], tmp_path / "out")
+    (entry,) = json.loads((tmp_path / "out/index.json").read_text())["manifests"]
+    assert entry["mediaType"] == mt.OCI_MANIFEST
+    saved = json.loads((tmp_path / "out/blobs/sha256" / entry["digest"][7:]).read_bytes())
+    assert saved["config"]["mediaType"] == mt.OCI_CONFIG
+    assert {x["mediaType"] for x in saved["layers"]} == {mt.OCI_LAYER_GZIP}
+    out = subprocess.run(
+        [skopeo, "inspect", f"oci:{tmp_path}/out:v1"], check=True, capture_output=True, text=True
+    )
+    assert json.loads(out.stdout)["Layers"] == [str(x.digest) for x in image.layers]
+    other = GraphStore(tmp_path / "other")
+    assert load(other, tmp_path / "out") == [f"{NAME}:v1"]
+    assert len(other.layers.list()) == 2
+
+
+def test_save_by_digest_twice_keeps_one_entry(tmp_path: Path) -> None:
+    store = GraphStore(tmp_path / "store")
+    image = build_image([[file("1")]])
+    register_image(store, image, f"{NAME}@{image.digest}")
+    for _ in range(2):
+        save(store, [f"{NAME}@{image.digest}"], tmp_path / "out")
+    (entry,) = json.loads((tmp_path / "out/index.json").read_text())["manifests"]
+    assert entry["annotations"] == {"io.containerd.image.name": f"{NAME}@{image.digest}"}
