@@ -75,11 +75,16 @@ class TokenAccess:
         headers = {"WWW-Authenticate": self.challenge(request, needs, error)}
         return UNAUTHORIZED(message or None, detail=detail or None, headers=headers)
 
+    def _public(self, needs: list[Access]) -> bool:
+        """Everything needed is granted to `anonymous` (the catalog and `/v2/` never are, so
+        that clients are challenged there and log in)."""
+        return bool(needs) and CATALOG not in needs and self.rules.allows_all(ANONYMOUS, needs)
+
     async def authorize(self, request: Request, needs: list[Access]) -> Principal:
         header = request.headers.get("authorization", "")
         scheme = header.split(" ", 1)[0].lower()
         if not header:
-            if needs and CATALOG not in needs and self.rules.allows_all(ANONYMOUS, needs):
+            if self._public(needs):
                 return ANONYMOUS
             raise self._unauthorized(request, needs)
         if scheme == "bearer":
@@ -93,8 +98,8 @@ class TokenAccess:
             grant = self.tokens.verify_access(header.split(" ", 1)[1].strip())
         except (TokenError, IndexError):
             raise self._unauthorized(request, needs, "invalid_token", "invalid token") from None
-        if all(grant.covers(need) for need in needs):
-            return grant.principal
+        if all(grant.covers(need) for need in needs) or self._public(needs):
+            return grant.principal  # a token never leaves its holder worse off than anonymous
         if not grant.principal.anonymous and not self.rules.allows_all(grant.principal, needs):
             raise DENIED(detail=_detail(needs))
         raise self._unauthorized(request, needs, "insufficient_scope", "insufficient scope")

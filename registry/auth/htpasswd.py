@@ -10,6 +10,7 @@ effect without a restart. bcrypt is slow on purpose: checks run in a worker thre
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import secrets
@@ -24,9 +25,14 @@ BCRYPT_PREFIXES = ("$2y$", "$2b$", "$2a$")
 MAX_PASSWORD_BYTES = 72  # bcrypt looks at no more than this
 DEFAULT_COST = 12
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
-# Checked against when the user is unknown, so that "no such user" takes as long as
-# "wrong password" and does not reveal which names exist.
-_DUMMY_HASH = bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(DEFAULT_COST))
+
+
+@functools.cache
+def _dummy_hash() -> bytes:
+    """Checked against when the user is unknown, so that "no such user" takes as long as
+    "wrong password" and does not reveal which names exist. Made on first use, not at import
+    (every `pyreg` command imports this module)."""
+    return bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(DEFAULT_COST))
 
 
 class HtpasswdError(ValueError):
@@ -50,7 +56,7 @@ def hash_password(password: str, cost: int = DEFAULT_COST) -> str:
 
 def check_password(password: str, hashed: str | None) -> bool:
     """Constant-work check; an unknown user (hashed=None) is checked against a dummy hash."""
-    target = hashed.encode() if hashed else _DUMMY_HASH
+    target = hashed.encode() if hashed else _dummy_hash()
     try:
         ok = bcrypt.checkpw(password.encode()[:MAX_PASSWORD_BYTES], target)
     except ValueError:  # a corrupt hash in the file

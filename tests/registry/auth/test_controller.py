@@ -191,3 +191,13 @@ def test_issued_scope_names_round_trip(access: TokenAccess) -> None:
         Principal("alice"), [ResourceScope("repository", "team-a/app", ("pull",))]
     )
     assert access.tokens.verify_access(issued.token).covers(pull("team-a/app"))
+
+
+async def test_a_token_for_something_else_still_gets_public_content(
+    client: httpx.AsyncClient,
+) -> None:
+    token = await token_for(client, "repository:team-a/app:pull", user="bob")
+    r = await client.get("/check", headers=bearer(token), **check("repository:library/x:pull"))
+    assert r.status_code == 200 and r.json() == {"name": "bob"}
+    r = await client.get("/check", headers=bearer(token), **check("repository:library/x:push"))
+    assert r.status_code == 403
