@@ -224,7 +224,10 @@ class RegistryClient:
         self, repository: str, digest: Digest, offset: int = 0
     ) -> AsyncIterator[httpx.Response]:
         """A streaming response; from `offset` with Range (status 206, or 200 if ignored)."""
-        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        # identity: byte offsets (Range, resume) must count the blob's own bytes
+        headers = {"Accept-Encoding": "identity"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
         async with self.http.stream(
             "GET", f"/v2/{repository}/blobs/{digest}", headers=headers
         ) as response:

@@ -100,7 +100,7 @@ class Copier:
             async with self.source.get_blob(src.repository, desc.digest) as response:
 
                 async def body() -> AsyncIterator[bytes]:
-                    async for chunk in response.aiter_raw():
+                    async for chunk in response.aiter_bytes():
                         result.bytes_sent += len(chunk)
                         self.reporter.advance(desc.digest, len(chunk))
                         yield chunk

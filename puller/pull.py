@@ -232,7 +232,7 @@ class Puller:
                         ingest.reset()  # the server sent the whole blob again
                         offset = 0
                     self.reporter.advance(desc.digest, offset)
-                    async for chunk in response.aiter_raw():
+                    async for chunk in response.aiter_bytes():
                         ingest.write(chunk)
                         result.bytes_downloaded += len(chunk)
                         self.reporter.advance(desc.digest, len(chunk))

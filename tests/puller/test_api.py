@@ -205,3 +205,17 @@ async def test_referrers_returns_the_index() -> None:
         got = await client.referrers("a", digest_bytes(b"s"), artifact_type="x/sig")
     assert got == index
     assert "artifactType=x%2Fsig" in seen[0]
+
+
+async def test_get_blob_asks_for_identity_encoding_and_a_range() -> None:
+    seen: list[httpx.Headers] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers)
+        return httpx.Response(206, content=b"rest", headers={"Content-Range": "bytes 5-8/9"})
+
+    async with _client(handler) as client:
+        async with client.get_blob("a", digest_bytes(b"x"), offset=5) as response:
+            assert await response.aread() == b"rest"
+    assert seen[0]["Accept-Encoding"] == "identity"
+    assert seen[0]["Range"] == "bytes=5-"

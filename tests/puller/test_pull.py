@@ -10,8 +10,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 from ocispec import mediatypes as mt
@@ -280,3 +282,59 @@ async def test_image_repeating_a_layer_pulls_and_pushes_it_once(
     chains = chain_ids(image.diff_ids)
     assert len({str(c) for c in chains}) == 3
     assert all(store.layers.get(c) is not None for c in chains)
+
+
+def _fake_registry(
+    manifest: bytes, blobs: dict[str, bytes]
+) -> Callable[[httpx.Request], httpx.Response]:
+    def handler(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if "/manifests/" in path:
+            return httpx.Response(200, content=manifest, headers={"Content-Type": mt.OCI_MANIFEST})
+        digest = path.rsplit("/", 1)[1]
+        if digest in blobs:
+            return httpx.Response(200, content=blobs[digest])
+        return httpx.Response(404, json={"errors": [{"code": "BLOB_UNKNOWN"}]})
+
+    return handler
+
+
+async def test_blob_longer_than_its_descriptor_is_refused(store: GraphStore) -> None:
+    image = build_image([[file("a", b"x")]])
+    layer = image.layers[0]
+    blobs = {str(d): b for d, b in image.blobs().items()}
+    blobs[str(layer.digest)] = layer.blob + b"trailing garbage"
+    handler = _fake_registry(image.manifest, blobs)
+    async with RegistryClient("localhost:1", transport=httpx.MockTransport(handler)) as client:
+        with pytest.raises(PullError, match="longer"):
+            await pull(client, store, Reference.parse("localhost:1/a/b:v1"), retries=0)
+    assert not store.content.has(layer.digest)
+    assert store.images.list() == {}
+
+
+async def test_config_that_is_not_json_is_a_clear_error(store: GraphStore) -> None:
+    config = b"not json at all"
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": mt.OCI_MANIFEST,
+            "config": {
+                "mediaType": mt.OCI_CONFIG,
+                "digest": str(digest_bytes(config)),
+                "size": len(config),
+            },
+            "layers": [],
+        }
+    ).encode()
+    handler = _fake_registry(manifest, {str(digest_bytes(config)): config})
+    async with RegistryClient("localhost:1", transport=httpx.MockTransport(handler)) as client:
+        with pytest.raises(PullError, match="JSON"):
+            await pull(client, store, Reference.parse("localhost:1/a/b:v1"))
+    assert store.images.list() == {}
+
+
+async def test_garbage_manifest_is_a_clear_error(store: GraphStore) -> None:
+    handler = _fake_registry(b'{"schemaVersion": 2, "mediaType": "x/unknown"}', {})
+    async with RegistryClient("localhost:1", transport=httpx.MockTransport(handler)) as client:
+        with pytest.raises(PullError, match="not a manifest"):
+            await pull(client, store, Reference.parse("localhost:1/a/b:v1"))
