@@ -313,3 +313,35 @@ def test_save_by_digest_twice_keeps_one_entry(tmp_path: Path) -> None:
         save(store, [f"{NAME}@{image.digest}"], tmp_path / "out")
     (entry,) = json.loads((tmp_path / "out/index.json").read_text())["manifests"]
     assert entry["annotations"] == {"io.containerd.image.name": f"{NAME}@{image.digest}"}
+
+
+def test_save_docker_manifest_list_converts_children(tmp_path: Path) -> None:
+    amd = build_image([[file("arch", b"amd64")]], docker_media_types=True)
+    arm = build_image([[file("arch", b"arm64")]], architecture="arm64", docker_media_types=True)
+    store = GraphStore(tmp_path / "store")
+    register_image(store, amd)
+    register_image(store, arm)
+    manifest_list = {
+        "schemaVersion": 2,
+        "mediaType": mt.DOCKER_MANIFEST_LIST,
+        "manifests": [
+            {**amd.descriptor(), "platform": {"os": "linux", "architecture": "amd64"}},
+            {**arm.descriptor(), "platform": {"os": "linux", "architecture": "arm64"}},
+        ],
+    }
+    list_digest = store.content.write_bytes(json.dumps(manifest_list).encode())
+    store.images.set(f"{NAME}:multi", list_digest)
+    save(store, [f"{NAME}:multi"], tmp_path / "out")
+
+    (entry,) = json.loads((tmp_path / "out/index.json").read_text())["manifests"]
+    assert entry["mediaType"] == mt.OCI_INDEX
+    index = json.loads((tmp_path / "out/blobs/sha256" / entry["digest"][7:]).read_bytes())
+    for child in index["manifests"]:
+        assert child["mediaType"] == mt.OCI_MANIFEST
+        blob = (tmp_path / "out/blobs/sha256" / child["digest"][7:]).read_bytes()
+        assert str(digest_bytes(blob)) == child["digest"]
+        assert json.loads(blob)["mediaType"] == mt.OCI_MANIFEST
+    assert [c["platform"]["architecture"] for c in index["manifests"]] == ["amd64", "arm64"]
+    other = GraphStore(tmp_path / "other")
+    assert load(other, tmp_path / "out") == [f"{NAME}:multi"]
+    assert len(other.layers.list()) == 2
