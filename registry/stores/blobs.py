@@ -23,6 +23,12 @@ class BlobStore:
     async def exists(self, digest: Digest) -> bool:
         return await self._backend.exists(paths.blob_data(digest))
 
+    async def touch(self, digest: Digest) -> None:
+        """Mark the blob as in use now. Every push path calls this *before* it checks that the
+        blob exists and relies on it; online GC re-reads the mark after taking a blob away and
+        puts it back when the mark is fresh (the race argument is in registry/gc.py)."""
+        await self._backend.put(paths.blob_touched(digest), b"")
+
     async def is_linked(self, name: str, digest: Digest) -> bool:
         return await self._backend.exists(paths.layer_link(name, digest))
 
@@ -55,7 +61,10 @@ class BlobStore:
 
     async def mount(self, name: str, digest: Digest, source: str) -> bool:
         """Link a blob of `source` into `name`; False when `source` does not have it."""
-        if not await self.is_linked(source, digest) or not await self.exists(digest):
+        if not await self.is_linked(source, digest):
+            return False
+        await self.touch(digest)
+        if not await self.exists(digest):
             return False
         await self.link(name, digest)
         return True
@@ -65,6 +74,7 @@ class BlobStore:
     ) -> str | None:
         """Anonymous mount: link the blob from any repository that has it and the caller may
         pull; returns that repository, or None."""
+        await self.touch(digest)
         if not await self.exists(digest):
             return None
         for source in await self._catalog.names():

@@ -15,6 +15,7 @@ from typing import Any
 from ocispec import mediatypes as mt
 from ocispec.digest import Digest, DigestError, digest_bytes
 from ocispec.models import Descriptor, Index, Manifest, ManifestError, parse_manifest
+from ocispec.reference import valid_tag
 from registry import errors
 from registry.stores import paths
 from registry.stores.blobs import BlobStore
@@ -108,14 +109,22 @@ class ManifestStore:
                 )
         else:
             digest = digest_bytes(data)
+        # Online GC safety (registry/gc.py): mark everything this push relies on as in use
+        # *before* checking it exists, and check again after the revision is written.
+        needed = _stored_references(parsed)
+        for d in [digest, *needed]:
+            await self._blobs.touch(d)
         await self._require_references(name, parsed)
         blob_key = paths.blob_data(digest)
         if not await self._backend.exists(blob_key):
             await self._backend.put(blob_key, data)
-        link = {"digest": str(digest), "mediaType": parsed.media_type}
-        await self._backend.put(
-            paths.manifest_revision_link(name, digest), json.dumps(link).encode()
-        )
+        link = json.dumps({"digest": str(digest), "mediaType": parsed.media_type}).encode()
+        revision = paths.manifest_revision_link(name, digest)
+        await self._backend.put(revision, link)
+        missing = [str(d) for d in [digest, *needed] if not await self._blobs.exists(d)]
+        if missing:
+            await self._backend.delete(revision)
+            raise errors.MANIFEST_BLOB_UNKNOWN(detail={"missing": missing})
         subject = parsed.subject.digest if parsed.subject else None
         if subject is not None:
             descriptor = referrer_descriptor(parsed, digest, len(data))
@@ -123,19 +132,17 @@ class ManifestStore:
         tags = [reference] if isinstance(reference, str) else []
         for tag in [*tags, *(extra_tags or [])]:
             await self._tags.set(name, tag, digest)
+        if not await self._backend.exists(revision):
+            # `gc --delete-untagged` removed the revision between our write and the tag.
+            await self._backend.put(revision, link)
         await self._catalog.mark(name)
         return PutResult(digest, subject)
 
     async def _require_references(self, name: str, parsed: Manifest | Index) -> None:
-        needed: list[Descriptor] = (
-            list(parsed.manifests) if isinstance(parsed, Index) else parsed.references()
-        )
         missing = []
-        for descriptor in needed:
-            if descriptor.urls:  # non-distributable: fetched from its URLs, never pushed here
-                continue
-            d = descriptor.digest
-            if not (await self._blobs.is_linked(name, d) or await self.has(name, d)):
+        for d in _stored_references(parsed):
+            linked = await self._blobs.is_linked(name, d) or await self.has(name, d)
+            if not linked or not await self._blobs.exists(d):
                 missing.append(str(d))
         if missing:
             raise errors.MANIFEST_BLOB_UNKNOWN(detail={"missing": missing})
@@ -157,10 +164,17 @@ class ManifestStore:
             await self._referrers.remove(name, parsed.subject.digest, reference)
 
 
+def _stored_references(parsed: Manifest | Index) -> list[Digest]:
+    """Digests a manifest needs in storage: children of an index, config and layers of an
+    image; non-distributable descriptors (with `urls`) are fetched elsewhere, never pushed."""
+    needed: list[Descriptor] = (
+        list(parsed.manifests) if isinstance(parsed, Index) else parsed.references()
+    )
+    return [d.digest for d in needed if not d.urls]
+
+
 def parse_reference(value: str) -> Digest | str:
     """`<tag-or-digest>` from a URL: a Digest (DIGEST_INVALID when malformed) or a valid tag."""
-    from ocispec.reference import valid_tag
-
     if ":" in value:
         try:
             return Digest.parse(value)

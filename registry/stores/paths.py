@@ -4,6 +4,8 @@
 <root>/
 ├── blobs/<alg>/<hh>/<hex>/data                 content, global, by digest (layers, configs,
 │                                               and manifest bytes too); <hh> = hex[:2]
+├── blobs/<alg>/<hh>/<hex>/touched               empty; rewritten whenever a push relies on the
+│                                               blob, so online GC sees it is in use (registry.gc)
 ├── repositories/<name>/                        <name> may contain slashes (a/b/c)
 │   ├── _layers/<alg>/<hex>/link                 blob visible in this repo (text: the digest)
 │   ├── _manifests/revisions/<alg>/<hex>/link    manifest in this repo (JSON: digest, mediaType)
@@ -11,6 +13,7 @@
 │   └── _referrers/<alg>/<hex>/<ralg>/<rhex>     one descriptor (JSON) per manifest whose
 │                                                `subject` is <alg>:<hex>
 ├── _catalog/<name with '/' as ':'>             one empty marker per repository (no bucket walk)
+├── _gc/clock, _gc/trash/<alg>/<hex>             GC's storage-clock probe; blobs it is deleting
 └── _uploads/<uuid>/                             one upload session (any process may continue it)
     ├── state.json                               offset, multipart id, parts, in-stream hash
     ├── tail-<random>                            bytes not yet a full part (min_part_size > 0)
@@ -30,10 +33,53 @@ BLOBS = "blobs"
 REPOSITORIES = "repositories"
 CATALOG = "_catalog"
 UPLOADS = "_uploads"
+GC = "_gc"
 
 
 def blob_data(digest: Digest) -> str:
     return f"{BLOBS}/{digest.algorithm}/{digest.hex[:2]}/{digest.hex}/data"
+
+
+def blob_touched(digest: Digest) -> str:
+    return f"{BLOBS}/{digest.algorithm}/{digest.hex[:2]}/{digest.hex}/touched"
+
+
+def blob_digest(key: str) -> Digest | None:
+    """The digest of a `blobs/<alg>/<hh>/<hex>/data` key (as `walk` yields it), else None."""
+    parts = key.split("/")
+    if len(parts) != 5 or parts[0] != BLOBS or parts[4] != "data":
+        return None
+    try:
+        return Digest.parse(f"{parts[1]}:{parts[3]}")
+    except ValueError:
+        return None
+
+
+def gc_clock() -> str:
+    return f"{GC}/clock"
+
+
+def gc_trash(digest: Digest) -> str:
+    return f"{GC}/trash/{digest.algorithm}/{digest.hex}"
+
+
+def layers_dir(name: str) -> str:
+    return f"{repository(name)}/_layers"
+
+
+def revisions_dir(name: str) -> str:
+    return f"{repository(name)}/_manifests/revisions"
+
+
+def link_digest(key: str, base: str) -> Digest | None:
+    """The digest of a `<base>/<alg>/<hex>/link` key below `base`, else None."""
+    rest = key[len(base) + 1 :].split("/") if key.startswith(base + "/") else []
+    if len(rest) != 3 or rest[2] != "link":
+        return None
+    try:
+        return Digest.parse(f"{rest[0]}:{rest[1]}")
+    except ValueError:
+        return None
 
 
 def repository(name: str) -> str:

@@ -303,6 +303,9 @@ class UploadStore:
         return digest
 
     async def _publish(self, temp: str, digest: Digest) -> None:
+        # Touch before the existence check: content that already exists may be an unreferenced
+        # blob that GC is taking away right now; the fresh mark makes GC put it back.
+        await self._blobs.touch(digest)
         target = paths.blob_data(digest)
         if await self._backend.exists(target):
             await self._backend.delete(temp)  # same digest, same bytes
