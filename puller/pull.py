@@ -4,9 +4,9 @@ Order (docker's): resolve the reference to a manifest; from an index pick the pl
 store the manifest; fetch the config and the layers concurrently (bounded), skipping blobs
 the store already has; every blob is verified (digest and size) while it streams into a
 resumable `Ingest`, so a broken download continues with `Range` from the bytes already on
-disk, in this run (retries) or the next one (the partial file is kept). Layers are registered
-in the layer graph in order as soon as each one and its parents are present; the name is
-recorded last, so a name never points at an incomplete image.
+disk, in this run (retries) or the next one (the partial file is kept). Each layer is
+registered in the layer graph (unpacked, diffID checked) as soon as its blob is in, side by
+side with the others; the name is recorded last, so it never points at an incomplete image.
 
 When a tag resolves to an index, the name records the chosen platform's manifest (as podman
 does); the index itself is kept in the content store.
@@ -37,7 +37,7 @@ from ocispec.models import (
 from ocispec.reference import Reference
 from puller.api import RegistryClient
 from puller.progress import NullReporter, Reporter
-from puller.store import GraphStore
+from puller.store import GraphStore, StoreError
 
 DEFAULT_CONCURRENCY = 4
 DEFAULT_RETRIES = 5
@@ -166,6 +166,7 @@ class Puller:
         for desc in (manifest.config, *manifest.layers):
             if desc.digest not in tasks:
                 tasks[desc.digest] = asyncio.create_task(self._fetch_blob(ref, desc, result))
+        registrations: list[asyncio.Task[None]] = []
         try:
             await tasks[manifest.config.digest]  # the config: needed for the diff_ids
             if not is_image:
@@ -179,22 +180,44 @@ class Puller:
                     f"{ref}: the config lists {len(config.diff_ids)} layers, "
                     f"the manifest {len(manifest.layers)}"
                 )
-            parent: Digest | None = None
-            for layer, diff_id, chain in zip(
-                manifest.layers, config.diff_ids, chain_ids(config.diff_ids), strict=True
-            ):
-                await tasks[layer.digest]
-                if self.store.layers.get(chain) is None:
-                    await asyncio.to_thread(
-                        self.store.layers.register, parent, diff_id, layer.digest, layer.media_type
-                    )
-                parent = chain
+            chains = chain_ids(config.diff_ids)
+            parents: list[Digest | None] = [None, *chains[:-1]]
+            # each layer unpacks as soon as its blob is in; the graph does not need the
+            # parent registered first, so layers unpack side by side
+            registrations = [
+                asyncio.create_task(
+                    self._register(tasks[layer.digest], parent, diff_id, chain, layer)
+                )
+                for layer, diff_id, chain, parent in zip(
+                    manifest.layers, config.diff_ids, chains, parents, strict=True
+                )
+            ]
+            await asyncio.gather(*registrations)
         except ManifestError as exc:
             raise PullError(f"{ref}: {exc}") from None
         finally:
-            for task in tasks.values():
+            # on failure, stop the rest (a layer already unpacking in a thread finishes)
+            pending = [*tasks.values(), *registrations]
+            for task in pending:
                 task.cancel()
-            await asyncio.gather(*tasks.values(), return_exceptions=True)
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _register(
+        self,
+        download: asyncio.Task[None],
+        parent: Digest | None,
+        diff_id: Digest,
+        chain: Digest,
+        layer: Descriptor,
+    ) -> None:
+        await asyncio.shield(download)  # shared by repeated layers: do not cancel it here
+        if self.store.layers.get(chain) is None:
+            try:
+                await asyncio.to_thread(
+                    self.store.layers.register, parent, diff_id, layer.digest, layer.media_type
+                )
+            except StoreError as exc:  # bad compression, diffID mismatch, unsafe tar entry
+                raise PullError(f"layer {layer.digest}: {exc}") from exc
 
     async def _fetch_blob(self, ref: Reference, desc: Descriptor, result: PullResult) -> None:
         content = self.store.content

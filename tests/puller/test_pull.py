@@ -338,3 +338,22 @@ async def test_garbage_manifest_is_a_clear_error(store: GraphStore) -> None:
     async with RegistryClient("localhost:1", transport=httpx.MockTransport(handler)) as client:
         with pytest.raises(PullError, match="not a manifest"):
             await pull(client, store, Reference.parse("localhost:1/a/b:v1"))
+
+
+@pytest.mark.interop
+async def test_layer_not_matching_its_diff_id_fails_and_records_no_name(
+    docker_registry: DockerRegistry, store: GraphStore, tmp_path: Path
+) -> None:
+    good = make_layer([file("a", b"1")])
+    liar = build_image(
+        [good],
+        config_extra={
+            "rootfs": {"type": "layers", "diff_ids": [str(digest_bytes(b"another tar"))]}
+        },
+    )
+    ref = await _seed(docker_registry, tmp_path, "liar/image:v1", liar)
+    async with RegistryClient(ref.registry) as client:
+        with pytest.raises(PullError, match="layer"):
+            await pull(client, store, ref)
+    assert store.images.list() == {}
+    assert store.layers.list() == []
