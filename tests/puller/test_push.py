@@ -193,3 +193,39 @@ async def test_failed_monolithic_upload_is_retried_in_a_new_session(
     posts = [r for r in docker_registry.requests() if r.method == "POST"]
     assert len(posts) == 3  # two blobs, one of them twice
     assert len(result.pushed) == 2
+
+
+async def test_chunks_honour_oci_chunk_min_length(store: GraphStore) -> None:
+    import httpx
+
+    image = build_image([[file("big", os.urandom(500_000))]], compression="")
+    ref = Reference.parse("localhost:1/min/chunk:v1")
+    put_image(store, str(ref), image)
+    patches: list[tuple[str, int]] = []
+    received = {"n": 0}
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        body = await request.aread()
+        if request.method == "HEAD" or request.url.path == "/v2/":
+            return httpx.Response(404 if request.method == "HEAD" else 200)
+        if request.method == "POST":
+            received["n"] = 0
+            headers = {
+                "Location": "/v2/min/chunk/blobs/uploads/u",
+                "Range": "0-0",
+                "OCI-Chunk-Min-Length": "200000",
+            }
+            return httpx.Response(202, headers=headers)
+        if request.method == "PATCH":
+            patches.append((request.headers["Content-Range"], len(body)))
+            received["n"] += len(body)
+            rng = {"Range": f"0-{received['n'] - 1}", "Location": str(request.url)}
+            return httpx.Response(202, headers=rng)
+        return httpx.Response(201)
+
+    transport = httpx.MockTransport(handler)
+    async with RegistryClient(ref.registry, transport=transport) as client:
+        await Pusher(client, store, monolithic_max=1000, chunk_size=100_000).push(ref)
+    layer_size = len(image.layers[0].blob)
+    assert [n for _, n in patches] == [200_000, 200_000, layer_size - 400_000]
+    assert patches[1][0] == "200000-399999"
