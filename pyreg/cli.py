@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"pyreg {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module_name in ("registry.cli", "registry.auth.cli", "puller.cli"):
+    for module_name in ("registry.cli", "registry.auth.cli", "registry.gc_cli", "puller.cli"):
         try:
             module = __import__(module_name, fromlist=["register"])
         except ImportError:  # a half-built tree still offers the other side's commands

@@ -1,0 +1,344 @@
+"""Online garbage collection: mark every blob reachable from a manifest, sweep the rest.
+
+Runs while replicas serve pushes and pulls; no lock, no read-only mode.
+
+What is reachable (the mark): in every repository of the catalog, every manifest revision
+(`_manifests/revisions`), the manifest's own bytes, its config and layers, and, for an index,
+its child manifests and whatever those reach. A referrer (a manifest with `subject`) is a
+revision in its repository like any other, so it and its blobs are kept as long as the
+revision is. With `delete_untagged`, revisions are first pruned to those a tag reaches, plus
+children of kept indexes, plus referrers of kept manifests (to a fixed point), plus any
+revision written within the grace window.
+
+What is deleted (the sweep): a blob under `blobs/` that is not marked AND whose data and
+`touched` mark are both older than the grace window (measured on the storage's own clock: GC
+writes `_gc/clock` and reads back its modification time, so replica clock skew does not
+matter). Then per-repository `_layers` links to swept blobs (older than the window) go too,
+and upload sessions untouched for longer than the upload TTL are purged.
+
+Why a concurrent push cannot lose. Every push path writes the blob's `touched` mark *before*
+it checks that the blob exists and relies on it: an upload commit before it publishes (the
+content may already exist), a mount before it links, a manifest PUT for its own bytes and
+every blob and child it references before its existence check. A manifest PUT also checks
+again, after writing its revision, that everything it references exists (and withdraws the
+revision with MANIFEST_BLOB_UNKNOWN otherwise); tags are written only after that. GC takes a
+blob away in two steps: it moves the data to `_gc/trash/`, then re-reads the `touched` mark;
+if the mark is now inside the grace window it moves the data back, else deletes it. Take any
+push that relies on blob B and a GC that sweeps B:
+- the push touched B before GC re-read the mark: GC sees a fresh mark and restores B;
+- the push touched B after GC re-read the mark: then the push's existence checks come after
+  GC's move, so they find B missing (unless GC restored it) and the push fails cleanly
+  (the client re-uploads), never leaving a manifest that references a missing blob.
+A blob that is new (uploaded within the window) is never a candidate at all. The window
+must exceed the time between a client's blob upload and its manifest PUT (the default hour
+is generous), since between those two nothing references the blob yet. A pull may see a
+404 on such a blob for the instant it is in the trash; the blob comes back at once.
+
+With `delete_untagged`, a revision is deleted only when its link is older than the window;
+afterwards GC re-reads the repository's tags and every revision written within the window,
+and restores any deleted revision one of them now reaches. A manifest PUT checks again after
+writing its tags that its revision is still there and rewrites it otherwise. This runs
+before the mark, so restored revisions keep their blobs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ocispec.digest import Digest
+from ocispec.models import Index, Manifest, ManifestError, parse_manifest
+from registry import errors
+from registry.stores import paths
+from registry.stores.catalog import CatalogStore
+from registry.stores.repository import RegistryStore
+from storage_backends.base import NotFound, StorageBackend
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_GRACE = 3600.0
+
+
+@dataclass(slots=True)
+class GcReport:
+    dry_run: bool
+    blobs_deleted: int = 0
+    bytes_freed: int = 0
+    manifests_deleted: int = 0
+    links_removed: int = 0
+    uploads_purged: int = 0
+    blobs_kept: int = 0  # reachable blobs
+    blobs_young: int = 0  # unreachable but inside the grace window
+    deleted: list[Digest] = field(default_factory=list)
+
+    def summary(self) -> str:
+        verb = "would free" if self.dry_run else "freed"
+        return (
+            f"{verb} {self.blobs_deleted} blob(s), {self.bytes_freed} bytes; "
+            f"{self.manifests_deleted} untagged manifest(s), {self.links_removed} link(s), "
+            f"{self.uploads_purged} stale upload(s); kept {self.blobs_kept} reachable, "
+            f"{self.blobs_young} too young to delete"
+        )
+
+
+class GarbageCollector:
+    def __init__(
+        self,
+        backend: StorageBackend,
+        grace: float = DEFAULT_GRACE,
+        upload_ttl: float = 24 * 3600.0,
+        delete_untagged: bool = False,
+        dry_run: bool = False,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self._backend = backend
+        self._store = RegistryStore(backend)
+        self._catalog = CatalogStore(backend)
+        self._grace = grace
+        self._upload_ttl = upload_ttl
+        self._delete_untagged = delete_untagged
+        self._dry_run = dry_run
+        self._log = log or (lambda message: logger.info("%s", message))
+
+    async def run(self) -> GcReport:
+        report = GcReport(dry_run=self._dry_run)
+        if not self._dry_run:
+            await self._recover_trash()
+        now = await self._storage_now()
+        cutoff = now - self._grace
+        repos = await self._catalog.names()
+        if self._delete_untagged:
+            for name in repos:
+                report.manifests_deleted += await self._prune_untagged(name, cutoff)
+        marked: set[Digest] = set()
+        for name in repos:
+            await self._mark_repository(name, marked)
+        swept = await self._sweep(marked, cutoff, report)
+        if swept and not self._dry_run:
+            for name in repos:
+                report.links_removed += await self._remove_links(name, swept, cutoff)
+        if not self._dry_run:
+            # Sessions record their replica's time.time(), so compare with this host's clock.
+            report.uploads_purged = await self._store.uploads.purge(older_than=self._upload_ttl)
+        return report
+
+    async def _recover_trash(self) -> None:
+        """A GC that died between moving a blob to the trash and deciding puts it back; this
+        run then judges it afresh."""
+        async for key in self._backend.walk(f"{paths.GC}/trash"):
+            alg, _, hex_ = key.removeprefix(f"{paths.GC}/trash/").partition("/")
+            digest = _digest(f"{alg}:{hex_}")
+            if digest is None:
+                continue
+            if await self._backend.exists(paths.blob_data(digest)):
+                await self._backend.delete(key)
+            else:
+                await self._backend.move(key, paths.blob_data(digest))
+
+    async def _storage_now(self) -> float:
+        """The storage's clock (object mtimes are in it), not this host's."""
+        if self._dry_run:
+            return time.time()
+        await self._backend.put(paths.gc_clock(), b"")
+        return (await self._backend.stat(paths.gc_clock())).modified
+
+    # -- mark --------------------------------------------------------------------------------
+
+    async def _revisions(self, name: str) -> dict[Digest, str]:
+        """Revision links of `name`: digest -> link key."""
+        base = paths.revisions_dir(name)
+        out: dict[Digest, str] = {}
+        async for key in self._backend.walk(base):
+            digest = paths.link_digest(key, base)
+            if digest is not None:
+                out[digest] = key
+        return out
+
+    async def _parse(self, digest: Digest, link_key: str | None = None) -> Manifest | Index | None:
+        """The manifest stored under `digest`, parsed with the media type its revision link
+        recorded (as the PUT did); None when it is not a manifest."""
+        try:
+            declared = _media_type(await self._backend.get(link_key)) if link_key else None
+            data = await self._backend.get(paths.blob_data(digest))
+            return parse_manifest(data, declared)
+        except (NotFound, ManifestError, RecursionError, ValueError):
+            return None
+
+    async def _mark_repository(self, name: str, marked: set[Digest]) -> None:
+        revisions = await self._revisions(name)
+        pending = list(revisions)
+        while pending:
+            digest = pending.pop()
+            if digest in marked:
+                continue
+            marked.add(digest)
+            parsed = await self._parse(digest, revisions.get(digest))
+            if parsed is None:
+                continue
+            if isinstance(parsed, Index):
+                pending.extend(d.digest for d in parsed.manifests)
+            else:
+                marked.update(d.digest for d in parsed.references())
+
+    # -- untagged manifests ------------------------------------------------------------------
+
+    async def _tagged(self, name: str) -> set[Digest]:
+        out: set[Digest] = set()
+        for tag in await self._store.tags.names(name):
+            try:
+                out.add(await self._store.tags.resolve(name, tag))
+            except errors.RegistryError:  # deleted meanwhile, or a corrupt link: reaches nothing
+                continue
+        return out
+
+    async def _reachable(
+        self, name: str, roots: set[Digest], revisions: dict[Digest, str]
+    ) -> set[Digest]:
+        """`roots` plus children of kept indexes plus referrers of kept manifests."""
+        subjects: dict[Digest, Digest] = {}  # referrer -> subject
+        parsed_cache: dict[Digest, Manifest | Index | None] = {}
+        for digest, key in revisions.items():
+            parsed_cache[digest] = parsed = await self._parse(digest, key)
+            if parsed is not None and parsed.subject is not None:
+                subjects[digest] = parsed.subject.digest
+        keep = set(roots)
+        changed = True
+        while changed:
+            changed = False
+            for digest in list(keep):
+                parsed = parsed_cache.get(digest)
+                if isinstance(parsed, Index):
+                    for child in parsed.manifests:
+                        if child.digest not in keep:
+                            keep.add(child.digest)
+                            changed = True
+            for referrer, subject in subjects.items():
+                if subject in keep and referrer not in keep:
+                    keep.add(referrer)
+                    changed = True
+        return keep
+
+    async def _prune_untagged(self, name: str, cutoff: float) -> int:
+        revisions = await self._revisions(name)
+        roots = await self._tagged(name)
+        for digest, key in revisions.items():
+            if await self._modified(key) >= cutoff:
+                roots.add(digest)  # just pushed (e.g. a child before its index): not yet judged
+        keep = await self._reachable(name, roots, revisions)
+        removed: dict[Digest, bytes] = {}
+        for digest, key in revisions.items():
+            if digest in keep:
+                continue
+            if self._dry_run:
+                removed[digest] = b""
+                continue
+            try:
+                removed[digest] = await self._backend.get(key)
+            except NotFound:
+                continue
+            await self._backend.delete(key)
+        if self._dry_run or not removed:
+            return len(removed)
+        # Re-read what a concurrent push may have added meanwhile and restore what it reaches.
+        now_revisions = await self._revisions(name)
+        fresh = {d for d, key in now_revisions.items() if await self._modified(key) >= cutoff}
+        again = await self._reachable(name, await self._tagged(name) | fresh, now_revisions)
+        for digest in list(removed):
+            if digest in again:
+                await self._backend.put(paths.manifest_revision_link(name, digest), removed[digest])
+                del removed[digest]
+                continue
+            parsed = await self._parse(digest)
+            if parsed is not None and parsed.subject is not None:
+                await self._store.referrers.remove(name, parsed.subject.digest, digest)
+            self._log(f"deleted untagged manifest {name}@{digest}")
+        return len(removed)
+
+    async def _modified(self, key: str) -> float:
+        try:
+            return (await self._backend.stat(key)).modified
+        except NotFound:
+            return 0.0
+
+    # -- sweep -------------------------------------------------------------------------------
+
+    async def _sweep(self, marked: set[Digest], cutoff: float, report: GcReport) -> set[Digest]:
+        swept: set[Digest] = set()
+        candidates: list[Digest] = []
+        async for key in self._backend.walk(paths.BLOBS):
+            digest = paths.blob_digest(key)
+            if digest is None:
+                continue
+            if digest in marked:
+                report.blobs_kept += 1
+            else:
+                candidates.append(digest)
+        for digest in candidates:
+            data_key = paths.blob_data(digest)
+            try:
+                size_stat = await self._backend.stat(data_key)
+            except NotFound:
+                continue
+            touched = await self._modified(paths.blob_touched(digest))
+            if max(size_stat.modified, touched) >= cutoff:
+                report.blobs_young += 1
+                continue
+            if not self._dry_run and not await self._take_away(digest, cutoff):
+                report.blobs_young += 1
+                continue
+            swept.add(digest)
+            report.blobs_deleted += 1
+            report.bytes_freed += size_stat.size
+            report.deleted.append(digest)
+            self._log(f"{'would delete' if self._dry_run else 'deleted'} blob {digest}")
+        return swept
+
+    async def _take_away(self, digest: Digest, cutoff: float) -> bool:
+        """Move to trash, re-read the touch mark, then delete or restore; True if deleted."""
+        data_key, trash = paths.blob_data(digest), paths.gc_trash(digest)
+        try:
+            await self._backend.move(data_key, trash)
+        except NotFound:
+            return False
+        if await self._modified(paths.blob_touched(digest)) >= cutoff:
+            # A push started relying on it after our first look: give it back.
+            if await self._backend.exists(data_key):
+                await self._backend.delete(trash)  # re-uploaded meanwhile: same bytes
+            else:
+                await self._backend.move(trash, data_key)
+            return False
+        await self._backend.delete(trash)
+        await self._backend.delete(paths.blob_touched(digest))
+        return True
+
+    async def _remove_links(self, name: str, swept: set[Digest], cutoff: float) -> int:
+        base = paths.layers_dir(name)
+        removed = 0
+        async for key in self._backend.walk(base):
+            digest = paths.link_digest(key, base)
+            if digest is None or digest not in swept:
+                continue
+            # A link rewritten within the window belongs to a push that re-uploaded the blob.
+            if await self._modified(key) >= cutoff or await self._store.blobs.exists(digest):
+                continue
+            await self._backend.delete(key)
+            removed += 1
+        return removed
+
+
+def _digest(value: str) -> Digest | None:
+    try:
+        return Digest.parse(value)
+    except ValueError:
+        return None
+
+
+def _media_type(link: bytes) -> str | None:
+    try:
+        value = json.loads(link).get("mediaType")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None

@@ -1,0 +1,102 @@
+"""`pyreg gc`: online garbage collection of the registry's storage (see registry/gc.py).
+
+Safe to run while replicas serve: run it from cron on any one machine that sees the storage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from registry.gc import DEFAULT_GRACE, GarbageCollector, GcReport
+from registry.settings import SettingsError, load_settings
+from storage_backends import open_backend
+from storage_backends.base import StorageError
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "gc",
+        help="delete blobs no manifest references (online: replicas may keep serving)",
+        description="Mark every blob reachable from any manifest in any repository and delete "
+        "the rest, except blobs younger than the grace window. Also purges upload sessions "
+        "older than the upload TTL. Prints what it freed.",
+    )
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--storage", metavar="URL", help="storage URL (as for pyreg serve)")
+    where.add_argument("--config", metavar="FILE", help="the registry's YAML settings file")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="report what would be deleted, delete nothing"
+    )
+    parser.add_argument(
+        "--delete-untagged",
+        action="store_true",
+        help="also delete manifests no tag reaches (kept while an index or, as a referrer, "
+        "a kept subject still needs them)",
+    )
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=DEFAULT_GRACE,
+        metavar="SECONDS",
+        help=f"never delete anything touched more recently (default {DEFAULT_GRACE:.0f}); "
+        "must exceed the longest time between a blob upload and its manifest push",
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="print only the summary, not every blob"
+    )
+    parser.set_defaults(func=gc)
+
+
+def gc(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args.config, storage_url=args.storage)
+    except SettingsError as exc:
+        print(f"pyreg gc: {exc}", file=sys.stderr)
+        return 2
+    if settings.storage_url.startswith("memory:"):
+        print("pyreg gc: memory:// storage belongs to one server process", file=sys.stderr)
+        return 2
+    if args.grace < 0:
+        print("pyreg gc: --grace must not be negative", file=sys.stderr)
+        return 2
+
+    def log(message: str) -> None:
+        if not args.quiet:
+            print(message)
+
+    try:
+        report = asyncio.run(
+            _run(settings.storage_url, settings.storage_options, args, settings.upload_ttl, log)
+        )
+    except (StorageError, ValueError) as exc:
+        print(f"pyreg gc: {exc}", file=sys.stderr)
+        return 1
+    print(report.summary())
+    return 0
+
+
+async def _run(
+    url: str,
+    options: dict[str, Any],
+    args: argparse.Namespace,
+    upload_ttl: float,
+    log: Callable[[str], None],
+) -> GcReport:
+    backend = open_backend(url, **options)
+    await backend.open()
+    try:
+        collector = GarbageCollector(
+            backend,
+            grace=args.grace,
+            upload_ttl=upload_ttl,
+            delete_untagged=args.delete_untagged,
+            dry_run=args.dry_run,
+            log=log,
+        )
+        return await collector.run()
+    finally:
+        await backend.close()
