@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import os
 import tempfile
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
@@ -32,25 +33,63 @@ class IngestBusy(StoreError):
 class Ingest:
     """A resumable writer of one blob; the partial file survives process restarts.
 
-    Not thread-safe: one writer per blob, enforced by a lock on the partial file.
+    One writer per blob, enforced by a lock on the partial file: a second `ingest()` of the
+    same digest (another pull in this or another process) waits up to `wait` seconds for the
+    first to finish, then raises IngestBusy. When the blob is already stored (before or after
+    waiting) the Ingest is complete at once: `offset == size`, `commit()` returns its path.
     """
 
-    def __init__(self, store: ContentStore, digest: Digest, size: int | None) -> None:
+    def __init__(
+        self, store: ContentStore, digest: Digest, size: int | None, wait: float = 600.0
+    ) -> None:
         self._store = store
         self.digest = digest
         self.size = size
         self.partial = store.root / "ingest" / f"{digest.algorithm}-{digest.hex}.partial"
-        self.partial.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.partial, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise IngestBusy(f"{digest} is already being written by another ingest") from None
-        self._file: BinaryIO | None = os.fdopen(fd, "r+b", buffering=0)
+        self._file: BinaryIO | None = None
+        self._done: Path | None = None
         self._verifier = Verifier(digest, size)
         self.offset = 0
+        if self._already_stored():
+            return
+        self.partial.parent.mkdir(parents=True, exist_ok=True)
+        fd = self._lock_partial(wait)
+        if self._already_stored():  # finished by the writer we waited for
+            os.unlink(self.partial)
+            os.close(fd)
+            return
+        self._file = os.fdopen(fd, "r+b", buffering=0)
         self._rehash()
+
+    def _already_stored(self) -> bool:
+        path = self._store.blob_path(self.digest)
+        if not path.is_file():
+            return False
+        self._done = path
+        self.offset = path.stat().st_size
+        return True
+
+    def _lock_partial(self, wait: float) -> int:
+        deadline = time.monotonic() + wait
+        delay = 0.01
+        while True:
+            fd = os.open(self.partial, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                if time.monotonic() >= deadline:
+                    raise IngestBusy(
+                        f"{self.digest} is already being written by another ingest"
+                    ) from None
+                # polling, not a blocking flock: a waiter must never end up holding the
+                # inode the other writer renamed into blobs/
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
+                continue
+            if _is_same_file(fd, self.partial):
+                return fd
+            os.close(fd)  # committed (renamed) or discarded meanwhile: open the path again
 
     def _rehash(self) -> None:
         f = self._require_open()
@@ -70,6 +109,8 @@ class Ingest:
         return self._file
 
     def write(self, chunk: bytes) -> None:
+        if self._done is not None:
+            raise StoreError(f"{self.digest} is already stored; nothing to write")
         f = self._require_open()
         try:
             self._verifier.update(chunk)
@@ -81,6 +122,8 @@ class Ingest:
 
     def commit(self) -> Path:
         """Check digest and size, fsync, and publish under the digest name; return its path."""
+        if self._done is not None:
+            return self._done
         f = self._require_open()
         try:
             self._verifier.verify()
@@ -97,6 +140,8 @@ class Ingest:
 
     def reset(self) -> None:
         """Discard the partial bytes and start again from 0 (e.g. the server ignored Range)."""
+        if self._done is not None:
+            raise StoreError(f"{self.digest} is already stored; nothing to reset")
         f = self._require_open()
         f.seek(0)
         f.truncate(0)
@@ -130,6 +175,15 @@ class Ingest:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _is_same_file(fd: int, path: Path) -> bool:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
 
 
 class ContentStore:
@@ -199,8 +253,9 @@ class ContentStore:
     ) -> Digest:
         return self.write_stream(iter(lambda: src.read(CHUNK), b""), expected, size)
 
-    def ingest(self, digest: Digest, size: int | None) -> Ingest:
-        return Ingest(self, digest, size)
+    def ingest(self, digest: Digest, size: int | None, wait: float = 600.0) -> Ingest:
+        """A resumable writer of `digest` (see Ingest); waits up to `wait` s for another one."""
+        return Ingest(self, digest, size, wait)
 
     def delete(self, digest: Digest) -> None:
         with contextlib.suppress(FileNotFoundError):

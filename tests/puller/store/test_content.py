@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ocispec.digest import Digest, DigestMismatch, digest_bytes
-from puller.store import GraphStore, NotInStore
+from puller.store import GraphStore, NotInStore, StoreError
 from puller.store.content import IngestBusy
 
 
@@ -183,13 +183,50 @@ def test_unknown_size_ingest(tmp_path: Path) -> None:
     assert store.content.has(d)
 
 
-def test_second_concurrent_ingest_is_refused(tmp_path: Path) -> None:
+def test_second_concurrent_ingest_is_refused_after_wait(tmp_path: Path) -> None:
     d = digest_bytes(b"k")
     store = GraphStore(tmp_path)
     with store.content.ingest(d, 1):
         with pytest.raises(IngestBusy):
-            store.content.ingest(d, 1)
-    store.content.ingest(d, 1).close()  # free again after close
+            store.content.ingest(d, 1, wait=0.2)
+    store.content.ingest(d, 1, wait=0).close()  # free again after close
+
+
+def test_second_ingest_waits_for_the_first_and_finds_the_blob(tmp_path: Path) -> None:
+    import threading
+
+    data = b"p" * 5000
+    d = digest_bytes(data)
+    first = GraphStore(tmp_path).content.ingest(d, len(data))
+    first.write(data[:100])
+    got = []
+
+    def second() -> None:  # e.g. another pull of an image sharing this layer
+        got.append(GraphStore(tmp_path).content.ingest(d, len(data), wait=30))
+
+    t = threading.Thread(target=second)
+    t.start()
+    t.join(0.3)
+    assert t.is_alive()  # waiting for the first writer
+    first.write(data[100:])
+    first.commit()
+    t.join(10)
+    (ingest,) = got
+    assert ingest.offset == len(data)  # nothing left to download
+    assert ingest.commit() == GraphStore(tmp_path).content.path(d)
+    assert GraphStore(tmp_path).content.read_bytes(d) == data
+    assert GraphStore(tmp_path).content.partials() == []
+
+
+def test_ingest_of_a_stored_blob_is_complete(tmp_path: Path) -> None:
+    store = GraphStore(tmp_path)
+    d = store.content.write_bytes(b"stored")
+    with store.content.ingest(d, 6) as ing:
+        assert ing.offset == 6
+        with pytest.raises(StoreError):
+            ing.write(b"more")
+        assert ing.commit() == store.content.path(d)
+    assert store.content.partials() == []
 
 
 def test_write_stream_computes_digest(tmp_path: Path) -> None:
