@@ -10,6 +10,7 @@ import pytest
 
 from ocispec.reference import Reference
 from puller.api import RegistryClient
+from puller.auth import AuthError
 from puller.pull import pull
 from puller.push import Pusher, push
 from puller.store import GraphStore
@@ -46,3 +47,42 @@ async def test_push_pull_mount_delete_against_pyreg_serve(
             await client.delete_manifest("other/app", "v1")  # by tag: only that tag goes
             assert await client.head_manifest("other/app", "v1") is None
             assert await client.head_manifest("other/app", str(image.digest)) is not None
+
+
+async def test_client_against_pyreg_serve_with_access_control(
+    tmp_path: Path, store: GraphStore
+) -> None:
+    """pyreg's token service (issue 3): login, private push/pull, anonymous public pull."""
+    from puller.api import Unauthorized
+    from puller.credentials import Credentials
+    from tests.support.auth import auth_section
+
+    rules = [
+        {"repository": "library/*", "pull": ["anonymous"], "push": ["alice"]},
+        {"repository": "private/**", "pull": ["alice"], "push": ["alice"]},
+    ]
+    (tmp_path / "auth").mkdir()
+    auth = auth_section(tmp_path / "auth", {"alice": "alice-pw"}, rules)
+    with RegistryServer(f"file://{tmp_path / 'storage'}", {"auth": auth}) as server:
+        host = server.url.removeprefix("http://")
+        image = build_image([[file("a", b"private bits")]])
+        private = Reference.parse(f"{host}/private/team/app:v1")
+        public = Reference.parse(f"{host}/library/app:v1")
+        put_image(store, str(private), image)
+        store.images.set(str(public), image.digest)
+        alice = Credentials("alice", "alice-pw")
+        async with RegistryClient(host, credentials=alice) as client:
+            await client.ping()
+            await push(client, store, private)
+            mounted = await push(client, store, public)  # mount needs pull on the source
+            assert len(mounted.mounted) == 2
+            assert (await pull(client, GraphStore(tmp_path / "a"), private)).digest == image.digest
+        async with RegistryClient(host) as anonymous:
+            assert (await pull(anonymous, GraphStore(tmp_path / "b"), public)).digest == (
+                image.digest
+            )
+            with pytest.raises(Unauthorized):
+                await pull(anonymous, GraphStore(tmp_path / "c"), private)
+        async with RegistryClient(host, credentials=Credentials("alice", "wrong")) as wrong:
+            with pytest.raises((Unauthorized, AuthError)):
+                await wrong.ping()
