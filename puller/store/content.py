@@ -117,7 +117,10 @@ class Ingest:
         except DigestMismatch:
             self._discard()
             raise
-        f.write(chunk)
+        view = memoryview(chunk)
+        while view:  # an unbuffered write may be short
+            written = f.write(view)
+            view = view[written or 0 :]
         self.offset += len(chunk)
 
     def commit(self) -> Path:
