@@ -1,9 +1,12 @@
 """The HTTP layer of the client: base URLs, an httpx.AsyncClient factory, retries.
 
-Plain HTTP is chosen for loopback registries (`localhost`, 127.0.0.0/8, ::1) and with
-`--insecure`, HTTPS otherwise, as docker does. Idempotent requests (GET, HEAD) are retried
-with exponential backoff on connection errors and on 5xx/429 answers; other methods carry
-upload state and are retried by the caller that knows how to resume them.
+Plain HTTP is chosen for loopback registries (`localhost`, 127.0.0.0/8, ::1), HTTPS
+otherwise; with `--insecure`, HTTPS without certificate checks, falling back to plain HTTP
+when the registry does not speak TLS (docker's insecure-registries).
+
+Idempotent requests (GET, HEAD) are retried with exponential backoff on connection errors
+and on 5xx/429 answers; other methods carry upload state and are retried by the caller that
+knows how to resume them.
 """
 
 from __future__ import annotations
@@ -39,8 +42,34 @@ def is_loopback(registry: str) -> bool:
 
 
 def base_url(registry: str, insecure: bool = False) -> str:
-    scheme = "http" if insecure or is_loopback(registry) else "https"
+    """http:// for loopback registries, else https:// (`--insecure` may fall back to http)."""
+    scheme = "http" if is_loopback(registry) else "https"
     return f"{scheme}://{_API_HOSTS.get(registry, registry)}"
+
+
+class InsecureFallbackTransport(httpx.AsyncBaseTransport):
+    """`--insecure` for a registry that is not loopback, as docker's insecure-registries:
+    HTTPS without certificate checks first; when TLS cannot be spoken at all, plain HTTP to
+    that host from then on. Other hosts (token realms, redirects) are left alone."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, host: str) -> None:
+        self.inner = inner
+        self.host = host
+        self.plain = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        ours = request.url.scheme == "https" and request.url.host == self.host
+        if ours and not self.plain:
+            try:
+                return await self.inner.handle_async_request(request)
+            except httpx.ConnectError:
+                self.plain = True  # e.g. "wrong version number": the server speaks HTTP
+        if ours:
+            request.url = request.url.copy_with(scheme="http")
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
 
 class RetryTransport(httpx.AsyncBaseTransport):
@@ -113,8 +142,11 @@ def make_client(
         verify=not insecure,
         limits=httpx.Limits(max_connections=16, max_keepalive_connections=8),
     )
+    url = base_url(registry, insecure)
+    if insecure and url.startswith("https://"):
+        inner = InsecureFallbackTransport(inner, httpx.URL(url).host)
     return httpx.AsyncClient(
-        base_url=base_url(registry, insecure),
+        base_url=url,
         transport=RetryTransport(inner, retry),
         auth=auth,
         # connect fails fast; reads may be slow on big blobs behind slow proxies

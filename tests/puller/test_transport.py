@@ -5,7 +5,14 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from puller.transport import RetryPolicy, RetryTransport, base_url, make_client
+from puller.transport import (
+    InsecureFallbackTransport,
+    RetryPolicy,
+    RetryTransport,
+    base_url,
+    make_client,
+)
+from tests.support.docker_registry import DockerRegistry
 
 
 @pytest.mark.parametrize(
@@ -15,7 +22,7 @@ from puller.transport import RetryPolicy, RetryTransport, base_url, make_client
         ("127.0.0.5:80", False, "http://127.0.0.5:80"),
         ("[::1]:5000", False, "http://[::1]:5000"),
         ("registry.example", False, "https://registry.example"),
-        ("registry.example:8443", True, "http://registry.example:8443"),
+        ("registry.example:8443", True, "https://registry.example:8443"),
         ("docker.io", False, "https://registry-1.docker.io"),
     ],
 )
@@ -84,3 +91,40 @@ async def test_connection_refused_by_a_real_port_is_raised_after_retries() -> No
     async with make_client(f"127.0.0.1:{port}", retry=FAST) as client:
         with pytest.raises(httpx.ConnectError):
             await client.get("/v2/")
+
+
+@pytest.mark.interop
+async def test_insecure_falls_back_to_http_when_the_registry_speaks_no_tls(
+    docker_registry: DockerRegistry,
+) -> None:
+    port = int(docker_registry.host.rsplit(":", 1)[1])
+    inner = httpx.AsyncHTTPTransport(verify=False)
+    transport = InsecureFallbackTransport(inner, "127.0.0.1")
+    async with httpx.AsyncClient(transport=transport) as client:
+        response = await client.get(f"https://127.0.0.1:{port}/v2/")
+        assert response.status_code == 200
+        assert transport.plain is True
+        assert str(response.request.url).startswith("http://")
+        # another host keeps https (and fails here: nothing listens)
+        with pytest.raises(httpx.ConnectError):
+            await client.get(f"https://localhost:{port}/v2/")
+
+
+async def test_insecure_https_does_not_check_certificates_but_keeps_tls() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.scheme)
+        return httpx.Response(200)
+
+    transport = InsecureFallbackTransport(httpx.MockTransport(handler), "registry.example")
+    async with httpx.AsyncClient(transport=transport) as client:
+        await client.get("https://registry.example/v2/")
+    assert seen == ["https"] and transport.plain is False
+
+
+def test_make_client_wraps_insecure_remote_registries_only() -> None:
+    remote = make_client("registry.example", insecure=True)
+    local = make_client("localhost:5000", insecure=True)
+    assert isinstance(remote._transport.inner, InsecureFallbackTransport)  # type: ignore[attr-defined]
+    assert not isinstance(local._transport.inner, InsecureFallbackTransport)  # type: ignore[attr-defined]
