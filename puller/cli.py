@@ -458,7 +458,7 @@ def _net(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--insecure",
         action="store_true",
-        help="plain HTTP / no TLS verification (automatic for loopback registries)",
+        help="no certificate checks, plain HTTP if no TLS (loopback: HTTP anyway)",
     )
 
 
