@@ -357,3 +357,39 @@ async def test_layer_not_matching_its_diff_id_fails_and_records_no_name(
             await pull(client, store, ref)
     assert store.images.list() == {}
     assert store.layers.list() == []
+
+
+@pytest.mark.interop
+async def test_artifact_is_pulled_as_blobs_without_layers(
+    docker_registry: DockerRegistry, store: GraphStore, tmp_path: Path
+) -> None:
+    config, payload = b"{}", b"an attached signature"
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": mt.OCI_MANIFEST,
+            "config": {
+                "mediaType": "application/vnd.example.sig.config+json",
+                "digest": str(digest_bytes(config)),
+                "size": len(config),
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.example.sig",
+                    "size": len(payload),
+                    "digest": str(digest_bytes(payload)),
+                }
+            ],
+        }
+    ).encode()
+    seed = GraphStore(tmp_path / "seed")
+    ref = Reference.parse(f"{docker_registry.host}/art/sig:v1")
+    seed.content.write_bytes(config)
+    seed.content.write_bytes(payload)
+    seed.images.set(str(ref), seed.content.write_bytes(manifest))
+    async with RegistryClient(ref.registry) as client:
+        await push(client, seed, ref)
+        result = await pull(client, store, ref)
+    assert result.digest == digest_bytes(manifest)
+    assert store.content.read_bytes(digest_bytes(payload)) == payload
+    assert store.layers.list() == []
