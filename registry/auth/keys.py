@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
@@ -95,12 +96,17 @@ def load_or_create_file(path: Path) -> SigningKey:
     return from_pem(pem)
 
 
-async def load_or_create_stored(backend: StorageBackend) -> SigningKey:
+async def load_or_create_stored(backend: StorageBackend, settle: float = 0.5) -> SigningKey:
+    """The key kept in storage, generated on the very first start.
+
+    Several workers or replicas may start together on empty storage and each write a key. The
+    backend has no create-if-absent, so each writer waits `settle` seconds and then adopts
+    whatever key was written last: all of them end up with the same one.
+    """
     try:
         return from_pem(await backend.get(STORAGE_KEY_PATH))
     except NotFound:
         pass
-    pem = generate_pem()
-    await backend.put(STORAGE_KEY_PATH, pem)
-    # Two replicas starting at once: both read back whichever write landed last.
+    await backend.put(STORAGE_KEY_PATH, generate_pem())
+    await anyio.sleep(settle)
     return from_pem(await backend.get(STORAGE_KEY_PATH))

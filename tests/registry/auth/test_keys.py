@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
+import anyio
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -64,3 +66,28 @@ def test_kid_is_libtrust_shaped() -> None:
     kid = key_id(ec.generate_private_key(ec.SECP256R1()).public_key())
     groups = kid.split(":")
     assert len(groups) == 12 and all(len(g) == 4 and g.isalnum() for g in groups)
+
+
+class SlowBackend(MemoryBackend):
+    """Real backends yield on every call; this one does too, so racers interleave."""
+
+    async def get(self, path: str) -> bytes:
+        await anyio.sleep(0.01)
+        return await super().get(path)
+
+    async def put(self, path: str, data: bytes) -> None:
+        await anyio.sleep(random.random() / 50)
+        await super().put(path, data)
+
+
+async def test_workers_starting_together_agree_on_one_stored_key() -> None:
+    backend = SlowBackend()
+    kids: list[str] = []
+
+    async def start() -> None:
+        kids.append((await load_or_create_stored(backend, settle=0.2)).kid)
+
+    async with anyio.create_task_group() as group:
+        for _ in range(4):
+            group.start_soon(start)
+    assert len(kids) == 4 and len(set(kids)) == 1
