@@ -13,6 +13,7 @@ Modules: `config` (the YAML section), `rules` (who may do what where), `htpasswd
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from registry.auth.base import AccessController, OpenAccess
@@ -26,6 +27,8 @@ from registry.auth.rules import Rules
 from registry.auth.tokens import TokenService
 from storage_backends.base import StorageBackend
 
+logger = logging.getLogger("registry.auth")
+
 __all__ = ["AuthConfig", "AuthConfigError", "TokenAccess", "build_access", "parse_config"]
 
 
@@ -33,6 +36,11 @@ async def build_access(config: dict[str, Any] | None, backend: StorageBackend) -
     if not config:
         return OpenAccess()
     settings = parse_config(config)
+    if not settings.htpasswd.exists():
+        # Not fatal: `pyreg user add` may create it later, and it is re-read when it changes.
+        logger.warning("no users yet: %s does not exist (pyreg user add NAME)", settings.htpasswd)
+    if not settings.rules:
+        logger.warning("auth has no rules: every repository is denied to everyone")
     if settings.key is not None:
         key = load_or_create_file(settings.key)
     else:

@@ -72,3 +72,13 @@ async def test_key_is_generated_in_storage_without_a_key_path(tmp_path: Path) ->
     first = await build_access({"htpasswd": str(tmp_path / "h")}, backend)
     second = await build_access({"htpasswd": str(tmp_path / "h")}, backend)
     assert first.tokens.key.kid == second.tokens.key.kid  # type: ignore[attr-defined]
+
+
+async def test_missing_users_file_and_empty_rules_are_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING", logger="registry.auth"):
+        await build_access(
+            {"htpasswd": str(tmp_path / "none"), "key": str(tmp_path / "k")}, MemoryBackend()
+        )
+    assert "does not exist" in caplog.text and "no rules" in caplog.text
