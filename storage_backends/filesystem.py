@@ -13,8 +13,10 @@ Layout under `root`:
 Keys whose segments start with `.tmp.`, or whose first segment is `.multipart`, are refused so
 nothing a caller writes can collide with this bookkeeping.
 
-Blocking file I/O runs in worker threads (`aiofiles` for the byte streams, `asyncio.to_thread`
-for metadata and directory operations), so the event loop never waits on the disk.
+Blocking file I/O runs in worker threads, so the event loop never waits on the disk: `aiofiles`
+for the byte streams, and one `asyncio.to_thread` call per small-object read or write, metadata
+and directory operation (a thread hop costs more than reading a link file, so one hop, not
+aiofiles' open/read/close three).
 """
 
 from __future__ import annotations
@@ -98,16 +100,25 @@ class FilesystemBackend:
     async def get(self, path: str) -> bytes:
         full = self._full(path)
         try:
-            async with aiofiles.open(full, "rb") as f:
-                return await f.read()
+            return await asyncio.to_thread(_read_file, full)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise NotFound(path) from None
 
     async def put(self, path: str, data: bytes) -> None:
-        async def once() -> AsyncIterator[bytes]:
-            yield data
+        target = self._full(path)
+        await asyncio.to_thread(self._put_sync, target, data)
 
-        await self.put_stream(path, once())
+    def _put_sync(self, target: Path, data: bytes) -> None:
+        tmp = self._tmp_name(target)
+        try:
+            with _in_dir(tmp, lambda: open(tmp, "xb")) as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            _unlink_quiet(tmp)
+            raise
 
     # -- streams -----------------------------------------------------------------------------
 
@@ -387,6 +398,11 @@ def _in_dir(target: Path, create: Callable[[], _T]) -> _T:
             if attempt == 9 or target.parent.is_dir():
                 raise
     raise AssertionError("unreachable")
+
+
+def _read_file(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
 
 
 def _unlink_quiet(path: Path) -> None:
