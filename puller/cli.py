@@ -27,7 +27,7 @@ from puller.auth import AuthError
 from puller.copy import Copier, CopyError
 from puller.credentials import Credentials, CredentialsError
 from puller.progress import NullReporter, Reporter, RichReporter
-from puller.pull import Puller, PullError, image_name
+from puller.pull import Puller, PullError, choose_platform, host_platform_spec, image_name
 from puller.push import Pusher, PushError
 from puller.store import GraphStore, StoreError, assemble_rootfs
 
@@ -232,10 +232,15 @@ def _local_digest(store: GraphStore, value: str) -> tuple[str, Digest]:
     return name, found
 
 
-def _load_image(store: GraphStore, digest: Digest) -> tuple[dict[str, Any], ImageConfig]:
+def _load_image(
+    store: GraphStore, digest: Digest, platform: Platform | None = None
+) -> tuple[dict[str, Any], ImageConfig]:
     parsed = parse_manifest(store.content.read_bytes(digest))
-    if isinstance(parsed, Index):
-        raise CommandError(f"{digest} is an index, not an image")
+    if isinstance(parsed, Index):  # e.g. loaded from a layout: take the platform's image
+        entry = choose_platform(parsed, platform or host_platform_spec())
+        parsed = parse_manifest(store.content.read_bytes(entry.digest))
+        if isinstance(parsed, Index):
+            raise CommandError(f"{entry.digest}: nested indexes are not supported")
     return parsed.raw, ImageConfig.parse(store.content.read_bytes(parsed.config.digest))
 
 
@@ -341,7 +346,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_unpack(args: argparse.Namespace) -> int:
     store = _store()
     _, digest = _local_digest(store, args.reference)
-    _, config = _load_image(store, digest)
+    platform = Platform.parse(args.platform) if args.platform else None
+    _, config = _load_image(store, digest, platform)
     target = Path(args.directory)
     if target.exists() and any(target.iterdir()):
         raise CommandError(f"{target} exists and is not empty")
@@ -521,6 +527,7 @@ def register(subparsers: Any) -> None:
     p = add("unpack", cmd_unpack, "Assemble a local image's root filesystem into DIR")
     p.add_argument("reference")
     p.add_argument("directory")
+    p.add_argument("--platform", help="os/arch[/variant] when REF is an index (default: host)")
     _quiet(p, "print nothing")
 
     p = add("load", cmd_load, "Load images from an OCI layout (dir or tar) or a docker save tar")

@@ -292,3 +292,32 @@ def test_login_to_a_token_registry(
             assert run(capsys, "catalog", registry.host)[0] == 0
         finally:
             registry.stop()
+
+
+def test_unpack_an_index_takes_the_platform(
+    home: GraphStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ocispec import mediatypes as mt
+
+    amd = build_image([[file("arch", b"amd64")]], architecture="amd64")
+    arm = build_image([[file("arch", b"arm64")]], architecture="arm64")
+    name = "example.com/multi/arch:v1"
+    for image in (amd, arm):
+        put_image(home, f"example.com/multi/arch@{image.digest}", image)
+        layer = image.layers[0]
+        home.layers.register(None, layer.diff_id, layer.digest, layer.media_type)
+    index = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": mt.OCI_INDEX,
+            "manifests": [
+                {**amd.descriptor(), "platform": {"os": "linux", "architecture": "amd64"}},
+                {**arm.descriptor(), "platform": {"os": "linux", "architecture": "arm64"}},
+            ],
+        }
+    ).encode()
+    home.images.set(name, home.content.write_bytes(index))
+    code, _, _ = run(capsys, "unpack", "--platform", "linux/arm64", name, str(tmp_path / "arm"))
+    assert code == 0 and (tmp_path / "arm" / "arch").read_bytes() == b"arm64"
+    code, _, err = run(capsys, "unpack", "--platform", "linux/s390x", name, str(tmp_path / "x"))
+    assert code == 1 and "no image for platform linux/s390x" in err
