@@ -227,3 +227,67 @@ def test_pyreg_client_login_push_pull(server: RegistryServer, layout: Path, tmp_
     assert run([*pyreg, "catalog", host], env).split() == ["private/cli"]
     run([*pyreg, "logout", host], env)
     fails([*pyreg, "pull", image], env)
+
+
+def _self_signed_cert(key_pem: bytes, path: Path) -> Path:
+    """A certificate for the token signing key, as the reference registry's rootcertbundle."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    private = serialization.load_pem_private_key(key_pem, password=None)
+    assert isinstance(private, ec.EllipticCurvePrivateKey)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pyreg token signer")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(private.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(private, hashes.SHA256())
+    )
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+@pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo is not installed")
+def test_reference_registry_accepts_pyreg_tokens(
+    server: RegistryServer, layout: Path, tmp_path: Path
+) -> None:
+    """distribution (docker-registry) configured to trust pyreg's token service: it finds the
+    key by our libtrust-style `kid` and checks iss/aud/exp/access as distribution does."""
+    from tests.support.docker_registry import TokenAuthConfig, start_registry
+
+    bundle = _self_signed_cert(
+        (tmp_path / "auth" / "token-key.pem").read_bytes(), tmp_path / "bundle.pem"
+    )
+    token_config = TokenAuthConfig(f"{server.url}/token", "pyreg", "pyreg", bundle)
+    reference = start_registry(tmp_path / "reference", token=token_config)
+    try:
+        env = isolated_env(tmp_path)
+        skopeo = ["skopeo", "--insecure-policy"]
+        target = f"docker://{reference.host}/private/app:v1"
+        run(
+            [*skopeo, "copy", "--dest-tls-verify=false", "--dest-creds", "alice:alice-pw",
+             f"oci:{layout}:v1", target],
+            env,
+        )  # fmt: skip
+        run(
+            [*skopeo, "copy", "--src-tls-verify=false", "--src-creds", "alice:alice-pw",
+             target, f"oci:{tmp_path / 'back'}:v1"],
+            env,
+        )  # fmt: skip
+        fails(
+            [*skopeo, "copy", "--src-tls-verify=false", "--src-creds", "bob:bob-pw",
+             target, f"oci:{tmp_path / 'stolen'}:v1"],
+            env,
+        )  # fmt: skip
+    finally:
+        reference.stop()
