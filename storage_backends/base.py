@@ -9,8 +9,11 @@ Semantics every backend keeps:
 - `stream` yields pieces of at most `CHUNK_SIZE` bytes; it raises `NotFound` before yielding
   anything when the object does not exist.
 - `list_dir(prefix)` returns the sorted names of the direct children of a "directory" prefix
-  (objects and sub-prefixes alike, without a trailing slash). `walk(prefix)` yields every object
-  key below a prefix, sorted.
+  (objects and sub-prefixes alike, without a trailing slash). `list_dir(prefix, start_after=s,
+  limit=n)` returns one page: the first `n` names greater than `s`, costing O(n) on every
+  backend (S3: ListObjectsV2 with StartAfter and MaxKeys), so indexes kept as flat directories
+  of small objects page without walking; a paged listing of an absent directory is `[]`.
+  `walk(prefix)` yields every object key below a prefix, sorted.
 - Multipart: `multipart_create` then parts numbered from 1 (each at least `min_part_size` bytes
   but the last), `multipart_list_parts` recovers what was uploaded (so any replica can continue),
   `multipart_complete` publishes the concatenation atomically at `path`.
@@ -97,7 +100,9 @@ class StorageBackend(Protocol):
 
     async def exists(self, path: str) -> bool: ...
 
-    async def list_dir(self, prefix: str) -> list[str]: ...
+    async def list_dir(
+        self, prefix: str, start_after: str | None = None, limit: int | None = None
+    ) -> list[str]: ...
 
     def walk(self, prefix: str) -> AsyncIterator[str]: ...
 

@@ -68,10 +68,15 @@ class MemoryBackend:
     async def exists(self, path: str) -> bool:
         return check_path(path) in self._objects
 
-    async def list_dir(self, prefix: str) -> list[str]:
+    async def list_dir(
+        self, prefix: str, start_after: str | None = None, limit: int | None = None
+    ) -> list[str]:
         base = check_prefix(prefix)
         start = f"{base}/" if base else ""
         names = {k[len(start) :].split("/", 1)[0] for k in self._objects if k.startswith(start)}
+        if start_after is not None or limit is not None:
+            after = sorted(n for n in names if start_after is None or n > start_after)
+            return after if limit is None else after[:limit]
         if not names and base:
             raise NotFound(prefix)
         return sorted(names)

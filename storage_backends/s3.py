@@ -323,7 +323,11 @@ class S3Backend:
             return False
         return True
 
-    async def list_dir(self, prefix: str) -> list[str]:
+    async def list_dir(
+        self, prefix: str, start_after: str | None = None, limit: int | None = None
+    ) -> list[str]:
+        if start_after is not None or limit is not None:
+            return await self._list_page(prefix, start_after, limit)
         start = self._dir_key(prefix)
         names: set[str] = set()
         paginator = self._client.get_paginator("list_objects_v2")
@@ -339,6 +343,34 @@ class S3Backend:
         if not names and check_prefix(prefix):
             raise NotFound(prefix)
         return sorted(names)
+
+    async def _list_page(
+        self, prefix: str, start_after: str | None, limit: int | None
+    ) -> list[str]:
+        """One page of a directory, from S3's StartAfter: requests grow with the page, never
+        with the directory. Exact for flat directories of objects (names are keys); a
+        sub-prefix comes in S3's key order (`name/`)."""
+        start = self._dir_key(prefix)
+        request: dict[str, Any] = {"Bucket": self.bucket, "Prefix": start, "Delimiter": "/"}
+        if start_after is not None:
+            request["StartAfter"] = start + start_after
+        names: list[str] = []
+        with _errors(prefix or "/"):
+            while limit is None or len(names) < limit:
+                # +1: a sub-prefix named `start_after` itself comes back and is skipped.
+                wanted = self.page_size if limit is None else limit - len(names) + 1
+                page = await self._client.list_objects_v2(
+                    **request, MaxKeys=min(self.page_size, wanted)
+                )
+                found = [
+                    c["Prefix"][len(start) :].rstrip("/") for c in page.get("CommonPrefixes", [])
+                ]
+                found += [o["Key"][len(start) :] for o in page.get("Contents", [])]
+                names += sorted(n for n in found if n and (start_after is None or n > start_after))
+                if not page.get("IsTruncated"):
+                    break
+                request["ContinuationToken"] = page["NextContinuationToken"]
+        return names if limit is None else names[:limit]
 
     async def walk(self, prefix: str) -> AsyncIterator[str]:
         start = self._dir_key(prefix)
