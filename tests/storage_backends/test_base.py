@@ -197,6 +197,23 @@ async def test_list_dir_sorted_direct_children(harness: Harness) -> None:
     assert await b.list_dir("c/d") == ["e"]
 
 
+async def test_list_dir_pages_with_start_after_and_limit(harness: Harness) -> None:
+    b = harness.backend
+    names = ["t-1", "t.2", "t0", "t1", "t10", "t2", "v"]
+    for name in reversed(names):
+        await b.put(f"idx/{name}", b"")
+    assert await b.list_dir("idx", limit=3) == names[:3]
+    assert await b.list_dir("idx", start_after="t0", limit=3) == ["t1", "t10", "t2"]
+    assert await b.list_dir("idx", start_after="t", limit=2) == ["t-1", "t.2"]
+    assert await b.list_dir("idx", start_after="t2") == ["v"]
+    assert await b.list_dir("idx", start_after="v", limit=5) == []
+    assert await b.list_dir("idx", limit=0) == []
+    assert await b.list_dir("absent", start_after="a", limit=5) == []  # no NotFound when paged
+    # Sub-directories are children too; the one named by start_after is not repeated.
+    await b.put("idx/t1x/deep", b"")
+    assert await b.list_dir("idx", start_after="t1", limit=2) == ["t10", "t1x"]
+
+
 async def test_walk_sorted_and_nested(harness: Harness) -> None:
     b = harness.backend
     for k in reversed(LAYOUT):
