@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import itertools
 import os
 import re
 import shutil
 import stat
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -52,6 +53,7 @@ _MULTIPART_DIR = ".multipart"
 _UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
 # Writes are coalesced into pieces of this size: one thread hop per MiB, not per HTTP chunk.
 _WRITE_SIZE = CHUNK_SIZE
+_WALK_BATCH = 1000
 _T = TypeVar("_T")
 
 
@@ -219,21 +221,12 @@ class FilesystemBackend:
         return names
 
     async def walk(self, prefix: str) -> AsyncIterator[str]:
-        async for key in self._walk(self._dir(prefix), check_prefix(prefix)):
-            yield key
-
-    async def _walk(self, directory: Path, key: str) -> AsyncIterator[str]:
-        try:
-            entries = await asyncio.to_thread(_sorted_entries, directory, directory == self.root)
-        except (FileNotFoundError, NotADirectoryError):
-            return
-        for name, is_dir in entries:
-            child_key = f"{key}/{name}" if key else name
-            if is_dir:
-                async for k in self._walk(directory / name, child_key):
-                    yield k
-            else:
-                yield child_key
+        keys = _walk_sync(self._dir(prefix), check_prefix(prefix), self.root)
+        # The tree is walked in a worker thread a batch at a time: one hop per directory would
+        # make a walk over a blob store (a directory per blob) cost a hop per blob.
+        while batch := await asyncio.to_thread(_take, keys, _WALK_BATCH):
+            for key in batch:
+                yield key
 
     # -- deletion and moves ------------------------------------------------------------------
 
@@ -438,6 +431,23 @@ def _sorted_entries(directory: Path, at_root: bool) -> list[tuple[str, bool]]:
         ]
     entries.sort(key=lambda e: e[0] + "/" if e[1] else e[0])
     return entries
+
+
+def _walk_sync(directory: Path, key: str, root: Path) -> Iterator[str]:
+    try:
+        entries = _sorted_entries(directory, directory == root)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for name, is_dir in entries:
+        child_key = f"{key}/{name}" if key else name
+        if is_dir:
+            yield from _walk_sync(directory / name, child_key, root)
+        else:
+            yield child_key
+
+
+def _take(it: Iterator[str], n: int) -> list[str]:
+    return list(itertools.islice(it, n))
 
 
 def _etag(st: os.stat_result) -> str:
