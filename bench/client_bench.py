@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -33,12 +34,24 @@ class ClientPlan:
     repeat: int
 
 
-def _run(argv: list[str], env: dict[str, str] | None = None) -> float:
-    return _run_output(argv, env)[0]
+Timing = tuple[float, float]  # wall seconds, CPU seconds (user + system) of the command
 
 
-def _run_output(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
-    """Run a command to completion: (seconds, stdout); PeerUnavailable if it fails."""
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _run(argv: list[str], env: dict[str, str] | None = None) -> Timing:
+    wall, cpu, _ = _run_output(argv, env)
+    return wall, cpu
+
+
+def _run_output(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
+    """Run a command to completion: (wall seconds, CPU seconds, stdout); PeerUnavailable if it
+    fails. The CPU time is the command's own (and its waited-for children's): unlike wall time,
+    it barely depends on what else the machine is running."""
+    cpu_before = _children_cpu()
     start = time.perf_counter()
     result = subprocess.run(
         argv,
@@ -49,12 +62,13 @@ def _run_output(argv: list[str], env: dict[str, str] | None = None) -> tuple[flo
         check=False,
     )
     elapsed = time.perf_counter() - start
+    cpu = _children_cpu() - cpu_before
     if result.returncode != 0:
         raise PeerUnavailable(
             f"`{' '.join(argv)}` failed ({result.returncode}): "
             f"{result.stderr.decode(errors='replace').strip()[-500:]}"
         )
-    return elapsed, result.stdout.decode(errors="replace")
+    return elapsed, cpu, result.stdout.decode(errors="replace")
 
 
 def _fresh(parent: Path, name: str) -> Path:
@@ -87,7 +101,7 @@ class Skopeo:
             raise PeerUnavailable("skopeo not found (Debian: apt-get install skopeo)")
         self.binary = binary
 
-    def push(self, plan: ClientPlan, ref: str) -> float:
+    def push(self, plan: ClientPlan, ref: str) -> Timing:
         _forget_blob_locations()
         return _run(
             [
@@ -100,7 +114,7 @@ class Skopeo:
             ]
         )
 
-    def pull(self, plan: ClientPlan, ref: str) -> float:
+    def pull(self, plan: ClientPlan, ref: str) -> Timing:
         target = _fresh(plan.workdir, "skopeo-pull")
         try:
             return _run(
@@ -137,7 +151,7 @@ class Podman:
             "pull", "--quiet", "--tls-verify=false", ref,
         ]  # fmt: skip
 
-    def pull(self, plan: ClientPlan, ref: str) -> float:
+    def pull(self, plan: ClientPlan, ref: str) -> Timing:
         root = _fresh(plan.workdir, "podman")
         try:
             try:
@@ -180,12 +194,12 @@ class PyregClient:
     def _env(self, home: Path) -> dict[str, str]:
         return {**os.environ, "PYREG_HOME": str(home), "DOCKER_CONFIG": str(home / "docker")}
 
-    def push(self, plan: ClientPlan, ref: str) -> float:
+    def push(self, plan: ClientPlan, ref: str) -> Timing:
         home = _fresh(plan.workdir, "pyreg-push-home")
         try:
             env = self._env(home)
             # Untimed: put the image in the local store, as skopeo reads it from its layout.
-            _, out = _run_output([*self.argv, "load", str(plan.image.layout)], env)
+            _, _, out = _run_output([*self.argv, "load", str(plan.image.layout)], env)
             loaded = re.findall(r"^Loaded image: (\S+)$", out, re.MULTILINE)
             if len(loaded) != 1:
                 raise PeerUnavailable(f"`pyreg load` printed no single image name: {out!r}")
@@ -194,7 +208,7 @@ class PyregClient:
         finally:
             shutil.rmtree(home, ignore_errors=True)
 
-    def pull(self, plan: ClientPlan, ref: str) -> float:
+    def pull(self, plan: ClientPlan, ref: str) -> Timing:
         home = _fresh(plan.workdir, "pyreg-pull-home")
         try:
             return _run([*self.argv, "pull", "--quiet", ref], self._env(home))
@@ -253,6 +267,7 @@ def _interleaved(
     image = plan.image
     scenario = f"image {action} {size / 1e6:.0f} MB/{len(image.layers)} layers, on {registry.name}"
     seconds: dict[str, list[float]] = {c.name: [] for c in clients}
+    cpu: dict[str, list[float]] = {c.name: [] for c in clients}
     failed: set[str] = set()
     for i in range(plan.repeat):
         for client in clients:
@@ -260,16 +275,24 @@ def _interleaved(
                 continue
             try:
                 if isinstance(client, Podman) or action == "pull":
-                    seconds[client.name].append(client.pull(plan, source))
+                    wall, used = client.pull(plan, source)
                 else:
                     ref = f"{registry.host}/bench/{client.name}-push-{i}:{image.tag}"
-                    seconds[client.name].append(client.push(plan, ref))
+                    wall, used = client.push(plan, ref)
+                seconds[client.name].append(wall)
+                cpu[client.name].append(used)
             except (PeerUnavailable, subprocess.TimeoutExpired) as exc:
                 failed.add(client.name)
                 report.skip(f"{client.name} {action} on {registry.name}: {exc}")
     for client in clients:
         if client.name in failed:
             continue
-        m = Measurement("client", scenario, client.name, seconds[client.name], bytes=size)
+        m = Measurement(
+            "client", scenario, client.name, seconds[client.name], bytes=size, cpu=cpu[client.name]
+        )
         report.add(m)
-        print(f"  {client.name:<13} {scenario:<48} {m.median:8.3f} s {m.rate()}", flush=True)
+        print(
+            f"  {client.name:<13} {scenario:<48} {m.median:8.3f} s {m.rate()}"
+            f"  (client CPU {m.cpu_median:.3f} s)",
+            flush=True,
+        )

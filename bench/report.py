@@ -22,7 +22,9 @@ class Measurement:
     seconds: list[float]
     bytes: int = 0  # per run, for MB/s
     ops: int = 0  # per run, for ops/s
-    cpu: list[float] = field(default_factory=list)  # server CPU seconds per run
+    # CPU seconds per run: the server's process tree (group "server") or the client command
+    # (group "client")
+    cpu: list[float] = field(default_factory=list)
 
     @property
     def median(self) -> float:
@@ -100,8 +102,12 @@ class Report:
             rows = [m for m in self.measurements if m.group == group]
             if not rows:
                 continue
-            lines.append(f"\n{title} (median of runs; ratio = {subject[group]} time / peer time)")
-            cpu_head = f" {'srv CPU s':>9} {'ratio':>7}" if group == "server" else ""
+            whose = "server's" if group == "server" else "client command's"
+            lines.append(
+                f"\n{title} (median of runs; ratio = {subject[group]} / peer; CPU s = the {whose}"
+                " user+system CPU time)"
+            )
+            cpu_head = f" {'CPU s':>9} {'ratio':>7}"
             lines.append(
                 f"{'scenario':<38} {'peer':<22} {'seconds':>9} {'rate':>14} {'ratio':>7}{cpu_head}"
             )
@@ -114,7 +120,7 @@ class Report:
                         ratio = f"{ours.median / m.median:7.2f}"
                     if ours is not None and m is not ours and m.cpu_median > 0:
                         cpu_ratio = f"{ours.cpu_median / m.cpu_median:7.2f}"
-                    cpu = f" {m.cpu_median:9.3f} {cpu_ratio:>7}" if group == "server" else ""
+                    cpu = f" {m.cpu_median:9.3f} {cpu_ratio:>7}"
                     lines.append(
                         f"{scenario:<38} {m.peer:<22} {m.median:9.3f} {m.rate():>14} {ratio:>7}"
                         f"{cpu}"
