@@ -346,3 +346,29 @@ async def test_lockout_after_repeated_failures(client: httpx.AsyncClient) -> Non
     assert r.status_code == 429
     assert r.json()["errors"][0]["code"] == "TOOMANYREQUESTS"
     assert int(r.headers["retry-after"]) > 0
+
+
+async def test_nobody_else_touches_an_upload_session(client: httpx.AsyncClient) -> None:
+    r = await client.post("/v2/private/app/blobs/uploads/", headers=ALICE)
+    assert r.status_code == 202
+    location = r.headers["location"]
+    upload_id = location.rstrip("/").rsplit("/", 1)[-1]
+    for auth, status in (({}, 401), (MALLORY, 403)):
+        for method in ("GET", "PATCH", "PUT", "DELETE"):
+            params = {"digest": digest_of(b"x")} if method == "PUT" else {}
+            r = await client.request(method, location, headers=auth, content=b"x", params=params)
+            assert r.status_code == status, (method, auth, r.status_code)
+    # Through her own repository's path, the session is simply unknown.
+    r = await client.get(f"/v2/mallory/x/blobs/uploads/{upload_id}", headers=MALLORY)
+    assert r.status_code == 404
+    r = await client.get(location, headers=ALICE)
+    assert r.status_code == 204  # still alice's, untouched
+
+
+async def test_blob_delete_needs_the_delete_right(
+    client: httpx.AsyncClient, private: Pushed
+) -> None:
+    url = f"/v2/{private.repo}/blobs/{private.layer}"
+    assert (await client.delete(url)).status_code == 401
+    assert (await client.delete(url, headers=MALLORY)).status_code == 403
+    assert (await client.get(url, headers=ALICE)).status_code == 200
