@@ -160,3 +160,17 @@ async def test_concurrent_writes_and_deletes_in_one_directory(fs: FilesystemBack
     await asyncio.gather(*(worker(i) for i in range(8)))
     assert errors == []
     assert await fs.list_dir("") == []
+
+
+async def test_walk_crosses_batches_in_order(fs: FilesystemBackend) -> None:
+    # More keys than one worker-thread batch (1000), laid out as the blob store does.
+    expected = []
+    for i in range(2100):
+        digest = f"{i * 7919:064x}"
+        directory = fs.root / "blobs" / digest[-2:] / digest
+        directory.mkdir(parents=True)
+        (directory / "data").write_bytes(b"")
+        expected.append(f"blobs/{digest[-2:]}/{digest}/data")
+    (fs.root / "blobs-index").write_bytes(b"")  # a key before every "blobs/..." ("-" < "/")
+    assert [k async for k in fs.walk("blobs")] == sorted(expected)
+    assert [k async for k in fs.walk("")] == ["blobs-index", *sorted(expected)]
