@@ -10,12 +10,15 @@ effect without a restart. bcrypt is slow on purpose: checks run in a worker thre
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import os
 import re
 import secrets
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio.to_thread
@@ -145,28 +148,43 @@ def _entry_name(line: str) -> str | None:
     return stripped.partition(":")[0]
 
 
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Serialise read-modify-write of the file between concurrent `pyreg user` runs (an
+    advisory lock on its directory, so no lock file is left behind)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def set_user(path: Path, name: str, password: str, cost: int = DEFAULT_COST) -> bool:
     """Add or update `name`, keeping every other line; True when the user already existed."""
     if not valid_user_name(name):
         raise HtpasswdError(f"invalid user name: {name!r}")
     entry = f"{name}:{hash_password(password, cost)}"
-    lines = _lines(path)
-    existed = False
-    for index, line in enumerate(lines):
-        if _entry_name(line) == name:
-            lines[index] = entry
-            existed = True
-    if not existed:
-        lines.append(entry)
-    write_lines(path, lines)
+    with _locked(path):
+        lines = _lines(path)
+        existed = False
+        for index, line in enumerate(lines):
+            if _entry_name(line) == name:
+                lines[index] = entry
+                existed = True
+        if not existed:
+            lines.append(entry)
+        write_lines(path, lines)
     return existed
 
 
 def remove_user(path: Path, name: str) -> bool:
     """Remove `name`; returns False when there was no such user."""
-    lines = _lines(path)
-    kept = [line for line in lines if _entry_name(line) != name]
-    if len(kept) == len(lines):
-        return False
-    write_lines(path, kept)
+    with _locked(path):
+        lines = _lines(path)
+        kept = [line for line in lines if _entry_name(line) != name]
+        if len(kept) == len(lines):
+            return False
+        write_lines(path, kept)
     return True

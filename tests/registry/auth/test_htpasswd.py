@@ -104,3 +104,13 @@ def test_reads_files_written_by_apache_htpasswd(tmp_path: Path) -> None:
     path = tmp_path / "h"
     subprocess.run(["htpasswd", "-B", "-b", "-c", str(path), "carol", "pw"], check=True)
     assert Htpasswd(path).verify_sync("carol", "pw")
+
+
+def test_concurrent_adds_lose_no_user(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "h"
+    names = [f"user{i}" for i in range(12)]
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        list(pool.map(lambda n: set_user(path, n, "pw", cost=4), names))
+    assert sorted(parse(path.read_text())) == sorted(names)
