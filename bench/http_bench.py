@@ -20,7 +20,7 @@ import httpx
 from bench.data import MIB, Blob
 from bench.report import Measurement, MemoryReading, Report
 from bench.rss import PeakRSS, tree_cpu
-from bench.servers import RunningRegistry
+from bench.servers import RunningRegistry, log_tail
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -130,9 +130,18 @@ async def _bounded(limit: int, jobs: Sequence[Callable[[], Awaitable[None]]]) ->
         async with semaphore:
             await job()
 
-    async with asyncio.TaskGroup() as group:
-        for job in jobs:
-            group.create_task(one(job))
+    try:
+        async with asyncio.TaskGroup() as group:
+            for job in jobs:
+                group.create_task(one(job))
+    except ExceptionGroup as group_error:
+        # Report the first failure as the run's failure (the rest are usually alike).
+        first: BaseException = group_error
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        if isinstance(first, BenchError | httpx.HTTPError):
+            raise first from group_error
+        raise
 
 
 async def push_small(client: httpx.AsyncClient, repo: str, digest: str, data: bytes) -> None:
@@ -195,7 +204,11 @@ async def _interleaved(
                 await run(clients[registry.name], i)
             except (BenchError, httpx.HTTPError) as exc:
                 failed.add(registry.name)
-                report.skip(f"{scenario} on {registry.name}: {exc!r}")
+                # The server's own account of the failure, before its temp dir goes away.
+                report.skip(
+                    f"{scenario} on {registry.name}: {exc!r}\n"
+                    f"    {registry.name} log tail:\n{log_tail(registry.log_path, 40)}"
+                )
                 continue
             seconds[registry.name].append(time.perf_counter() - start)
             cpu[registry.name].append(tree_cpu(registry.pid) - cpu_before)

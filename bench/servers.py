@@ -57,7 +57,7 @@ def free_port() -> int:
         return port
 
 
-def _log_tail(path: Path, lines: int = 15) -> str:
+def log_tail(path: Path, lines: int = 15) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
@@ -70,7 +70,7 @@ def _wait_ready(registry: RunningRegistry, timeout: float) -> None:
         if registry.process.poll() is not None:
             raise PeerUnavailable(
                 f"{registry.name} exited with {registry.process.returncode}:\n"
-                f"{_log_tail(registry.log_path)}"
+                f"{log_tail(registry.log_path)}"
             )
         try:
             response = httpx.get(f"{registry.url}/v2/", timeout=1.0)

@@ -70,3 +70,16 @@ def test_bad_sizes_are_refused(tmp_path: Path) -> None:
     result = _bench(tmp_path, "--size", "0")
     assert result.returncode == 2
     assert "--size must be at least 1" in result.stderr
+
+
+@pytest.mark.interop
+def test_a_registry_that_cannot_start_is_skipped_and_the_rest_runs(tmp_path: Path) -> None:
+    if shutil.which("docker-registry") is None:
+        pytest.skip("docker-registry (the reference registry) is not installed")
+    result = _bench(tmp_path, "--only", "server", "--pyreg-arg=--no-such-flag")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "SKIP: registry pyreg: pyreg exited" in result.stdout
+    (path,) = tmp_path.glob("bench-*.json")
+    written = json.loads(path.read_text())
+    assert {m["peer"] for m in written["measurements"]} == {"reference"}
+    assert any("--no-such-flag" in s for s in written["skipped"])
