@@ -1,6 +1,10 @@
-"""One real `pyreg serve` process (filesystem storage) for the conformance package, and an
-httpx client on it. Each module is one ordered workflow, as in the Go suite, and works in
-repositories of its own, so tag counts and referrer lists mean what the suite expects."""
+"""One real `pyreg serve` process per storage setup for the whole conformance package, and an
+httpx client on it. Every check runs against filesystem storage, S3 storage (moto in server
+mode on 127.0.0.1) and filesystem storage with access control on (token auth, the client
+logging in as the suite does with OCI_USERNAME/OCI_PASSWORD).
+
+Each module is one ordered workflow, as in the Go suite, and works in repositories of its
+own, so tag counts and referrer lists mean what the suite expects."""
 
 from __future__ import annotations
 
@@ -9,17 +13,40 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.registry.conformance.suite_auth import SuiteAuth
+from tests.support.auth import auth_section
+from tests.support.moto_server import create_bucket, s3_storage_url, start_moto
 from tests.support.server import RegistryServer
+
+USER, PASSWORD = "conformance", "conformance-secret"
+SETUPS = ["filesystem", "s3", "filesystem+auth"]
+
+
+@pytest.fixture(scope="package", params=SETUPS)
+def setup(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
 
 
 @pytest.fixture(scope="package")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
-    storage = tmp_path_factory.mktemp("conformance") / "storage"
-    with RegistryServer(f"file://{storage}") as server:
+def registry(setup: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+    root = tmp_path_factory.mktemp("conformance")
+    config = None
+    if setup == "s3":
+        endpoint = start_moto()
+        storage = s3_storage_url(endpoint, create_bucket(endpoint), "conformance")
+    else:
+        storage = f"file://{root / 'storage'}"
+    if setup.endswith("+auth"):
+        rights = {"pull": [USER], "push": [USER], "delete": [USER]}
+        rules = [{"repository": p, **rights} for p in ("conformance/**", "robust/**")]
+        config = {"auth": auth_section(root, {USER: PASSWORD}, rules)}
+    with RegistryServer(storage, config) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
-def client(registry: RegistryServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=registry.url, timeout=30.0) as c:
+def client(setup: str, registry: RegistryServer) -> Iterator[httpx.Client]:
+    auth = SuiteAuth(USER, PASSWORD) if setup.endswith("+auth") else None
+    with httpx.Client(base_url=registry.url, timeout=30.0, auth=auth) as c:
         yield c

@@ -10,6 +10,7 @@ import pytest
 
 from tests.registry.conformance.api import Api, expect
 from tests.registry.conformance.testdata import Gen, TestData, digest_of
+from tests.support.server import RegistryServer
 
 REPO = "conformance/basics"
 
@@ -55,3 +56,13 @@ def test_invalid_digest_format(api: Api) -> None:
     expect(api.c.get(f"/v2/{REPO}/manifests/sha256:baddigeststring"), 400, 404)
     for blob in data.blobs:
         api.blob_delete(REPO, blob)
+
+
+def test_access_control_matches_the_setup(setup: str, registry: RegistryServer) -> None:
+    """The auth setup really runs with access control: anonymous callers get a challenge."""
+    resp = httpx.get(f"{registry.url}/v2/")
+    if setup.endswith("+auth"):
+        expect(resp, 401)
+        assert resp.headers["WWW-Authenticate"].startswith("Bearer realm=")
+    else:
+        expect(resp, 200)
