@@ -47,12 +47,15 @@ def test_tree_cpu_grows_with_work() -> None:
         [
             sys.executable,
             "-c",
-            "import time\nt = time.time()\nwhile time.time() - t < 0.3: pass\ntime.sleep(30)",
+            # Burn 0.3 s of CPU time (not wall time: a loaded CI machine may starve the child).
+            "import time\nwhile time.process_time() < 0.3: pass\ntime.sleep(30)",
         ]
     )
     try:
         before = tree_cpu(child.pid)
-        time.sleep(0.6)
+        deadline = time.monotonic() + 60
+        while tree_cpu(child.pid) - before <= 0.1 and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert tree_cpu(child.pid) - before > 0.1
     finally:
         child.kill()
