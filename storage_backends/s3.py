@@ -195,6 +195,13 @@ class S3Backend:
             )
         )
         self._stack = stack
+        # Fail at start, with a clear message, on a wrong bucket, endpoint or credentials.
+        try:
+            await self._s3.head_bucket(Bucket=self.bucket)
+        except (ClientError, BotoCoreError) as e:
+            await self.close()
+            where = self.endpoint_url or "the default AWS endpoint"
+            raise StorageError(f"s3 bucket {self.bucket!r} at {where} is not usable: {e}") from e
 
     async def close(self) -> None:
         stack, self._stack, self._s3 = self._stack, None, None

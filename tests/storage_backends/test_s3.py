@@ -118,10 +118,21 @@ async def test_not_opened_is_an_error(s3_bucket: str) -> None:
         await S3Backend(s3_bucket).get("k")
 
 
-async def test_missing_bucket_is_not_notfound(moto_endpoint: str) -> None:
+async def test_missing_bucket_fails_at_open(moto_endpoint: str) -> None:
     backend = S3Backend("no-such-bucket-here", endpoint_url=moto_endpoint)
+    with pytest.raises(StorageError, match="no-such-bucket-here") as info:
+        await backend.open()
+    assert not isinstance(info.value, NotFound)
+    with pytest.raises(StorageError):  # and it is not half open
+        await backend.get("k")
+
+
+async def test_bucket_deleted_later_is_not_notfound(moto_endpoint: str) -> None:
+    bucket = create_bucket(moto_endpoint)
+    backend = S3Backend(bucket, endpoint_url=moto_endpoint)
     await backend.open()
     try:
+        s3_client(moto_endpoint).delete_bucket(Bucket=bucket)
         with pytest.raises(StorageError) as info:
             await backend.put("k", b"v")
         assert not isinstance(info.value, NotFound)
