@@ -29,7 +29,7 @@ from puller.credentials import Credentials, CredentialsError
 from puller.progress import NullReporter, Reporter, RichReporter
 from puller.pull import Puller, PullError, choose_platform, host_platform_spec, image_name
 from puller.push import Pusher, PushError
-from puller.store import GraphStore, StoreError, assemble_rootfs
+from puller.store import GraphStore, StoreError, assemble_rootfs, prune
 
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
     RegistryError,
@@ -379,40 +379,11 @@ def cmd_save(args: argparse.Namespace) -> int:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    store = _store()
-    keep_blobs: set[Digest] = set()
-    keep_layers: set[Digest] = set()
-    pending = list(set(store.images.list().values()))
-    while pending:
-        digest = pending.pop()
-        if digest in keep_blobs:
-            continue
-        keep_blobs.add(digest)
-        try:
-            parsed = parse_manifest(store.content.read_bytes(digest))
-        except (StoreError, ManifestError):
-            continue
-        if isinstance(parsed, Index):
-            pending.extend(d.digest for d in parsed.manifests)
-            continue
-        keep_blobs.update(d.digest for d in parsed.references())
-        try:
-            config = ImageConfig.parse(store.content.read_bytes(parsed.config.digest))
-            keep_layers.update(chain_ids(config.diff_ids))
-        except (StoreError, ManifestError):
-            pass
-    # an index whose tag points at one platform: keep the index too (it was pulled with it)
-    removed_layers = [r for r in store.layers.list() if r.chain_id not in keep_layers]
-    for record in removed_layers:
-        store.layers.delete(record.chain_id)
-    removed_blobs = [d for d in store.content.list() if d not in keep_blobs]
-    freed = 0
-    for digest in removed_blobs:
-        freed += store.content.path(digest).stat().st_size
-        store.content.delete(digest)
+    report = prune(_store())
+    partials = f" and {report.partials} abandoned partial downloads" if report.partials else ""
     print(
-        f"Removed {len(removed_blobs)} blobs ({_human(freed)}) and "
-        f"{len(removed_layers)} unpacked layers"
+        f"Removed {len(report.blobs)} blobs ({_human(report.bytes_freed)}) and "
+        f"{len(report.layers)} unpacked layers{partials}"
     )
     return 0
 
