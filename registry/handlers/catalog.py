@@ -7,19 +7,17 @@ from starlette.responses import JSONResponse, Response
 
 from registry.auth.base import CATALOG, pull
 from registry.handlers.base import access, authorize, next_link, pagination, store
-from registry.stores.pagination import paginate
 
 
 async def list_repositories(request: Request) -> Response:
     n, last = pagination(request)
     principal = await authorize(request, [CATALOG])
     controller = access(request)
-    names = [
-        repo
-        for repo in await store(request).catalog.names()
-        if await controller.may(request, principal, pull(repo))
-    ]
-    page = paginate(names, n, last)
+
+    async def visible(repo: str) -> bool:
+        return await controller.may(request, principal, pull(repo))
+
+    page = await store(request).catalog.page(n, last, visible)
     headers = {}
     if page.next_last is not None:
         headers["Link"] = next_link("/v2/_catalog", n, page.next_last)

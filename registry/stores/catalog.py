@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from registry.stores import paths
+from registry.stores.pagination import Page
 from storage_backends.base import NotFound, StorageBackend
+
+#: markers fetched per listing request when the caller filters (may not see every repository)
+_BATCH = 100
 
 
 class CatalogStore:
@@ -26,3 +32,33 @@ class CatalogStore:
         except NotFound:
             return []
         return sorted(paths.catalog_name(m) for m in markers)
+
+    async def page(
+        self,
+        n: int | None,
+        last: str | None,
+        visible: Callable[[str], Awaitable[bool]] | None = None,
+    ) -> Page:
+        """At most `n` repositories after `last` that `visible` accepts. Markers sort as the
+        names do, so this reads from `last` on and stops once the page is full: O(page) when
+        the caller sees most repositories, not a walk of the whole catalog."""
+        out: list[str] = []
+        cursor = paths.catalog_start_after(last) if last is not None else None
+        want = None if n is None else n + 1
+        while want is None or len(out) < want:
+            # Unfiltered, exactly what is missing; filtered, a batch (some may be invisible).
+            batch = want - len(out) if want is not None and visible is None else _BATCH
+            markers = await self._backend.list_dir(paths.CATALOG, start_after=cursor, limit=batch)
+            for marker in markers:
+                name = paths.catalog_name(marker)
+                if (last is None or name > last) and (visible is None or await visible(name)):
+                    out.append(name)
+                    if want is not None and len(out) == want:
+                        break
+            if len(markers) < batch:
+                break
+            cursor = markers[-1]
+        if n is None:
+            return Page(out, None)
+        items = out[:n]
+        return Page(items, items[-1] if len(out) > n and items else None)

@@ -9,10 +9,13 @@
 ├── repositories/<name>/                        <name> may contain slashes (a/b/c)
 │   ├── _layers/<alg>/<hex>/link                 blob visible in this repo (text: the digest)
 │   ├── _manifests/revisions/<alg>/<hex>/link    manifest in this repo (JSON: digest, mediaType)
-│   ├── _manifests/tags/<tag>/current/link       tag -> manifest digest (text)
+│   ├── _manifests/tags/<tag>                    tag -> manifest digest (text); one flat
+│   │                                            object per tag, so key order is tag order
+│   │                                            and a page of tags is one S3 list request
 │   └── _referrers/<alg>/<hex>/<ralg>/<rhex>     one descriptor (JSON) per manifest whose
 │                                                `subject` is <alg>:<hex>
-├── _catalog/<name with '/' as ':'>             one empty marker per repository (no bucket walk)
+├── _catalog/<encoded name>                      one empty marker per repository (no bucket walk);
+│                                               flat and order-preserving (catalog_marker)
 ├── _gc/clock, _gc/trash/<alg>/<hex>             GC's storage-clock probe; blobs it is deleting
 └── _uploads/<uuid>/                             one upload session (any process may continue it)
     ├── state.json                               offset, multipart id, parts, in-stream hash
@@ -98,12 +101,8 @@ def tags_dir(name: str) -> str:
     return f"{repository(name)}/_manifests/tags"
 
 
-def tag_dir(name: str, tag: str) -> str:
+def tag_link(name: str, tag: str) -> str:
     return f"{tags_dir(name)}/{tag}"
-
-
-def tag_current_link(name: str, tag: str) -> str:
-    return f"{tag_dir(name, tag)}/current/link"
 
 
 def referrers_dir(name: str, subject: Digest) -> str:
@@ -114,13 +113,32 @@ def referrer_entry(name: str, subject: Digest, referrer: Digest) -> str:
     return f"{referrers_dir(name, subject)}/{referrer.algorithm}/{referrer.hex}"
 
 
+# Repository names use [a-z0-9._/-]. The marker must be one path segment (no '/') whose byte
+# order equals the name's, so a catalog page is a StartAfter listing: '/' sorts just below
+# '0', so it becomes '0' and every digit moves up one ('9' -> ':'); nothing else changes.
+_ENCODE = str.maketrans("/0123456789", "0123456789:")
+_DECODE = str.maketrans("0123456789:", "/0123456789")
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789._-/")
+
+
 def catalog_marker(name: str) -> str:
-    # ':' never occurs in a repository name, so the flat marker decodes unambiguously.
-    return f"{CATALOG}/{name.replace('/', ':')}"
+    return f"{CATALOG}/{catalog_encode(name)}"
+
+
+def catalog_encode(name: str) -> str:
+    return name.translate(_ENCODE)
 
 
 def catalog_name(marker: str) -> str:
-    return marker.replace(":", "/")
+    return marker.translate(_DECODE)
+
+
+def catalog_start_after(last: str) -> str:
+    """A listing bound for names after `last` (any string, from a client): the encoding of its
+    longest prefix made of name characters. Names after `last` are all after that prefix; the
+    caller still filters by `name > last`."""
+    end = next((i for i, c in enumerate(last) if c not in _NAME_CHARS), len(last))
+    return catalog_encode(last[:end])
 
 
 def upload_dir(upload_id: str) -> str:

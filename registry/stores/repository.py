@@ -6,7 +6,7 @@ from registry import errors
 from registry.stores.blobs import BlobStore
 from registry.stores.catalog import CatalogStore
 from registry.stores.manifests import ManifestStore
-from registry.stores.pagination import Page, paginate
+from registry.stores.pagination import Page
 from registry.stores.referrers import ReferrerStore
 from registry.stores.tags import TagStore
 from registry.stores.uploads import DEFAULT_BUFFER_SIZE, UploadStore
@@ -29,4 +29,4 @@ class RegistryStore:
         """A page of `name`'s tags; NAME_UNKNOWN when the repository does not exist."""
         if not await self.catalog.exists(name):
             raise errors.NAME_UNKNOWN(detail={"name": name})
-        return paginate(await self.tags.names(name), n, last)
+        return await self.tags.page(name, n, last)

@@ -14,7 +14,7 @@ def test_keys_are_valid_storage_paths() -> None:
         paths.blob_data(D),
         paths.layer_link("a/b", D),
         paths.manifest_revision_link("a/b", D),
-        paths.tag_current_link("a/b", "v1"),
+        paths.tag_link("a/b", "v1"),
         paths.referrer_entry("a/b", D, D),
         paths.catalog_marker("a/b/c"),
         paths.upload_state("u"),
@@ -34,3 +34,19 @@ def test_catalog_marker_round_trip() -> None:
     marker = paths.catalog_marker("a/b/c")
     assert "/" not in marker.removeprefix("_catalog/")
     assert paths.catalog_name(marker.removeprefix("_catalog/")) == "a/b/c"
+
+
+def test_catalog_markers_sort_as_the_names_do() -> None:
+    names = ["a", "a-b", "a.b", "a/b", "a/b/c", "a0", "a9", "a_b", "ab", "b", "z9/0"]
+    markers = [paths.catalog_encode(n) for n in names]
+    assert sorted(markers) == markers  # names above are in byte order
+    assert [paths.catalog_name(m) for m in markers] == names
+    assert all("/" not in m for m in markers)
+
+
+def test_catalog_start_after_is_a_safe_bound_for_any_last() -> None:
+    names = ["a", "a-b", "a/b", "a0", "ab", "b"]
+    for last in ["a", "a/", "A", "a:zz", "a/\u00e9", "", "zz", "a0~"]:
+        bound = paths.catalog_start_after(last)
+        after = [n for n in names if n > last]
+        assert all(paths.catalog_encode(n) > bound for n in after), last
