@@ -22,6 +22,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
 from contextlib import AsyncExitStack
 from typing import Any
 
+import aiohttp
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
 from botocore.exceptions import BotoCoreError, ClientError
@@ -39,6 +40,7 @@ from storage_backends.base import (
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 _MISSING = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchUpload"})
+_STREAM_RESUMES = 3  # consecutive broken reads a stream survives
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 
@@ -254,27 +256,56 @@ class S3Backend:
         if length == 0:
             await self.stat(path)  # NotFound for a missing object, nothing otherwise
             return
+        end = None if length is None else offset + length  # exclusive
+        position = offset
+        etag: str | None = None
+        failures = 0
+        while True:
+            response = await self._get_range(path, key, position, end, length, etag)
+            if response is None:
+                return  # offset at or past the end
+            etag = etag or response.get("ETag")
+            try:
+                async with response["Body"] as body:
+                    while piece := await body.read(CHUNK_SIZE):
+                        position += len(piece)
+                        failures = 0
+                        yield piece
+                return
+            except (BotoCoreError, aiohttp.ClientError, TimeoutError) as e:
+                # The connection broke mid-body: resume from where it stopped, on the same
+                # version of the object (If-Match), instead of failing a long download.
+                failures += 1
+                if failures > _STREAM_RESUMES:
+                    raise StorageError(f"s3 {path}: reading failed at byte {position}: {e}") from e
+
+    async def _get_range(
+        self,
+        path: str,
+        key: str,
+        position: int,
+        end: int | None,
+        length: int | None,
+        etag: str | None,
+    ) -> Any:
+        """GetObject from `position` (to `end`); None when there is nothing to read there."""
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
-        if offset or length is not None:
-            end = "" if length is None else str(offset + length - 1)
-            params["Range"] = f"bytes={offset}-{end}"
+        if position or length is not None:
+            params["Range"] = f"bytes={position}-{'' if end is None else end - 1}"
+        if etag is not None:
+            params["IfMatch"] = etag
         try:
             with _errors(path):
-                response = await self._client.get_object(**params)
+                return await self._client.get_object(**params)
         except StorageError as e:
             cause = e.__cause__
             if isinstance(cause, ClientError) and _code(cause) == "InvalidRange":
+                if etag is not None:
+                    return None  # resumed exactly at the end
                 # Offset at or past the end (or an empty object): nothing to send, if it exists.
                 await self.stat(path)
-                return
+                return None
             raise
-        async with response["Body"] as body:
-            while True:
-                with _errors(path):
-                    piece: bytes = await body.read(CHUNK_SIZE)
-                if not piece:
-                    return
-                yield piece
 
     async def put_stream(self, path: str, chunks: AsyncIterable[bytes]) -> int:
         key = self._key(path)

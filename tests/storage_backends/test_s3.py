@@ -10,12 +10,14 @@ import random
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
 from storage_backends import NotFound, StorageError, open_backend
 from storage_backends.s3 import S3Backend
 from tests.support.moto_server import create_bucket, s3_client, s3_storage_url
+from tests.support.tcp_cut_proxy import TcpCutProxy
 
 MiB = 1024 * 1024
 
@@ -257,3 +259,55 @@ async def test_stream_uses_ranged_gets(s3: S3Backend) -> None:
     calls = count_requests(s3)
     assert b"".join([p async for p in s3.stream("obj", 3, 4)]) == b"3456"
     assert calls == Counter({"GetObject": 1})
+
+
+# -- broken connections --------------------------------------------------------------------
+
+
+async def _through_cut_proxy(
+    moto_endpoint: str, bucket: str, data: bytes, cut_after: int
+) -> tuple[TcpCutProxy, S3Backend]:
+    direct = S3Backend(bucket, "p", endpoint_url=moto_endpoint)
+    await direct.open()
+    await direct.put("blob", data)
+    await direct.close()
+    parts = urlsplit(moto_endpoint)
+    assert parts.hostname is not None and parts.port is not None
+    proxy = TcpCutProxy(parts.hostname, parts.port, cut_after=cut_after)
+    await proxy.__aenter__()
+    flaky = S3Backend(bucket, "p", endpoint_url=f"http://127.0.0.1:{proxy.port}")
+    await flaky.open()
+    return proxy, flaky
+
+
+async def test_stream_resumes_after_a_broken_connection(moto_endpoint: str, s3_bucket: str) -> None:
+    data = random.Random(3).randbytes(8 * MiB)
+    proxy, flaky = await _through_cut_proxy(moto_endpoint, s3_bucket, data, cut_after=3 * MiB)
+    try:
+        calls = count_requests(flaky)
+        got = b"".join([p async for p in flaky.stream("blob", 100, 7 * MiB)])
+        assert proxy.cuts == 1
+        assert calls["GetObject"] == 2  # the first, cut short, then one resuming from there
+        assert got == data[100 : 100 + 7 * MiB]
+    finally:
+        await flaky.close()
+        await proxy.__aexit__(None, None, None)
+
+
+async def test_stream_does_not_resume_onto_a_replaced_object(
+    moto_endpoint: str, s3_bucket: str
+) -> None:
+    data = random.Random(4).randbytes(8 * MiB)
+    proxy, flaky = await _through_cut_proxy(moto_endpoint, s3_bucket, data, cut_after=3 * MiB)
+    try:
+        stream = flaky.stream("blob")
+        first = await stream.__anext__()
+        assert first == data[: len(first)]
+        await flaky.put("blob", b"a different object")
+        with pytest.raises(StorageError):
+            async for _ in stream:
+                pass
+        assert proxy.cuts == 1
+    finally:
+        await flaky.close()
+        await proxy.__aexit__(None, None, None)
