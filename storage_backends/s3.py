@@ -89,7 +89,7 @@ def _errors(what: str) -> Iterator[None]:
         if _code(e) in _MISSING:
             raise NotFound(what) from None
         raise StorageError(f"s3 {what}: {e}") from e
-    except BotoCoreError as e:
+    except (BotoCoreError, aiohttp.ClientError) as e:  # connection trouble, mid-body included
         raise StorageError(f"s3 {what}: {e}") from e
 
 

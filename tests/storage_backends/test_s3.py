@@ -311,3 +311,17 @@ async def test_stream_does_not_resume_onto_a_replaced_object(
     finally:
         await flaky.close()
         await proxy.__aexit__(None, None, None)
+
+
+async def test_get_cut_short_is_a_storage_error(moto_endpoint: str, s3_bucket: str) -> None:
+    # `get` is for small objects and does not resume; a broken read is still a typed error.
+    data = random.Random(5).randbytes(4 * MiB)
+    proxy, flaky = await _through_cut_proxy(moto_endpoint, s3_bucket, data, cut_after=1 * MiB)
+    try:
+        with pytest.raises(StorageError):
+            await flaky.get("blob")
+        assert proxy.cuts == 1
+        assert await flaky.get("blob") == data  # the next connection is fine
+    finally:
+        await flaky.close()
+        await proxy.__aexit__(None, None, None)
