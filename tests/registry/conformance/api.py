@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from tests.registry.conformance.requests import with_query
 from tests.registry.conformance.testdata import MT_IMAGE, MT_INDEX, MT_OCTET
 
 CHUNK_MIN = 1024  # the suite's own lower bound for chunk sizes
@@ -67,7 +68,7 @@ class Api:
 
     def _put(self, url: str, dig: str, body: bytes, bad: bool) -> httpx.Response:
         resp = self.c.put(
-            url, params={"digest": dig}, headers={"Content-Type": MT_OCTET}, content=body
+            with_query(url, digest=dig), headers={"Content-Type": MT_OCTET}, content=body
         )
         return expect(resp, 400) if bad else expect(resp, 201)
 
@@ -131,8 +132,7 @@ class Api:
                 is_put = put_last_chunk and bad_last == len(body) - 1
                 resp = self.c.request(
                     "PUT" if is_put else "PATCH",
-                    url,
-                    params={"digest": dig} if is_put else None,
+                    with_query(url, digest=dig) if is_put else url,
                     headers={"Content-Type": MT_OCTET, "Content-Range": f"{bad_start}-{bad_last}"},
                     content=body[bad_start : bad_last + 1],
                 )
@@ -150,7 +150,7 @@ class Api:
             headers = {"Content-Type": MT_OCTET, "Content-Range": f"{start}-{last}"}
             if put_last_chunk and last == len(body) - 1:
                 resp = self.c.put(
-                    url, params={"digest": dig}, headers=headers, content=body[start : last + 1]
+                    with_query(url, digest=dig), headers=headers, content=body[start : last + 1]
                 )
                 final = expect(resp, 400) if bad else expect(resp, 201)
             else:

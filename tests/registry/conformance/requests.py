@@ -15,6 +15,13 @@ def location(resp: httpx.Response) -> str:
     return value
 
 
+def with_query(url: str, **params: str) -> httpx.URL:
+    """`url` plus query parameters, keeping the ones it has: a registry may carry upload
+    state in the Location's query (distribution's `_state`), which httpx's `params=` would
+    drop."""
+    return httpx.URL(url).copy_merge_params(params)
+
+
 def is_2xx(resp: httpx.Response) -> bool:
     return 200 <= resp.status_code < 300
 
@@ -32,8 +39,7 @@ def push_blob(client: httpx.Client, repo: str, content: bytes, digest: str) -> h
     """POST then PUT with the whole blob: the setup steps of every workflow."""
     resp = client.post(f"/v2/{repo}/blobs/uploads/")
     return client.put(
-        location(resp),
-        params={"digest": digest},
+        with_query(location(resp), digest=digest),
         headers={"Content-Type": "application/octet-stream"},
         content=content,
     )

@@ -16,7 +16,7 @@ from tests.registry.conformance.legacy_data import (
     OCI_MANIFEST,
     LegacyData,
 )
-from tests.registry.conformance.requests import is_2xx, location
+from tests.registry.conformance.requests import is_2xx, location, with_query
 
 NAME = "conformance/push"
 CROSSMOUNT = "conformance/push-crossmount"
@@ -52,7 +52,7 @@ def test_put_request_to_session_url_with_digest_should_yield_201_response(
 ) -> None:
     # The suite declares the blob's length on this empty PUT; a Go client then sends no body
     # (Content-Length 0 on the wire), which is what httpx sends here.
-    resp = client.put(location(state["last"]), params={"digest": data.blob_a.digest}, headers=OCTET)
+    resp = client.put(with_query(location(state["last"]), digest=data.blob_a.digest), headers=OCTET)
     assert resp.status_code == 201, resp.text
     assert location(resp)
 
@@ -99,8 +99,7 @@ def test_put_upload_of_a_blob_should_yield_a_201_response(
 ) -> None:
     config = data.configs[1]
     resp = client.put(
-        location(state["last"]),
-        params={"digest": config.digest},
+        with_query(location(state["last"]), digest=config.digest),
         headers=OCTET,
         content=config.content,
     )
@@ -119,8 +118,7 @@ def test_put_upload_of_a_layer_blob_should_yield_a_201_response(
 ) -> None:
     resp = client.post(f"/v2/{NAME}/blobs/uploads/")
     resp = client.put(
-        location(resp),
-        params={"digest": data.layer.digest},
+        with_query(location(resp), digest=data.layer.digest),
         headers=OCTET,
         content=data.layer.content,
     )
@@ -201,8 +199,7 @@ def test_put_request_with_digest_should_return_201(
     client: httpx.Client, data: LegacyData, state: dict[str, Any]
 ) -> None:
     resp = client.put(
-        location(state["last"]),
-        params={"digest": data.blob_b.digest},
+        with_query(location(state["last"]), digest=data.blob_b.digest),
         headers={**OCTET, "Content-Length": "0"},
     )
     assert resp.status_code == 201, resp.text

@@ -22,7 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.registry.conformance.legacy_data import OCI_INDEX, OCI_MANIFEST
-from tests.support.server import RegistryServer
+from tests.registry.conformance.requests import with_query
+from tests.registry.conformance.targets import Target
 
 REPO = "robust/app"
 # The spec's codes, plus the two distribution uses for pagination and ranges.
@@ -281,7 +282,7 @@ def test_refused_chunks_leave_the_session_usable(client: httpx.Client, session: 
             )
             assert_spec_error(resp)
     assert client.get(session).status_code == 204
-    done = client.put(session, params={"digest": BLOB_DIGEST}, headers=OCTET, content=BLOB)
+    done = client.put(with_query(session, digest=BLOB_DIGEST), headers=OCTET, content=BLOB)
     assert done.status_code == 201, done.text
 
 
@@ -307,7 +308,7 @@ def test_malformed_range_is_ignored_or_refused(client: httpx.Client, header: str
         assert_spec_error(resp)
 
 
-def _raw(registry: RegistryServer, request: bytes) -> bytes:
+def _raw(registry: Target, request: bytes) -> bytes:
     with socket.create_connection(("127.0.0.1", registry.port), timeout=10) as sock:
         sock.sendall(request)
         reply = b""
@@ -328,7 +329,7 @@ def _raw(registry: RegistryServer, request: bytes) -> bytes:
     ids=["non-ascii path", "non-ascii query", "content-length text", "negative", "list"],
 )
 def test_requests_that_are_not_http_are_refused_by_the_http_parser(
-    registry: RegistryServer, request_head: bytes
+    registry: Target, request_head: bytes
 ) -> None:
     """Raw non-ASCII in the request line or a malformed Content-Length is not HTTP: uvicorn's
     parser answers 400 (plain text) and closes before any route runs; never a 5xx."""
