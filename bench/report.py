@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import platform
+import shutil
 import statistics
+import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,6 +42,26 @@ class Measurement:
         if self.ops:
             return f"{self.ops / self.median:8.1f} op/s"
         return ""
+
+
+_VERSION_COMMANDS = {
+    "pyreg_commit": ["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "HEAD"],
+    "docker-registry": ["docker-registry", "--version"],
+    "skopeo": ["skopeo", "--version"],
+    "podman": ["podman", "--version"],
+}
+
+
+def _versions() -> dict[str, str]:
+    """What was measured: the commit and each peer's version, or why it is unknown."""
+    found: dict[str, str] = {}
+    for name, argv in _VERSION_COMMANDS.items():
+        if shutil.which(argv[0]) is None:
+            found[name] = "not installed"
+            continue
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+        found[name] = (result.stdout.strip() or result.stderr.strip()).splitlines()[0][:200]
+    return found
 
 
 @dataclass
@@ -80,6 +102,7 @@ class Report:
                 "platform": platform.platform(),
                 "python": platform.python_version(),
             },
+            "versions": _versions(),
             "options": self.options,
             "measurements": [{**asdict(m), "median": m.median} for m in self.measurements],
             "memory": [asdict(r) for r in self.memory],

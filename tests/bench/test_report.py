@@ -43,6 +43,7 @@ def test_json_is_written_with_medians(tmp_path: Path) -> None:
     path = _report().write_json(tmp_path / "results")
     written = json.loads(path.read_text())
     assert written["machine"]["cpus"] >= 1
+    assert written["versions"]["pyreg_commit"]  # a commit, or why it is unknown
     medians = {(m["scenario"], m["peer"]): m["median"] for m in written["measurements"]}
     assert medians[("blob pull", "reference")] == 1.0
     assert written["memory"][0]["peak_mib"] == 60.0
