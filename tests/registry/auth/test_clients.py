@@ -21,10 +21,12 @@ from tests.support.server import RegistryServer
 
 pytestmark = pytest.mark.interop
 
+# How the tools word a refusal by access control (as opposed to some unrelated failure).
+REFUSED = ("unauthorized", "denied", "authentication required", "invalid username", "http 401")
 USERS = {"alice": "alice-pw", "bob": "bob-pw"}
 RULES: list[dict[str, Any]] = [
     {"repository": "library/*", "pull": ["anonymous"], "push": ["alice"]},
-    {"repository": "private/**", "pull": ["alice"], "push": ["alice"]},
+    {"repository": "private/**", "pull": ["alice"], "push": ["alice"], "delete": ["alice"]},
 ]
 
 
@@ -58,11 +60,14 @@ def run(argv: list[str], env: dict[str, str] | None = None, stdin: str | None = 
     return result.stdout
 
 
-def fails(argv: list[str], env: dict[str, str] | None = None) -> str:
+def fails(
+    argv: list[str],
+    env: dict[str, str] | None = None,
+    reasons: tuple[str, ...] = REFUSED,
+) -> str:
     result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode != 0, f"{argv} unexpectedly succeeded"
     # Refused by access control, not by some unrelated problem.
-    reasons = ("unauthorized", "denied", "authentication required", "invalid username", "http 401")
     assert any(r in result.stderr.lower() for r in reasons), result.stderr
     return result.stderr
 
@@ -163,6 +168,16 @@ def test_skopeo_private_push_pull_and_anonymous_public_pull(
         ],
         env,
     )
+    # Deleting needs the delete right: bob may not, alice may.
+    delete = [*skopeo, "delete", "--tls-verify=false"]
+    fails([*delete, "--creds", "bob:bob-pw", f"docker://{host}/private/app:v1"], env)
+    run([*delete, "--creds", "alice:alice-pw", f"docker://{host}/private/app:v1"], env)
+    fails(
+        [*skopeo, "inspect", "--tls-verify=false", "--creds", "alice:alice-pw",
+         f"docker://{host}/private/app:v1"],
+        env,
+        reasons=("manifest unknown",),
+    )  # fmt: skip
 
 
 @pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed")
