@@ -259,3 +259,21 @@ def test_configmap_config_loads_with_the_registry_settings(tmp_path: Path) -> No
     auth_config = pytest.importorskip("registry.auth.config")
     parsed = auth_config.parse_config(auth)
     assert len(parsed.rules) == 2
+
+
+def test_dockerfile_copies_every_package_the_wheel_needs() -> None:
+    """A new top-level package left out of the Dockerfile's COPY lines builds a broken image."""
+    import tomllib
+
+    root = DEPLOY.parent
+    pyproject = tomllib.loads((root / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = {p.rstrip("*") for p in patterns}
+    copied = set()
+    for keyword, rest in _dockerfile_instructions():
+        if keyword == "COPY" and not rest.startswith("--from"):
+            copied.update(rest.split()[:-1])
+    assert packages <= copied, f"not copied into the image: {sorted(packages - copied)}"
+    for source in copied:
+        assert (root / source).exists(), f"COPY source {source} does not exist"
+    assert (root / "deploy" / "config.example.yaml").is_file()
