@@ -277,3 +277,40 @@ def test_dockerfile_copies_every_package_the_wheel_needs() -> None:
     for source in copied:
         assert (root / source).exists(), f"COPY source {source} does not exist"
     assert (root / "deploy" / "config.example.yaml").is_file()
+
+
+def _documented_keys() -> set[str]:
+    """Every `key:` in config.example.yaml, commented out or not."""
+    text = (DEPLOY / "config.example.yaml").read_text()
+    return set(re.findall(r"^[#\s]*([a-z_]+):", text, re.MULTILINE))
+
+
+def test_config_example_documents_every_setting() -> None:
+    settings = pytest.importorskip("registry.settings")
+    import dataclasses
+
+    documented = _documented_keys()
+    for field in dataclasses.fields(settings.Settings):
+        # storage_url/storage_options are the `storage` key; upload_* live under `uploads:`
+        key = field.name
+        if key.startswith("storage_"):
+            key = "storage"
+        elif key.startswith("upload_"):
+            assert "uploads" in documented
+            key = key.removeprefix("upload_")
+        assert key in documented, f"setting {field.name} is not in config.example.yaml"
+
+
+def test_config_example_documents_every_auth_and_s3_option() -> None:
+    auth_config = pytest.importorskip("registry.auth.config")
+    import dataclasses
+    import inspect as inspect_
+
+    documented = _documented_keys()
+    auth_keys = {f.name for f in dataclasses.fields(auth_config.AuthConfig)}
+    auth_keys |= {f.name for f in dataclasses.fields(auth_config.LockoutConfig)}
+    assert auth_keys <= documented, sorted(auth_keys - documented)
+    s3 = pytest.importorskip("storage_backends.s3")
+    options = set(inspect_.signature(s3.S3Backend.__init__).parameters) - {"self", "bucket"}
+    options.discard("prefix")  # part of the URL: s3://BUCKET/PREFIX
+    assert options <= documented, sorted(options - documented)
