@@ -70,7 +70,8 @@ def content_length(request: Request) -> int | None:
     raw = request.headers.get("content-length")
     if raw is None:
         return None
-    if not raw.isdigit():
+    # str.isdigit() also accepts digits int() refuses ("²"): ASCII digits only
+    if not (raw.isascii() and raw.isdigit()):
         raise errors.SIZE_INVALID(f"invalid Content-Length {raw!r}")
     return int(raw)
 
@@ -79,7 +80,7 @@ def pagination(request: Request) -> tuple[int | None, str | None]:
     raw_n = request.query_params.get("n")
     n: int | None = None
     if raw_n is not None:
-        if not raw_n.isdigit() or len(raw_n) > 9:
+        if not (raw_n.isascii() and raw_n.isdigit()) or len(raw_n) > 9:
             raise errors.PAGINATION_NUMBER_INVALID(detail={"n": raw_n})
         n = int(raw_n)
     return n, request.query_params.get("last")
