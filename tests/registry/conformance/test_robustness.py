@@ -12,6 +12,7 @@ plain text before any route runs.
 from __future__ import annotations
 
 import hashlib
+import os
 import socket
 from typing import Any
 from urllib.parse import quote
@@ -50,7 +51,7 @@ BLOB_DIGEST = "sha256:" + hashlib.sha256(BLOB).hexdigest()
 MISSING = "sha256:" + hashlib.sha256(b"never pushed").hexdigest()
 OCTET = {"Content-Type": "application/octet-stream"}
 FUZZ = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=int(os.environ.get("PYREG_FUZZ_EXAMPLES", "60")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 
 
@@ -232,6 +233,8 @@ CASES: list[tuple[str, str, str, dict[str, Any]]] = [
     ("negative n tags", "GET", f"/v2/{REPO}/tags/list?n=-1", {}),
     ("huge n tags", "GET", f"/v2/{REPO}/tags/list?n={'9' * 40}", {}),
     ("text n tags", "GET", f"/v2/{REPO}/tags/list?n=ten", {}),
+    ("superscript digit n tags", "GET", f"/v2/{REPO}/tags/list?n=%C2%B2", {}),
+    ("arabic-indic digit n catalog", "GET", "/v2/_catalog?n=%D9%A3", {}),
     ("float n catalog", "GET", "/v2/_catalog?n=1.5", {}),
     ("negative n catalog", "GET", "/v2/_catalog?n=-10", {}),
     ("huge n catalog", "GET", f"/v2/_catalog?n={'9' * 40}", {}),
