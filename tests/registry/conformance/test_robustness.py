@@ -51,7 +51,9 @@ BLOB_DIGEST = "sha256:" + hashlib.sha256(BLOB).hexdigest()
 MISSING = "sha256:" + hashlib.sha256(b"never pushed").hexdigest()
 OCTET = {"Content-Type": "application/octet-stream"}
 FUZZ = settings(
-    max_examples=int(os.environ.get("PYREG_FUZZ_EXAMPLES", "60")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=int(os.environ.get("PYREG_FUZZ_EXAMPLES", "60")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 
 
