@@ -331,6 +331,10 @@ class UploadStore:
                 updated = state.updated
             except (NotFound, ValueError, TypeError, KeyError):
                 updated = await self._newest_mtime(paths.upload_dir(upload_id))
+                if updated == 0.0:
+                    # Nothing visible yet: a monolithic upload still streaming into its temp
+                    # object (the backend publishes it only when complete). Not stale.
+                    continue
             if now - updated < older_than:
                 continue
             if state is not None:

@@ -294,3 +294,17 @@ def test_cli_refuses_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["gc", "--storage", "memory://"]) == 2
     assert main(["gc", "--storage", "file:///nonexistent-x", "--grace", "-1"]) == 2
     assert "grace" in capsys.readouterr().err
+
+
+async def test_a_monolithic_upload_still_streaming_is_not_purged(tmp_path: Path) -> None:
+    # On the filesystem, put_stream writes a hidden temp file until the stream ends: the
+    # session directory exists but shows no object yet.
+    backend = FilesystemBackend(tmp_path / "storage")
+    await backend.open()
+    session = tmp_path / "storage" / paths.upload_dir("8c4c3f3a-0b7c-4a53-9d59-3d0d5d3e8a11")
+    session.mkdir(parents=True)
+    (session / ".tmp.streaming").write_bytes(b"half a blob")
+    report = await GarbageCollector(backend, grace=GRACE, upload_ttl=0.001).run()
+    assert report.uploads_purged == 0
+    assert (session / ".tmp.streaming").exists()
+    await backend.close()
