@@ -65,6 +65,16 @@ def serve(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"pyreg serve: {exc}", file=sys.stderr)
         return 2
+    if settings.auth:
+        # Check the auth section before uvicorn starts: a mistake there should be one line
+        # here, not a traceback from inside every worker's lifespan.
+        from registry.auth import parse_config
+
+        try:
+            parse_config(settings.auth)
+        except ValueError as exc:
+            print(f"pyreg serve: auth: {exc}", file=sys.stderr)
+            return 2
     if not settings.auth and not _is_loopback(settings.host):
         print(
             f"WARNING: listening on {settings.host} without access control: anyone who can "

@@ -62,3 +62,14 @@ def test_bad_config_is_exit_2(
 def test_memory_storage_refuses_several_workers(monkeypatch: pytest.MonkeyPatch) -> None:
     code, calls = _run(monkeypatch, ["--workers", "2", "--storage", "memory://"])
     assert code == 2 and calls == {}
+
+
+def test_bad_auth_section_is_one_line_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Any
+) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("auth:\n  rules: []\n")  # no htpasswd: refused before uvicorn starts
+    code, calls = _run(monkeypatch, ["--config", str(config), "--storage", "memory://"])
+    assert code == 2 and calls == {}
+    err = capsys.readouterr().err
+    assert "auth" in err and "htpasswd" in err and "Traceback" not in err
