@@ -433,3 +433,43 @@ def test_fuzz_manifest_bodies(client: httpx.Client, body: bytes, content_type: s
     assert resp.status_code < 500, resp.text
     if resp.status_code >= 400:
         assert_spec_error(resp)
+
+
+@FUZZ
+@given(
+    reference=st.text(min_size=1, max_size=140).filter(lambda s: s not in (".", "..")),
+    method=st.sampled_from(["GET", "HEAD", "DELETE", "PUT"]),
+)
+def test_fuzz_manifest_references(client: httpx.Client, reference: str, method: str) -> None:
+    resp = client.request(
+        method,
+        f"/v2/{REPO}/manifests/{_quote(reference)}",
+        headers={"Content-Type": OCI_MANIFEST},
+        content=b"{}" if method == "PUT" else b"",
+    )
+    assert resp.status_code < 500, resp.text
+    if resp.status_code >= 400 and method != "HEAD":
+        assert_spec_error(resp)
+
+
+@FUZZ
+@given(
+    params=st.dictionaries(
+        st.sampled_from(["digest", "mount", "from", "digest-algorithm", "tag", "_state"]),
+        st.text(max_size=80),
+        max_size=4,
+    ),
+    body=st.binary(max_size=32),
+)
+def test_fuzz_upload_parameters(client: httpx.Client, params: dict[str, str], body: bytes) -> None:
+    query = "&".join(f"{_quote(k)}={_quote(v)}" for k, v in params.items())
+    resp = client.post(f"/v2/{REPO}/blobs/uploads/?{query}", headers=OCTET, content=body)
+    assert resp.status_code < 500, resp.text
+    if resp.status_code >= 400:
+        assert_spec_error(resp)
+    if resp.status_code == 202:
+        # and the same parameters on the PUT that closes the session
+        put = client.put(f"{resp.headers['Location']}?{query}", headers=OCTET, content=body)
+        assert put.status_code < 500, put.text
+        if put.status_code >= 400:
+            assert_spec_error(put)
