@@ -231,8 +231,13 @@ async def run_server_bench(
     registries: Sequence[RunningRegistry], plan: ServerPlan, report: Report
 ) -> None:
     """Every server-side scenario against every registry; results land in `report`."""
+    # Idle connections expire well before uvicorn's 5 s keep-alive timeout: interleaving leaves
+    # one registry's connections idle while the other runs, and a request sent just as the
+    # server closes an idle connection fails ("Server disconnected without sending a response").
     limits = httpx.Limits(
-        max_connections=plan.concurrency, max_keepalive_connections=plan.concurrency
+        max_connections=plan.concurrency,
+        max_keepalive_connections=plan.concurrency,
+        keepalive_expiry=2.0,
     )
     timeout = httpx.Timeout(300.0, connect=10.0)
     async with contextlib.AsyncExitStack() as stack:
