@@ -38,13 +38,13 @@ class Digest:
 
     @classmethod
     def parse(cls, value: str) -> Digest:
-        if not isinstance(value, str) or not _DIGEST_RE.match(value):
+        if not isinstance(value, str) or not _DIGEST_RE.fullmatch(value):
             raise DigestError(f"invalid digest: {value!r}")
         algorithm, _, hexpart = value.partition(":")
         length = ALGORITHMS.get(algorithm)
         if length is None:
             raise DigestError(f"unsupported digest algorithm: {algorithm!r}")
-        if len(hexpart) != length or not _HEX_RE.match(hexpart):
+        if len(hexpart) != length or not _HEX_RE.fullmatch(hexpart):
             raise DigestError(f"invalid {algorithm} digest: {value!r}")
         return cls(algorithm, hexpart)
 

@@ -30,11 +30,11 @@ class ReferenceError(ValueError):
 
 
 def valid_repository_name(name: str) -> bool:
-    return len(name) <= MAX_NAME_LENGTH and bool(REPOSITORY_NAME_RE.match(name))
+    return len(name) <= MAX_NAME_LENGTH and bool(REPOSITORY_NAME_RE.fullmatch(name))
 
 
 def valid_tag(tag: str) -> bool:
-    return bool(TAG_RE.match(tag))
+    return bool(TAG_RE.fullmatch(tag))
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +65,7 @@ class Reference:
         first, sep, remainder = rest.partition("/")
         looks_like_host = "." in first or ":" in first or first == "localhost"
         if sep and (looks_like_host or first != first.lower()):
-            if not _HOST_RE.match(first):
+            if not _HOST_RE.fullmatch(first):
                 raise ReferenceError(f"invalid registry host {first!r} in {value!r}")
             registry, path = first, remainder
         else:

@@ -43,7 +43,7 @@ class HtpasswdError(ValueError):
 
 
 def valid_user_name(name: str) -> bool:
-    return bool(_NAME_RE.match(name)) and name != "anonymous"
+    return bool(_NAME_RE.fullmatch(name)) and name != "anonymous"
 
 
 def hash_password(password: str, cost: int = DEFAULT_COST) -> str:

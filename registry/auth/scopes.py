@@ -38,17 +38,17 @@ def _valid_name(name: str) -> bool:
     if valid_repository_name(name):
         return True
     host, sep, path = name.partition("/")
-    return bool(sep) and bool(_HOST_RE.match(host)) and valid_repository_name(path)
+    return bool(sep) and bool(_HOST_RE.fullmatch(host)) and valid_repository_name(path)
 
 
 def parse_one(text: str) -> ResourceScope:
     type_part, sep1, rest = text.partition(":")
     name, sep2, actions_part = rest.rpartition(":")
-    match = _TYPE_RE.match(type_part)
+    match = _TYPE_RE.fullmatch(type_part)
     if not sep1 or not sep2 or not match or not name:
         raise ScopeError(f"invalid scope: {text!r}")
     actions = tuple(a for a in actions_part.split(",") if a)
-    if not all(_ACTION_RE.match(a) for a in actions):
+    if not all(_ACTION_RE.fullmatch(a) for a in actions):
         raise ScopeError(f"invalid actions in scope: {text!r}")
     type_ = match.group(1)
     if type_ == "repository" and not _valid_name(name):

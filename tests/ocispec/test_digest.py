@@ -23,6 +23,7 @@ def test_parse_sha256_and_sha512() -> None:
         "md5:" + "a" * 32,
         "sha256:" + "g" * 64,
         "sha256:../" + "a" * 61,
+        "sha256:" + "a" * 64 + "\n",  # Python's `$` matches before a final newline
     ],
 )
 def test_parse_rejects(value: str) -> None:

@@ -1,6 +1,6 @@
 import pytest
 
-from ocispec.reference import Reference, ReferenceError, valid_repository_name
+from ocispec.reference import Reference, ReferenceError, valid_repository_name, valid_tag
 
 
 @pytest.mark.parametrize(
@@ -43,3 +43,16 @@ def test_repository_names() -> None:
     assert valid_repository_name("a/b-c/d__e.f")
     for bad in ["", "A", "a/", "/a", "a..b", "a/../b", "a%2Fb", "a_-b", "a" * 256]:
         assert not valid_repository_name(bad), bad
+
+
+@pytest.mark.parametrize("name", ["a\n", "a/b\n"])
+def test_trailing_newline_is_not_a_valid_name(name: str) -> None:
+    # Python's `$` also matches before a final newline; the spec's grammar does not.
+    assert not valid_repository_name(name)
+
+
+@pytest.mark.parametrize("tag", ["v1\n", "latest\n"])
+def test_trailing_newline_is_not_a_valid_tag(tag: str) -> None:
+    assert not valid_tag(tag)
+    with pytest.raises(ReferenceError):
+        Reference.parse(f"localhost:5000/a:{tag}")

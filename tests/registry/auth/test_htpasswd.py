@@ -71,7 +71,7 @@ def test_set_user_adds_updates_and_keeps_other_lines(tmp_path: Path) -> None:
     assert [p.name for p in path.parent.iterdir()] == ["htpasswd"]  # no temp file left
 
 
-@pytest.mark.parametrize("name", ["", "anonymous", "a:b", "a b", "-x", "x" * 200])
+@pytest.mark.parametrize("name", ["", "anonymous", "a:b", "a b", "-x", "x" * 200, "bob\n"])
 def test_invalid_user_names_are_refused(tmp_path: Path, name: str) -> None:
     with pytest.raises(HtpasswdError):
         set_user(tmp_path / "h", name, "pw", cost=4)

@@ -42,6 +42,9 @@ def test_several_scopes_in_one_parameter_and_across_parameters() -> None:
         "repository:UPPER:pull",
         "repository:x:PULL",
         "repository:../x:pull",
+        "repository:x:pull\n",
+        "repository\n:x:pull",
+        "repository:localhost\n:5000/x:pull",
     ],
 )
 def test_malformed_scopes(text: str) -> None:

@@ -299,3 +299,13 @@ async def test_retagging_moves_the_tag(client: httpx.AsyncClient) -> None:
     await put_manifest(client, "a", "t", first)
     await put_manifest(client, "a", "t", second)
     assert (await client.get("/v2/a/manifests/t")).content == second
+
+
+async def test_a_tag_with_a_trailing_newline_is_refused(client: httpx.AsyncClient) -> None:
+    # `%0A` decodes to a newline that Python's `$` let through: the tag `v1\n` was created
+    # (a file named so on disk) and listed, outside the spec's tag grammar.
+    data, _ = await push_image(client, "nl")
+    response = await put_manifest(client, "nl", "v1%0A", data)
+    assert response.status_code == 400
+    assert error_codes(response) == ["MANIFEST_INVALID"]  # registry.errors.TAG_INVALID
+    assert (await client.get("/v2/nl/tags/list")).json()["tags"] in (None, [])
