@@ -33,6 +33,8 @@ from tests.support.server import RegistryServer, registry_server  # noqa: F401
 DURATION = 15.0
 GRACE = 2.0
 SHARED_LAYERS = [f"shared-layer-{i}".encode() * 1000 for i in range(4)]
+# Blobs that keep going from referenced to orphaned (and old) and back: the race GC must win.
+RECYCLED = [f"recycled-{i}".encode() * 100 for i in range(40)]
 
 
 def sha(data: bytes) -> str:
@@ -75,7 +77,8 @@ class Soak:
     async def push_image(self, http: httpx.AsyncClient, repo: str, tag: str) -> None:
         config = json.dumps({"architecture": "amd64", "os": "linux", "n": os.urandom(8).hex()})
         config_bytes = config.encode()
-        layers = [random.choice(SHARED_LAYERS), os.urandom(random.randint(1, 64 * 1024))]
+        first = random.choice(SHARED_LAYERS if random.random() < 0.5 else RECYCLED)
+        layers = [first, os.urandom(random.randint(1, 64 * 1024))]
         manifest = json.dumps(
             {
                 "schemaVersion": 2,
@@ -122,7 +125,8 @@ class Soak:
                         self.expected[(repo, victim)] = None
                         self.stats["deleted"] += 1
                 if k % 4 == 1:  # an orphan blob, and an abandoned upload session
-                    await self.push_blob(http, repo, os.urandom(1000))
+                    orphan = random.choice(RECYCLED) if k % 8 == 1 else os.urandom(1000)
+                    await self.push_blob(http, repo, orphan)
                     await http.post(f"{self.replica()}/v2/{repo}/blobs/uploads/")
                 k += 1
 
