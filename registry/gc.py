@@ -268,14 +268,24 @@ class GarbageCollector:
     async def _sweep(self, marked: set[Digest], cutoff: float, report: GcReport) -> set[Digest]:
         swept: set[Digest] = set()
         candidates: list[Digest] = []
+        with_data: set[str] = set()
+        lone_marks: list[str] = []  # `touched` marks with no data (a push that never came)
         async for key in self._backend.walk(paths.BLOBS):
             digest = paths.blob_digest(key)
             if digest is None:
+                if key.endswith("/touched") and key.removesuffix("/touched") not in with_data:
+                    lone_marks.append(key)
                 continue
+            with_data.add(key.removesuffix("/data"))  # walk is sorted: data before touched
             if digest in marked:
                 report.blobs_kept += 1
             else:
                 candidates.append(digest)
+        if not self._dry_run:
+            for key in lone_marks:
+                data_key = key.removesuffix("/touched") + "/data"
+                if await self._modified(key) < cutoff and not await self._backend.exists(data_key):
+                    await self._backend.delete(key)
         for digest in candidates:
             data_key = paths.blob_data(digest)
             try:

@@ -308,3 +308,18 @@ async def test_a_monolithic_upload_still_streaming_is_not_purged(tmp_path: Path)
     assert report.uploads_purged == 0
     assert (session / ".tmp.streaming").exists()
     await backend.close()
+
+
+async def test_marks_of_blobs_that_never_came_are_cleaned(
+    client: httpx.AsyncClient, backend: StorageBackend
+) -> None:
+    data, _ = await push_image(client, "app", [b"never-pushed"])
+    await backend.delete(paths.blob_data(Digest.parse(digest_of(b"never-pushed"))))
+    assert (await put_manifest(client, "app", "v1", data)).status_code == 404
+    mark = paths.blob_touched(Digest.parse(digest_of(b"never-pushed")))
+    assert await backend.exists(mark)
+    await gc(backend).run()
+    assert await backend.exists(mark)  # young: a push may be on its way
+    age_everything(backend, 2 * GRACE)
+    await gc(backend).run()
+    assert not await backend.exists(mark)
