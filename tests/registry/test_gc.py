@@ -28,6 +28,7 @@ from tests.registry.helpers import (
     push_image,
     put_manifest,
 )
+from tests.support.moto_server import create_bucket, moto_endpoint, s3_client  # noqa: F401
 
 GRACE = 600.0
 
@@ -323,3 +324,25 @@ async def test_marks_of_blobs_that_never_came_are_cleaned(
     age_everything(backend, 2 * GRACE)
     await gc(backend).run()
     assert not await backend.exists(mark)
+
+
+def test_cli_on_s3_with_a_config_file(
+    moto_endpoint: str,  # noqa: F811
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    bucket = create_bucket(moto_endpoint)
+    config = tmp_path / "pyreg.yaml"
+    config.write_text(
+        f"storage:\n  url: s3://{bucket}/reg\n"
+        f"  options: {{endpoint_url: '{moto_endpoint}', region: us-east-1}}\n"
+    )
+    orphan = Digest.parse(digest_of(b"orphan on s3"))
+    s3_client(moto_endpoint).put_object(
+        Bucket=bucket, Key=f"reg/{paths.blob_data(orphan)}", Body=b"orphan on s3"
+    )
+    time.sleep(1.1)  # S3 times have one-second resolution
+    assert main(["gc", "--config", str(config), "--grace", "0", "-q"]) == 0
+    assert "freed 1 blob(s), 12 bytes" in capsys.readouterr().out
+    left = s3_client(moto_endpoint).list_objects_v2(Bucket=bucket, Prefix="reg/blobs/")
+    assert left.get("KeyCount", 0) == 0
