@@ -8,12 +8,18 @@ POST form with `grant_type=refresh_token` when config.json holds an identity tok
 
 Once a challenge is known, later requests get their token *before* they are sent, so a
 streamed upload body never has to be replayed after a 401.
+
+Credentials never go where the user did not send them: a challenge is only taken from the
+registry's own origin (not from a host a redirect led to, e.g. object storage), and a password
+or refresh token goes to a realm over plain HTTP only on loopback or on the very host of an
+insecure (plain HTTP) registry; anywhere else the realm must be HTTPS.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import ipaddress
 import re
 import time
 from collections.abc import AsyncGenerator
@@ -99,6 +105,7 @@ class RegistryAuth(httpx.Auth):
     ) -> None:
         self.credentials = credentials
         self.challenge: Challenge | None = None
+        self._registry_url: httpx.URL | None = None  # where the challenge came from
         self._tokens: dict[tuple[str, str, str], _Token] = {}
         self._lock: asyncio.Lock | None = None
         self._transport = transport
@@ -122,9 +129,12 @@ class RegistryAuth(httpx.Auth):
         response = yield request
         if response.status_code != 401:
             return
+        if not _same_origin(response.request.url, request.url):
+            return  # a redirect's target (object storage, another host) does not pick our auth
         challenge = _pick(response.headers.get_list("WWW-Authenticate"))
         if challenge is None:
             return
+        self._registry_url = request.url
         if challenge.scheme == "basic" and not self._has_password():
             return  # anonymous: the 401 stands
         # a body already streamed out cannot be sent again: the caller sees the 401
@@ -186,6 +196,11 @@ class RegistryAuth(httpx.Auth):
         self.token_fetches += 1
         creds = self.credentials
         refresh_token = refresh_token or (creds.identity_token if creds else None)
+        if (refresh_token or self._has_password()) and not _safe_realm(realm, self._registry_url):
+            raise AuthError(
+                f"refusing to send credentials to the token realm {realm} over plain HTTP "
+                "(only HTTPS, loopback or the insecure registry's own host)"
+            )
         try:
             if refresh_token:
                 form = {
@@ -247,3 +262,31 @@ def _pick(headers: list[str]) -> Challenge | None:
             if c.scheme == scheme:
                 return c
     return None
+
+
+def _same_origin(a: httpx.URL, b: httpx.URL) -> bool:
+    return (a.scheme, a.host, a.port) == (b.scheme, b.host, b.port)
+
+
+def _is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _safe_realm(realm: str, registry: httpx.URL | None) -> bool:
+    """Whether a password or refresh token may be sent to `realm` (see the module docstring)."""
+    try:
+        url = httpx.URL(realm)
+    except httpx.InvalidURL:
+        return False
+    if url.scheme == "https":
+        return True
+    if url.scheme != "http":
+        return False
+    if _is_loopback_host(url.host):
+        return True
+    return registry is not None and registry.scheme == "http" and registry.host == url.host

@@ -12,7 +12,7 @@ import pytest
 
 from ocispec.reference import Reference
 from puller.api import RegistryClient, Unauthorized
-from puller.auth import AuthError, parse_www_authenticate, scopes_for
+from puller.auth import AuthError, RegistryAuth, parse_www_authenticate, scopes_for
 from puller.credentials import Credentials
 from puller.pull import pull
 from puller.push import push
@@ -215,3 +215,98 @@ async def test_bearer_with_wrong_password_is_a_clear_error(
     async with RegistryClient(registry.host, credentials=Credentials("alice", "nope")) as c:
         with pytest.raises(AuthError, match="answered 401"):
             await c.ping()
+
+
+# -- where credentials may go (a malicious or misconfigured registry) ---------------------------
+
+
+def _registry_challenging(realm: str, seen: list[httpx.Request]) -> httpx.MockTransport:
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        challenge = f'Bearer realm="{realm}",service="reg"'
+        return httpx.Response(401, headers={"WWW-Authenticate": challenge})
+
+    return httpx.MockTransport(handler)
+
+
+@pytest.mark.parametrize(
+    ("registry", "realm"),
+    [
+        ("https://reg.example", "http://auth.example/token"),  # plain HTTP elsewhere
+        ("https://reg.example", "http://reg.example/token"),  # a downgrade of the same host
+        ("http://reg.example", "http://auth.example/token"),  # insecure registry, other host
+        ("https://reg.example", "ftp://auth.example/token"),
+    ],
+)
+async def test_password_is_not_sent_to_a_plain_http_realm(registry: str, realm: str) -> None:
+    seen: list[httpx.Request] = []
+    transport = _registry_challenging(realm, seen)
+    auth = RegistryAuth(Credentials("alice", "s3cret"), transport=transport)
+    async with httpx.AsyncClient(transport=transport, auth=auth, base_url=registry) as client:
+        with pytest.raises(AuthError, match="plain HTTP"):
+            await client.get("/v2/a/manifests/v1")
+    await auth.aclose()
+    assert [r.url.host for r in seen] == ["reg.example"]  # the realm was never contacted
+
+
+@pytest.mark.parametrize(
+    ("registry", "realm"),
+    [
+        ("https://reg.example", "https://auth.example/token"),
+        ("http://127.0.0.1:5000", "http://127.0.0.1:5001/token"),
+        ("http://reg.example", "http://reg.example/token"),  # the insecure registry itself
+    ],
+)
+async def test_password_goes_to_an_https_loopback_or_own_realm(registry: str, realm: str) -> None:
+    tokens: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/token":
+            tokens.append(request)
+            return httpx.Response(200, json={"token": "t", "expires_in": 300})
+        if request.headers.get("authorization") == "Bearer t":
+            return httpx.Response(200, json={})
+        challenge = f'Bearer realm="{realm}",service="reg"'
+        return httpx.Response(401, headers={"WWW-Authenticate": challenge})
+
+    transport = httpx.MockTransport(handler)
+    auth = RegistryAuth(Credentials("alice", "s3cret"), transport=transport)
+    async with httpx.AsyncClient(transport=transport, auth=auth, base_url=registry) as client:
+        assert (await client.get("/v2/a/manifests/v1")).status_code == 200
+    await auth.aclose()
+    assert len(tokens) == 1 and tokens[0].headers["authorization"].startswith("Basic ")
+
+
+async def test_a_redirect_target_cannot_take_over_auth() -> None:
+    """A blob redirect to another host that answers 401: its challenge is not adopted (the
+    password would go to its realm), and our Authorization never reaches it."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.host == "storage.example":
+            challenge = 'Bearer realm="https://evil.example/token",service="evil"'
+            return httpx.Response(401, headers={"WWW-Authenticate": challenge})
+        if request.url.path == "/token":
+            return httpx.Response(200, json={"token": "t", "expires_in": 300})
+        if request.headers.get("authorization") != "Bearer t":
+            challenge = 'Bearer realm="https://reg.example/token",service="reg"'
+            return httpx.Response(401, headers={"WWW-Authenticate": challenge})
+        if "/blobs/" not in request.url.path:
+            return httpx.Response(200, json={})
+        return httpx.Response(307, headers={"Location": "https://storage.example/blob"})
+
+    transport = httpx.MockTransport(handler)
+    auth = RegistryAuth(Credentials("alice", "s3cret"), transport=transport)
+    async with httpx.AsyncClient(
+        transport=transport, auth=auth, base_url="https://reg.example", follow_redirects=True
+    ) as client:
+        await client.get("/v2/a/manifests/v1")  # learns the registry's challenge
+        response = await client.get("/v2/a/blobs/sha256:" + "a" * 64)  # sent with a token
+    await auth.aclose()
+    assert response.status_code == 401
+    assert auth.challenge is not None and auth.challenge.params["realm"].startswith(
+        "https://reg.example"
+    )
+    assert not [r for r in seen if r.url.host == "evil.example"]
+    assert all("authorization" not in r.headers for r in seen if r.url.host == "storage.example")
