@@ -8,19 +8,13 @@ from __future__ import annotations
 
 import sys
 from types import TracebackType
-from typing import Protocol
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TransferSpeedColumn,
-)
+from typing import TYPE_CHECKING, Protocol
 
 from ocispec.digest import Digest
+
+if TYPE_CHECKING:  # rich costs ~50 ms to import: only a RichReporter pays it (--quiet does not)
+    from rich.console import Console
+    from rich.progress import TaskID
 
 
 class Reporter(Protocol):
@@ -56,6 +50,15 @@ class RichReporter:
     """One bar per blob (`<short digest>: Downloading`) and a total bar."""
 
     def __init__(self, console: Console | None = None) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TransferSpeedColumn,
+        )
+
         self.console = console or Console(file=sys.stderr)
         self.progress = Progress(
             TextColumn("{task.description}"),

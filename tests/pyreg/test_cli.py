@@ -1,0 +1,86 @@
+"""`pyreg` dispatch: client commands start without the server's imports, every command still
+parses, and `pyreg` alone lists both sides."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pyreg.cli import CLIENT_MODULES, SERVER_MODULES, build_parser, main, parser_for
+
+# What only the server needs; a client command importing any of these pays for nothing.
+SERVER_ONLY = ("starlette", "uvicorn", "jwt", "cryptography", "bcrypt", "yaml", "registry")
+# Pulled in by httpx's own command-line client, or by progress bars `--quiet` does not draw.
+UNUSED = ("click", "pygments", "rich")
+
+
+def _modules_after(argv: list[str], tmp_path: Path) -> set[str]:
+    """Top-level packages imported by a fresh interpreter running `pyreg ARGV`."""
+    code = (
+        "import json, sys\n"
+        "from pyreg.cli import main\n"
+        f"code = main({argv!r})\n"
+        "print(json.dumps([code, sorted({m.split('.')[0] for m in sys.modules})]))\n"
+    )
+    env = {**os.environ, "PYREG_HOME": str(tmp_path / "home")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    status, modules = json.loads(done.stdout.splitlines()[-1])
+    assert status == 0
+    return set(modules)
+
+
+def test_client_command_imports_no_server_module(tmp_path: Path) -> None:
+    modules = _modules_after(["images", "-q"], tmp_path)
+    assert "puller" in modules
+    assert not modules & {*SERVER_ONLY, *UNUSED}
+
+
+def test_every_command_parses_through_parser_for() -> None:
+    full = build_parser()
+    commands = _commands(full)
+    assert {"serve", "user", "gc", "pull", "push"} <= commands
+    for command in commands:
+        assert command in _commands(parser_for([command, "--help"]))
+
+
+def test_client_commands_come_from_the_client_modules_only() -> None:
+    client_only = parser_for(["pull"])
+    assert "serve" not in _commands(client_only)
+    assert _commands(client_only) < _commands(build_parser())
+    assert CLIENT_MODULES == ("puller.cli",) and "registry.cli" in SERVER_MODULES
+
+
+@pytest.mark.parametrize("argv", [[], ["--version"], ["no-such-command"]])
+def test_help_and_unknown_commands_see_every_command(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    try:
+        code: int | str | None = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    if argv == ["--version"]:
+        assert code == 0 and out.startswith("pyreg ")
+        return
+    assert code == 2
+    text = out + err
+    for command in ("serve", "gc", "user", "pull", "push"):
+        assert command in text
+
+
+def _commands(parser: object) -> set[str]:
+    import argparse
+
+    assert isinstance(parser, argparse.ArgumentParser)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return set(action.choices)
+    return set()
