@@ -208,7 +208,9 @@ class Applier:
             return
         if os.path.lexists(dst):
             _remove(dst)
-        self._dirs.pop(resolved, None)
+        # Whatever was below `dst` is gone; its pending directory metadata must go too, or
+        # finish() would chmod/chown through a symlink now standing where a directory was.
+        self._forget(resolved)
         self.implicit_dirs.discard(resolved)
         if entry.kind == "file":
             self._file(entry, dst, content)
@@ -309,7 +311,10 @@ class Applier:
         path = os.path.join(self.root, *parts)
         if os.path.lexists(path):
             _remove(path)
-        resolved = "/".join(parts)
+        self._forget("/".join(parts))
+
+    def _forget(self, resolved: str) -> None:
+        """Drop the pending directory metadata of `resolved` and everything below it."""
         for key in [k for k in self._dirs if k == resolved or k.startswith(resolved + "/")]:
             del self._dirs[key]
 
@@ -326,14 +331,24 @@ class Applier:
         """Apply directory ownership, modes and mtimes, deepest first."""
         for meta in sorted(self._dirs.values(), key=lambda m: m.path.count("/"), reverse=True):
             path = os.path.join(self.root, meta.path)
-            if not os.path.isdir(path) or os.path.islink(path):
-                continue
+            if not os.path.isdir(path) or _through_symlink(self.root, meta.path):
+                continue  # chmod/chown/utime follow symlinks: never on a path that has one
             if self.as_root:
                 os.lchown(path, meta.uid, meta.gid)
             os.chmod(path, stat.S_IMODE(meta.mode))
             self._xattrs(path, meta.path, meta.xattrs)
             os.utime(path, (meta.mtime, meta.mtime))
         self._dirs.clear()
+
+
+def _through_symlink(root: Path, rel: str) -> bool:
+    """Whether any component of `rel` under `root` (the last one included) is a symlink."""
+    current = str(root)
+    for comp in rel.split("/"):
+        current = os.path.join(current, comp)
+        if os.path.islink(current):
+            return True
+    return False
 
 
 def iter_tree(root: Path, rel: str = "") -> Iterator[tuple[str, os.DirEntry[str]]]:

@@ -13,6 +13,7 @@ from tests.support.images import (
     TarEntry,
     build_image,
     chardev,
+    dir_,
     file,
     hardlink,
     make_layer,
@@ -149,3 +150,36 @@ def test_regular_file_replacing_symlink_does_not_write_through(
     assemble_rootfs(store, register_image(store, image), tmp_path / "r")
     assert (outside / "secret").read_bytes() == b"secret"
     assert (tmp_path / "r/s").read_bytes() == b"overwritten"
+
+
+def _victim_dir(outside: Path) -> Path:
+    victim = outside / "sub"
+    victim.mkdir()
+    os.chmod(victim, 0o700)
+    os.utime(victim, (1000, 1000))
+    return victim
+
+
+def _assert_untouched(victim: Path) -> None:
+    st = victim.stat()
+    assert (oct(st.st_mode & 0o7777), st.st_mtime) == (oct(0o700), 1000.0)
+
+
+@pytest.mark.parametrize("target_kind", ["absolute", "relative"])
+def test_directory_metadata_not_applied_through_a_later_symlink(
+    tmp_path: Path, outside: Path, target_kind: str
+) -> None:
+    """`a/sub/` (mode 0777) then `a` -> outside: the directory's metadata, applied at the end,
+    went through the new symlink and chmod'ed (as root: chown'ed) `outside/sub`."""
+    victim = _victim_dir(outside)
+    store = GraphStore(tmp_path / "store")
+    target = str(outside) if target_kind == "absolute" else "../../../../../../" + str(outside)
+    try:
+        _register(store, [dir_("a/sub", mode=0o777), symlink("a", target)])
+    except UnsafeEntry:
+        pass  # refusing the layer is fine too; touching outside is not
+    _assert_untouched(victim)
+    sub_then_link = build_image([[dir_("a/sub", mode=0o777)], [symlink("a", str(outside))]])
+    assemble_rootfs(store, register_image(store, sub_then_link), tmp_path / "r")
+    _assert_untouched(victim)
+    assert os.readlink(tmp_path / "r/a") == str(outside)
