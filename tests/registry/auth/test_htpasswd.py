@@ -12,6 +12,7 @@ from registry.auth.htpasswd import (
     Htpasswd,
     HtpasswdError,
     check_password,
+    hash_cost,
     hash_password,
     parse,
     remove_user,
@@ -114,3 +115,34 @@ def test_concurrent_adds_lose_no_user(tmp_path: Path) -> None:
     with ThreadPoolExecutor(max_workers=12) as pool:
         list(pool.map(lambda n: set_user(path, n, "pw", cost=4), names))
     assert sorted(parse(path.read_text())) == sorted(names)
+
+
+def test_unknown_users_cost_as_much_as_known_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`htpasswd -B` hashes at cost 5; a dummy check at cost 12 for unknown names took ~100x
+    longer than a wrong password, telling an attacker which user names exist."""
+    path = tmp_path / "htpasswd"
+    for name in ("alice", "bob"):
+        set_user(path, name, "pw", cost=5)
+    set_user(path, "carol", "pw", cost=4)
+    checked: list[tuple[str, bytes]] = []
+    real_checkpw = bcrypt.checkpw
+
+    def recording_checkpw(password: bytes, hashed: bytes) -> bool:
+        checked.append((hashed.decode()[4:6], hashed))
+        return real_checkpw(password, hashed)
+
+    monkeypatch.setattr(bcrypt, "checkpw", recording_checkpw)
+    users = Htpasswd(path)
+    assert not users.verify_sync("alice", "wrong")
+    assert not users.verify_sync("nobody", "wrong")
+    assert [cost for cost, _ in checked] == ["05", "05"]
+
+
+@pytest.mark.parametrize(
+    ("hashed", "cost"),
+    [("$2y$05$" + "a" * 53, 5), ("$2b$12$" + "a" * 53, 12), ("$2y$x5$aa", None), ("", None)],
+)
+def test_hash_cost(hashed: str, cost: int | None) -> None:
+    assert hash_cost(hashed) == cost
