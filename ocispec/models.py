@@ -160,6 +160,8 @@ def load_json(data: bytes) -> dict[str, Any]:
         obj = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ManifestError(f"not valid JSON: {exc}") from None
+    except RecursionError:  # `[[[[...` from a malicious peer: malformed input, not a crash
+        raise ManifestError("not valid JSON: nested too deeply") from None
     if not isinstance(obj, dict):
         raise ManifestError("not a JSON object")
     return obj

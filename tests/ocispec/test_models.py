@@ -4,7 +4,14 @@ import pytest
 
 from ocispec import mediatypes as mt
 from ocispec.digest import Digest
-from ocispec.models import Index, Manifest, ManifestError, chain_ids, parse_manifest
+from ocispec.models import (
+    ImageConfig,
+    Index,
+    Manifest,
+    ManifestError,
+    chain_ids,
+    parse_manifest,
+)
 
 D = "sha256:" + "a" * 64
 
@@ -52,3 +59,14 @@ def test_chain_ids() -> None:
     import hashlib
 
     assert ids[1].hex == hashlib.sha256(f"{a} {b}".encode()).hexdigest()
+
+
+def test_absurdly_nested_json_is_a_manifest_error() -> None:
+    depth = 100_000
+    # json.loads raises RecursionError here: from a malicious registry (manifest, config) it
+    # must be a typed error, not a traceback in `pyreg pull`.
+    nested = b'{"a":' * depth + b"1" + b"}" * depth
+    with pytest.raises(ManifestError):
+        parse_manifest(nested, mt.OCI_MANIFEST)
+    with pytest.raises(ManifestError):
+        ImageConfig.parse(nested)
