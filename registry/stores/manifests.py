@@ -8,6 +8,7 @@ A PUT requires every referenced blob or child manifest to be in the same reposit
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -112,8 +113,7 @@ class ManifestStore:
         # Online GC safety (registry/gc.py): mark everything this push relies on as in use
         # *before* checking it exists, and check again after the revision is written.
         needed = _stored_references(parsed)
-        for d in [digest, *needed]:
-            await self._blobs.touch(d)
+        await asyncio.gather(*(self._blobs.touch(d) for d in {digest, *needed}))
         await self._require_references(name, parsed)
         blob_key = paths.blob_data(digest)
         if not await self._backend.exists(blob_key):
@@ -121,7 +121,9 @@ class ManifestStore:
         link = json.dumps({"digest": str(digest), "mediaType": parsed.media_type}).encode()
         revision = paths.manifest_revision_link(name, digest)
         await self._backend.put(revision, link)
-        missing = [str(d) for d in [digest, *needed] if not await self._blobs.exists(d)]
+        checked = [digest, *needed]
+        present = await asyncio.gather(*(self._blobs.exists(d) for d in checked))
+        missing = [str(d) for d, ok in zip(checked, present, strict=True) if not ok]
         if missing:
             await self._backend.delete(revision)
             raise errors.MANIFEST_BLOB_UNKNOWN(detail={"missing": missing})
