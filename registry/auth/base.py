@@ -53,6 +53,18 @@ def delete(repo: str) -> Access:
 
 CATALOG = Access("registry", "catalog", "*")
 
+#: `request.state` attribute where a controller leaves what a Bearer token carries (an object
+#: with `covers(Access) -> bool`); absent for other credentials
+GRANT_STATE = "access_grant"
+
+
+def credentials_cover(request: Request, need: Access) -> bool:
+    """Whether the request's own credentials carry `need`. A Bearer token carries only the
+    scopes it was issued for: a narrow token (say, for one CI job) must not reach its holder's
+    other repositories through a mount. Other credentials stand for the whole principal."""
+    grant = getattr(request.state, GRANT_STATE, None)
+    return grant is None or bool(grant.covers(need))
+
 
 class AccessController(Protocol):
     async def authorize(self, request: Request, needs: list[Access]) -> Principal:

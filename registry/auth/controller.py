@@ -17,7 +17,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.routing import Route
 
-from registry.auth.base import ANONYMOUS, CATALOG, Access, Principal
+from registry.auth.base import ANONYMOUS, CATALOG, GRANT_STATE, Access, Principal
 from registry.auth.credentials import (
     Authenticator,
     LockedOut,
@@ -98,6 +98,7 @@ class TokenAccess:
             grant = self.tokens.verify_access(header.split(" ", 1)[1].strip())
         except (TokenError, IndexError):
             raise self._unauthorized(request, needs, "invalid_token", "invalid token") from None
+        setattr(request.state, GRANT_STATE, grant)  # mounts check their source against it
         if all(grant.covers(need) for need in needs) or self._public(needs):
             return grant.principal  # a token never leaves its holder worse off than anonymous
         if not grant.principal.anonymous and not self.rules.allows_all(grant.principal, needs):

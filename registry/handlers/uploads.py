@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from ocispec.reference import valid_repository_name
 from registry import errors
-from registry.auth.base import Principal, pull, push
+from registry.auth.base import ANONYMOUS, Principal, credentials_cover, pull, push
 from registry.handlers.base import (
     access,
     authorize,
@@ -85,17 +85,20 @@ async def _mount(
     blobs = store(request).blobs
     if await blobs.is_linked(name, digest) and await blobs.exists(digest):
         return _blob_created(name, str(digest))  # already there: nothing to mount
+
+    async def may_pull(repo: str) -> bool:
+        need = pull(repo)
+        if not await controller.may(request, principal, need):
+            return False
+        # a Bearer token reads only where its scopes say (or what anyone may read)
+        return credentials_cover(request, need) or await controller.may(request, ANONYMOUS, need)
+
     if source is not None:
         if not valid_repository_name(source):
             return None
-        if await controller.may(request, principal, pull(source)) and await blobs.mount(
-            name, digest, source
-        ):
+        if await may_pull(source) and await blobs.mount(name, digest, source):
             return _blob_created(name, str(digest))
         return None
-
-    async def may_pull(repo: str) -> bool:
-        return await controller.may(request, principal, pull(repo))
 
     if await blobs.mount_any(name, digest, may_pull) is not None:
         return _blob_created(name, str(digest))

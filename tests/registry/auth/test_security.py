@@ -372,3 +372,32 @@ async def test_blob_delete_needs_the_delete_right(
     assert (await client.delete(url)).status_code == 401
     assert (await client.delete(url, headers=MALLORY)).status_code == 403
     assert (await client.get(url, headers=ALICE)).status_code == 200
+
+
+@pytest.mark.parametrize("with_source", [True, False])
+async def test_a_narrow_token_cannot_mount_from_its_holders_other_repositories(
+    client: httpx.AsyncClient, private: Pushed, with_source: bool
+) -> None:
+    """A token for `private/ci` only (say, handed to a CI job) mounted alice's `private/app`
+    layer into `private/ci` and read it there: mounts checked the rules for alice, not the
+    token's scopes."""
+    query = f"mount={private.layer}" + ("&from=private/app" if with_source else "")
+    narrow = await get_token(client, "repository:private/ci:pull,push", auth=ALICE)
+    r = await client.post(f"/v2/private/ci/blobs/uploads/?{query}", headers=bearer(narrow))
+    assert r.status_code == 202  # a plain upload session, not the blob
+    r = await client.get(f"/v2/private/ci/blobs/{private.layer}", headers=bearer(narrow))
+    assert r.status_code == 404
+    # With the source in its scopes (what clients ask for when they mount) it works.
+    wide = await get_token(
+        client, "repository:private/ci:pull,push", "repository:private/app:pull", auth=ALICE
+    )
+    r = await client.post(f"/v2/private/ci/blobs/uploads/?{query}", headers=bearer(wide))
+    assert r.status_code == 201
+
+
+async def test_a_narrow_token_still_mounts_public_content(client: httpx.AsyncClient) -> None:
+    public = await push_image(client, "library/base", basic("admin", "admin-pw"))
+    narrow = await get_token(client, "repository:private/ci:pull,push", auth=ALICE)
+    query = f"mount={public.layer}&from=library/base"
+    r = await client.post(f"/v2/private/ci/blobs/uploads/?{query}", headers=bearer(narrow))
+    assert r.status_code == 201
