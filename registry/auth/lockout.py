@@ -4,10 +4,14 @@ After `max_failures` failures within `window` seconds, every login attempt from 
 (right or wrong) is refused for `lock_for` seconds with 429 TOOMANYREQUESTS and Retry-After.
 Keyed by address, not by user name, so that an attacker cannot lock a real user out from
 elsewhere. State is per process, bounded in size (the oldest entries go first).
+
+An IPv6 client is keyed by its /64: one host commonly owns a whole /64 and could otherwise
+take a fresh address for every few guesses (and flush the bounded table doing so).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
 from collections import OrderedDict
@@ -15,6 +19,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 MAX_TRACKED = 10_000
+IPV6_PREFIX = 64
+
+
+def client_key(client: str) -> str:
+    """The lockout key of a client address: IPv4 as is, IPv6 as its /64 network."""
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        return client  # not an address (a Unix socket, "unknown"): as given
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network(f"{address}/{IPV6_PREFIX}", strict=False))
+    return str(address)
 
 
 @dataclass(slots=True)
@@ -39,13 +57,14 @@ class Lockout:
 
     def retry_after(self, client: str) -> int | None:
         """Seconds until `client` may try again, or None when it is not locked out."""
-        entry = self._entries.get(client)
+        entry = self._entries.get(client_key(client))
         if entry is None:
             return None
         remaining = entry.locked_until - self._clock()
         return max(1, math.ceil(remaining)) if remaining > 0 else None
 
     def failed(self, client: str) -> None:
+        client = client_key(client)
         now = self._clock()
         entry = self._entries.pop(client, None) or _Entry()
         entry.failures = [t for t in entry.failures if now - t < self.window]
@@ -58,6 +77,7 @@ class Lockout:
             self._entries.popitem(last=False)
 
     def succeeded(self, client: str) -> None:
+        client = client_key(client)
         entry = self._entries.get(client)
         if entry is not None and entry.locked_until <= self._clock():
             del self._entries[client]

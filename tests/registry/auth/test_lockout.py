@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from registry.auth.lockout import Lockout
+from registry.auth.lockout import Lockout, client_key
 
 
 class Clock:
@@ -46,3 +46,25 @@ def test_success_resets_the_count_but_not_a_lock() -> None:
     lock.failed("c")
     lock.succeeded("c")
     assert lock.retry_after("c") == 30
+
+
+def test_an_ipv6_host_cannot_rotate_addresses_within_its_64() -> None:
+    clock = Clock()
+    lock = Lockout(max_failures=3, window=60, lock_for=30, clock=clock)
+    for suffix in ("1", "2", "3"):  # three addresses of one /64: one client
+        lock.failed(f"2001:db8:1:2::{suffix}")
+    assert lock.retry_after("2001:db8:1:2::ffff") == 30
+    assert lock.retry_after("2001:db8:1:3::1") is None  # the next /64 is someone else
+
+
+def test_ipv4_mapped_ipv6_is_the_ipv4_client() -> None:
+    lock = Lockout(max_failures=2, window=60, lock_for=30, clock=Clock())
+    lock.failed("::ffff:10.0.0.1")
+    lock.failed("10.0.0.1")
+    assert lock.retry_after("10.0.0.1") == 30
+
+
+def test_client_key() -> None:
+    assert client_key("2001:db8::1") == "2001:db8::/64"
+    assert client_key("10.1.2.3") == "10.1.2.3"
+    assert client_key("unknown") == "unknown"
