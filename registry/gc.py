@@ -43,11 +43,13 @@ before the mark, so restored revisions keep their blobs.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from ocispec.digest import Digest
 from ocispec.models import Index, Manifest, ManifestError, parse_manifest
@@ -60,6 +62,7 @@ from storage_backends.base import NotFound, StorageBackend
 logger = logging.getLogger(__name__)
 
 DEFAULT_GRACE = 3600.0
+_T = TypeVar("_T")
 
 
 @dataclass(slots=True)
@@ -169,19 +172,20 @@ class GarbageCollector:
 
     async def _mark_repository(self, name: str, marked: set[Digest]) -> None:
         revisions = await self._revisions(name)
-        pending = list(revisions)
-        while pending:
-            digest = pending.pop()
-            if digest in marked:
-                continue
-            marked.add(digest)
-            parsed = await self._parse(digest, revisions.get(digest))
-            if parsed is None:
-                continue
-            if isinstance(parsed, Index):
-                pending.extend(d.digest for d in parsed.manifests)
-            else:
-                marked.update(d.digest for d in parsed.references())
+        parsed_already: set[Digest] = set()
+        wave = list(revisions)
+        while wave:
+            todo = [d for d in dict.fromkeys(wave) if d not in parsed_already]
+            parsed_already.update(todo)
+            marked.update(todo)
+            # Manifests are read a bounded number at a time: a mark over S3 is round-trip bound.
+            found = await _bounded([self._parse(d, revisions.get(d)) for d in todo])
+            wave = []
+            for parsed in found:
+                if isinstance(parsed, Index):
+                    wave.extend(d.digest for d in parsed.manifests)
+                elif parsed is not None:
+                    marked.update(d.digest for d in parsed.references())
 
     # -- untagged manifests ------------------------------------------------------------------
 
@@ -200,8 +204,10 @@ class GarbageCollector:
         """`roots` plus children of kept indexes plus referrers of kept manifests."""
         subjects: dict[Digest, Digest] = {}  # referrer -> subject
         parsed_cache: dict[Digest, Manifest | Index | None] = {}
-        for digest, key in revisions.items():
-            parsed_cache[digest] = parsed = await self._parse(digest, key)
+        items = list(revisions.items())
+        found = await _bounded([self._parse(digest, key) for digest, key in items])
+        for (digest, _), parsed in zip(items, found, strict=True):
+            parsed_cache[digest] = parsed
             if parsed is not None and parsed.subject is not None:
                 subjects[digest] = parsed.subject.digest
         keep = set(roots)
@@ -337,6 +343,16 @@ class GarbageCollector:
             await self._backend.delete(key)
             removed += 1
         return removed
+
+
+async def _bounded(tasks: list[Coroutine[Any, Any, _T]], limit: int = 16) -> list[_T]:
+    gate = asyncio.Semaphore(limit)
+
+    async def one(task: Coroutine[Any, Any, _T]) -> _T:
+        async with gate:
+            return await task
+
+    return list(await asyncio.gather(*(one(t) for t in tasks)))
 
 
 def _digest(value: str) -> Digest | None:
