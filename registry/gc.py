@@ -163,8 +163,13 @@ class GarbageCollector:
     async def _parse(self, digest: Digest, link_key: str | None = None) -> Manifest | Index | None:
         """The manifest stored under `digest`, parsed with the media type its revision link
         recorded (as the PUT did); None when it is not a manifest."""
+        declared = None
+        if link_key:
+            try:
+                declared = _media_type(await self._backend.get(link_key))
+            except NotFound:  # a revision just removed: its bytes are still there
+                declared = None
         try:
-            declared = _media_type(await self._backend.get(link_key)) if link_key else None
             data = await self._backend.get(paths.blob_data(digest))
             return parse_manifest(data, declared)
         except (NotFound, ManifestError, RecursionError, ValueError):
@@ -251,7 +256,11 @@ class GarbageCollector:
         # Re-read what a concurrent push may have added meanwhile and restore what it reaches.
         now_revisions = await self._revisions(name)
         fresh = {d for d, key in now_revisions.items() if await self._modified(key) >= cutoff}
-        again = await self._reachable(name, await self._tagged(name) | fresh, now_revisions)
+        # The removed ones are parsed too, so a restored index brings its children back.
+        candidates = {d: paths.manifest_revision_link(name, d) for d in removed}
+        again = await self._reachable(
+            name, await self._tagged(name) | fresh, {**candidates, **now_revisions}
+        )
         for digest in list(removed):
             if digest in again:
                 await self._backend.put(paths.manifest_revision_link(name, digest), removed[digest])

@@ -346,3 +346,41 @@ def test_cli_on_s3_with_a_config_file(
     assert "freed 1 blob(s), 12 bytes" in capsys.readouterr().out
     left = s3_client(moto_endpoint).list_objects_v2(Bucket=bucket, Prefix="reg/blobs/")
     assert left.get("KeyCount", 0) == 0
+
+
+class TagDuringDelete:
+    """A backend where a client tags a manifest right as GC deletes its revision."""
+
+    def __init__(self, inner: StorageBackend, name: str, victim: Digest) -> None:
+        self._inner, self._name, self._victim = inner, name, victim
+
+    def __getattr__(self, attr: str) -> object:
+        return getattr(self._inner, attr)
+
+    async def delete(self, path: str) -> None:
+        await self._inner.delete(path)
+        if path == paths.manifest_revision_link(self._name, self._victim):
+            await self._inner.put(paths.tag_link(self._name, "late"), str(self._victim).encode())
+
+
+async def test_delete_untagged_restores_what_a_concurrent_tag_reaches(
+    client: httpx.AsyncClient, backend: StorageBackend
+) -> None:
+    child, _ = await push_image(client, "app", [b"child-layer"])
+    assert (await put_manifest(client, "app", digest_of(child), child)).status_code == 201
+    index = encode(
+        {
+            "schemaVersion": 2,
+            "mediaType": mt.OCI_INDEX,
+            "manifests": [descriptor(mt.OCI_MANIFEST, child)],
+        }
+    )
+    response = await put_manifest(client, "app", digest_of(index), index, mt.OCI_INDEX)
+    assert response.status_code == 201
+    age_everything(backend, 2 * GRACE)
+    racing = TagDuringDelete(backend, "app", Digest.parse(digest_of(index)))
+
+    report = await gc(racing, delete_untagged=True).run()  # type: ignore[arg-type]
+
+    assert report.manifests_deleted == 0 and report.blobs_deleted == 0
+    await assert_pulls(client, "app", "late")
