@@ -13,7 +13,9 @@ import pytest
 from ocispec import mediatypes as mt
 from ocispec.digest import Digest
 from pyreg.cli import main
+from registry.app import create_app
 from registry.gc import GarbageCollector
+from registry.settings import Settings
 from registry.stores import paths
 from storage_backends.base import StorageBackend
 from storage_backends.filesystem import FilesystemBackend
@@ -384,3 +386,31 @@ async def test_delete_untagged_restores_what_a_concurrent_tag_reaches(
 
     assert report.manifests_deleted == 0 and report.blobs_deleted == 0
     await assert_pulls(client, "app", "late")
+
+
+class PruneAfterTag:
+    """A backend where `gc --delete-untagged` removes a revision just after its tag lands."""
+
+    def __init__(self, inner: StorageBackend) -> None:
+        self._inner = inner
+
+    def __getattr__(self, attr: str) -> object:
+        return getattr(self._inner, attr)
+
+    async def put(self, path: str, data: bytes) -> None:
+        await self._inner.put(path, data)
+        if "/_manifests/tags/" in path:
+            digest = Digest.parse(data.decode())
+            await self._inner.delete(paths.manifest_revision_link("app", digest))
+
+
+async def test_manifest_put_rewrites_a_revision_pruned_while_tagging(
+    backend: StorageBackend,
+) -> None:
+    app = create_app(Settings(upload_purge_interval=0), backend=PruneAfterTag(backend))  # type: ignore[arg-type]
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://r") as client:
+            data, _ = await push_image(client, "app", [b"tagged-late"])
+            assert (await put_manifest(client, "app", "v1", data)).status_code == 201
+            await assert_pulls(client, "app", "v1")
