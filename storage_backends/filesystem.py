@@ -31,7 +31,7 @@ import stat
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
 import aiofiles
 import aiofiles.os
@@ -111,12 +111,15 @@ class FilesystemBackend:
         await asyncio.to_thread(self._put_sync, target, data)
 
     def _put_sync(self, target: Path, data: bytes) -> None:
+        if not data and _refresh_empty(target):
+            return
         tmp = self._tmp_name(target)
         try:
             with _in_dir(tmp, lambda: open(tmp, "xb")) as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+                if data:  # an empty file has nothing to flush (the directory is not fsync'd)
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
             os.replace(tmp, target)
         except BaseException:
             _unlink_quiet(tmp)
@@ -164,24 +167,21 @@ class FilesystemBackend:
         """Create `dest` (and its directory), write `chunks` coalesced into MiB writes, fsync."""
         written = 0
         raw = await asyncio.to_thread(_in_dir, dest, lambda: open(dest, "xb"))
-        f = aiofiles.threadpool.wrap(raw)
         try:
             pending = bytearray()
             async for chunk in chunks:
                 written += len(chunk)
                 if not pending and len(chunk) >= _WRITE_SIZE:
-                    await f.write(chunk)
+                    await asyncio.to_thread(raw.write, chunk)
                     continue
                 pending += chunk
                 if len(pending) >= _WRITE_SIZE:
-                    await f.write(pending)
+                    await asyncio.to_thread(raw.write, pending)
                     pending = bytearray()
-            if pending:
-                await f.write(pending)
-            await f.flush()
-            await asyncio.to_thread(os.fsync, f.fileno())
+            # the last piece, flush and fsync in one hop: small uploads are mostly hops
+            await asyncio.to_thread(_finish_write, raw, pending)
         finally:
-            await f.close()
+            raw.close()  # already flushed: no disk wait here
         return written
 
     # -- metadata ----------------------------------------------------------------------------
@@ -293,17 +293,14 @@ class FilesystemBackend:
         self._key(path)
         upload_id = uuid.uuid4().hex
         directory = self._upload_dir(upload_id)
-        await asyncio.to_thread(directory.mkdir, parents=True)
-        async with aiofiles.open(directory / "target", "w") as f:
-            await f.write(path)
+        await asyncio.to_thread(_create_session, directory, path)
         return upload_id
 
     async def _session(self, path: str, upload_id: str) -> Path:
         self._key(path)
         directory = self._upload_dir(upload_id)
         try:
-            async with aiofiles.open(directory / "target") as f:
-                target = await f.read()
+            target = (await asyncio.to_thread(_read_file, directory / "target")).decode()
         except (FileNotFoundError, NotADirectoryError):
             raise NotFound(f"{path} (multipart {upload_id})") from None
         if target != path:
@@ -327,11 +324,10 @@ class FilesystemBackend:
             written = await self._write_file(tmp, chunks)
             if size is not None and written != size:
                 raise StorageError(f"part {number}: expected {size} bytes, got {written}")
-            await asyncio.to_thread(os.replace, tmp, part_file)
+            st = await asyncio.to_thread(_replace_and_stat, tmp, part_file)
         except BaseException:
             await asyncio.to_thread(_unlink_quiet, tmp)
             raise
-        st = await aiofiles.os.stat(part_file)
         return Part(number, st.st_size, _etag(st))
 
     async def multipart_list_parts(self, path: str, upload_id: str) -> list[Part]:
@@ -400,6 +396,37 @@ def _in_dir(target: Path, create: Callable[[], _T]) -> _T:
             if attempt == 9 or target.parent.is_dir():
                 raise
     raise AssertionError("unreachable")
+
+
+def _refresh_empty(target: Path) -> bool:
+    """Put of empty data over an existing empty object (a blob's in-use mark, refreshed on
+    every push): the same end state as a rewrite is a new mtime, so set just that."""
+    try:
+        st = os.stat(target)
+        if not stat.S_ISREG(st.st_mode) or st.st_size != 0:
+            return False
+        os.utime(target)
+    except (FileNotFoundError, NotADirectoryError):
+        return False  # gone meanwhile (a delete): write it anew
+    return True
+
+
+def _finish_write(f: BinaryIO, last: bytes | bytearray) -> None:
+    if last:
+        f.write(last)
+    f.flush()
+    os.fsync(f.fileno())
+
+
+def _create_session(directory: Path, target: str) -> None:
+    directory.mkdir(parents=True)
+    with open(directory / "target", "w") as f:
+        f.write(target)
+
+
+def _replace_and_stat(src: Path, dst: Path) -> os.stat_result:
+    os.replace(src, dst)
+    return os.stat(dst)
 
 
 def _read_file(path: Path) -> bytes:

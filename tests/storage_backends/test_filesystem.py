@@ -174,3 +174,25 @@ async def test_walk_crosses_batches_in_order(fs: FilesystemBackend) -> None:
     (fs.root / "blobs-index").write_bytes(b"")  # a key before every "blobs/..." ("-" < "/")
     assert [k async for k in fs.walk("blobs")] == sorted(expected)
     assert [k async for k in fs.walk("")] == ["blobs-index", *sorted(expected)]
+
+
+async def test_empty_put_over_an_empty_object_refreshes_it_in_place(
+    fs: FilesystemBackend,
+) -> None:
+    # A blob's in-use mark is rewritten on every push: a new mtime is all it needs.
+    await fs.put("marks/a", b"")
+    path = fs.root / "marks" / "a"
+    os.utime(path, (1_000_000, 1_000_000))
+    inode = path.stat().st_ino
+    await fs.put("marks/a", b"")
+    assert path.stat().st_ino == inode
+    assert (await fs.stat("marks/a")).modified > 1_000_000
+    assert files_under(fs.root) == ["marks/a"]
+
+
+async def test_empty_put_replaces_content(fs: FilesystemBackend) -> None:
+    await fs.put("k", b"old")
+    await fs.put("k", b"")
+    assert await fs.get("k") == b""
+    await fs.put("k", b"new")
+    assert await fs.get("k") == b"new"
