@@ -173,9 +173,18 @@ class Api:
         # not in the suite's sequence: the cancelled session is gone
         expect(self.c.get(url), 404)
 
-    def blob_mount(self, repo: str, source: str | None, dig: str, body: bytes) -> None:
+    def blob_mount(
+        self, repo: str, source: str | None, dig: str, body: bytes, *, fallback: bool = False
+    ) -> None:
+        """A mount must answer 201; with `fallback` it must instead open an upload session
+        (202) which the blob is then PUT into, as the suite does when a mount is refused."""
         params = {"mount": dig, **({"from": source} if source else {})}
-        resp = expect(self.c.post(f"/v2/{repo}/blobs/uploads/", params=params), 201)
+        resp = self.c.post(f"/v2/{repo}/blobs/uploads/", params=params)
+        if fallback:
+            expect(resp, 202)
+            resp = self._put(loc(resp), dig, body, False)
+        else:
+            expect(resp, 201)
         verify_digest(resp, dig)
         self.blob_verify_location(loc(resp), body)
 

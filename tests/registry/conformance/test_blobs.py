@@ -93,19 +93,25 @@ def test_post_cancel(api: Api, algo: str) -> None:
     expect(api.c.head(f"/v2/{REPO}/blobs/{dig}"), 404)
 
 
+# With access control on, the suite's client holds a token for the target repository only
+# (its auth cache is per repository and kind of request), and a Bearer token reads a mount's
+# source only within its own scopes (registry/handlers/uploads.py): the mount is refused and
+# the spec's fallback, a plain upload session, follows. See docs/conformance.md.
+
+
 @pytest.mark.parametrize("algo", ALGOS)
-def test_mount(api: Api, algo: str) -> None:
+def test_mount(api: Api, algo: str, setup: str) -> None:
     dig, body = _blob(algo)
     api.blob_push_any(REPO2, dig, body)
-    api.blob_mount(REPO, REPO2, dig, body)
+    api.blob_mount(REPO, REPO2, dig, body, fallback=setup.endswith("+auth"))
     _check_and_delete(api, dig, body, also=REPO2)
 
 
 @pytest.mark.parametrize("algo", ALGOS)
-def test_mount_anonymous(api: Api, algo: str) -> None:
+def test_mount_anonymous(api: Api, algo: str, setup: str) -> None:
     dig, body = _blob(algo)
     api.blob_push_any(REPO2, dig, body)
-    api.blob_mount(REPO, None, dig, body)
+    api.blob_mount(REPO, None, dig, body, fallback=setup.endswith("+auth"))
     _check_and_delete(api, dig, body, also=REPO2)
 
 

@@ -216,25 +216,31 @@ def test_cross_mounting_of_a_blob_without_the_from_argument_should_yield_session
 
 
 def test_post_request_to_mount_another_repositorys_blob_should_return_201_or_202(
-    client: httpx.Client, data: LegacyData, state: dict[str, Any]
+    client: httpx.Client, data: LegacyData, state: dict[str, Any], setup: str
 ) -> None:
     resp = client.post(
         f"/v2/{CROSSMOUNT}/blobs/uploads/",
         params={"mount": data.blob_a.digest, "from": NAME},
     )
     assert resp.status_code in (201, 202)
-    # pyreg has the blob in NAME, so the mount itself must succeed.
-    assert resp.status_code == 201
+    # pyreg has the blob in NAME, so the mount itself must succeed; with access control the
+    # suite's client holds a token for CROSSMOUNT only, which may not read NAME through a
+    # mount, so pyreg falls back to an upload session (see docs/conformance.md).
+    assert resp.status_code == (202 if setup.endswith("+auth") else 201)
     state["last"] = resp
 
 
 def test_get_request_to_test_digest_within_cross_mount_namespace_should_return_200(
-    client: httpx.Client, data: LegacyData, state: dict[str, Any]
+    client: httpx.Client, data: LegacyData, state: dict[str, Any], setup: str
 ) -> None:
+    url = f"/v2/{CROSSMOUNT}/blobs/{data.blob_a.digest}"
+    if setup.endswith("+auth"):
+        # the suite skips this after a 202; check that the refused mount leaked nothing
+        assert client.get(url).status_code == 404
+        return
     assert state["last"].status_code == 201
-    url = location(state["last"])
-    assert _path(url) == f"/v2/{CROSSMOUNT}/blobs/{data.blob_a.digest}"
-    assert client.get(url).status_code == 200
+    assert _path(location(state["last"])) == url
+    assert client.get(location(state["last"])).status_code == 200
 
 
 def test_cross_mounting_of_nonexistent_blob_should_yield_session_id(
@@ -249,11 +255,13 @@ def test_cross_mounting_of_nonexistent_blob_should_yield_session_id(
     assert _path(location(resp)).startswith(f"/v2/{CROSSMOUNT}/blobs/uploads/")
 
 
-def test_cross_mounting_without_from_and_automatic_content_discovery_enabled_should_return_a_201(
-    client: httpx.Client, data: LegacyData
+def test_cross_mounting_without_from_and_automatic_content_discovery_enabled_201_or_disabled_202(
+    client: httpx.Client, data: LegacyData, setup: str
 ) -> None:
+    """The suite's two automatic-crossmount checks: pyreg mounts without `from` (201), except
+    for a token that does not cover the repository holding the blob (202)."""
     resp = client.post(f"/v2/{CROSSMOUNT}/blobs/uploads/", params={"mount": data.blob_a.digest})
-    assert resp.status_code == 201
+    assert resp.status_code == (202 if setup.endswith("+auth") else 201)
 
 
 # Manifest Upload
