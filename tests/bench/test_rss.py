@@ -8,12 +8,12 @@ import time
 
 from bench.rss import MIB, PeakRSS, tree_cpu, tree_rss
 
-# A child that holds 80 MiB for a moment, then frees it and waits to be killed.
+# A grandchild that holds 80 MiB (written, so resident) until told to let go, then frees it.
 _CHILD = (
     "import sys, time\n"
-    "b = bytearray(80 * 1024 * 1024)\n"
+    "b = b'x' * (80 * 1024 * 1024)\n"
     "print('up', flush=True)\n"
-    "time.sleep(0.5)\n"
+    "sys.stdin.readline()\n"
     "del b\n"
     "print('down', flush=True)\n"
     "time.sleep(30)\n"
@@ -27,13 +27,21 @@ def test_peak_rss_counts_children_and_keeps_the_peak() -> None:
             "-c",
             f"import subprocess, sys; subprocess.run([sys.executable, '-c', {_CHILD!r}])",
         ],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
-        assert parent.stdout is not None
+        assert parent.stdin is not None and parent.stdout is not None
         with PeakRSS(parent.pid, interval=0.01) as peak:
             assert parent.stdout.readline() == "up\n"
+            # No fixed sleep: wait (bounded) until the sampler has seen the allocation, so a
+            # loaded machine cannot starve the sampler thread into missing it.
+            deadline = time.monotonic() + 60
+            while peak.peak - peak.start <= 60 * MIB and time.monotonic() < deadline:
+                time.sleep(0.01)
+            parent.stdin.write("go\n")
+            parent.stdin.flush()
             assert parent.stdout.readline() == "down\n"
             after = tree_rss(parent.pid)
         assert peak.peak - after > 60 * MIB  # the 80 MiB lived only in the grandchild
