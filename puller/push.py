@@ -36,7 +36,7 @@ from puller.store import GraphStore, NotInStore
 
 PIECE = 1 << 20
 MONOLITHIC_MAX = 8 << 20  # below this, one PUT; above, chunks that can be resumed
-CHUNK_SIZE = 32 << 20
+CHUNK_SIZE = 64 << 20  # one PATCH for most layers; under 100 MB proxy body caps
 DEFAULT_CONCURRENCY = 4
 DEFAULT_RETRIES = 3
 
