@@ -138,7 +138,7 @@ def catalog_start_after(last: str) -> str:
     longest prefix made of name characters. Names after `last` are all after that prefix; the
     caller still filters by `name > last`."""
     end = next((i for i, c in enumerate(last) if c not in _NAME_CHARS), len(last))
-    return catalog_encode(last[:end])
+    return catalog_encode(last[: min(end, 255)])  # no name is longer; S3 caps key length
 
 
 def upload_dir(upload_id: str) -> str:

@@ -43,10 +43,22 @@ class TagStore:
         """At most `n` tags after `last` (None: all), from one bounded listing."""
         if n is None:
             return Page([t for t in await self.names(name) if last is None or t > last], None)
-        found = await self._backend.list_dir(paths.tags_dir(name), start_after=last, limit=n + 1)
-        items = found[:n]
+        # `last` comes from the client and need not be a tag: the listing starts after its
+        # longest tag-character prefix (a safe lower bound S3 accepts), the rest is filtered.
+        want, out = n + 1, list[str]()
+        cursor = _tag_bound(last) if last is not None else None
+        while len(out) < want:
+            batch = want - len(out)
+            found = await self._backend.list_dir(
+                paths.tags_dir(name), start_after=cursor, limit=batch
+            )
+            out += [t for t in found if last is None or t > last]
+            if len(found) < batch:
+                break
+            cursor = found[-1]
+        items = out[:n]
         # n == 0 must return an empty list and no Link (spec, "Listing Tags").
-        return Page(items, items[-1] if len(found) > n and items else None)
+        return Page(items, items[-1] if len(out) > n and items else None)
 
     async def pointing_to(self, name: str, digest: Digest) -> list[str]:
         found = []
@@ -58,3 +70,14 @@ class TagStore:
             if raw.decode(errors="replace") == str(digest):
                 found.append(tag)
         return found
+
+
+_TAG_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+_MAX_TAG = 128
+
+
+def _tag_bound(last: str) -> str | None:
+    """The longest prefix of `last` made of tag characters, at most a tag long: every tag
+    greater than `last` is greater than it too."""
+    end = next((i for i, c in enumerate(last) if c not in _TAG_CHARS), len(last))
+    return last[: min(end, _MAX_TAG)] or None

@@ -63,6 +63,9 @@ async def test_catalog_pages_follow_byte_order(registry_store: RegistryStore) ->
     assert (await registry_store.catalog.page(2, "a/")).items == ["a/b", "a/b/c"]
     assert (await registry_store.catalog.page(2, "a:")).items == ["a_b", "ab"]
     assert (await registry_store.catalog.page(None, "a9")).items == ["a_b", "ab", "b"]
+    for odd in ("\x00", "a\uffff", "a" * 2000):
+        page = await asyncio.wait_for(registry_store.catalog.page(2, odd), timeout=10)
+        assert page.items == [n for n in expected if n > odd][:2], odd
 
 
 async def test_catalog_page_skips_invisible_repositories(registry_store: RegistryStore) -> None:
@@ -139,3 +142,18 @@ async def test_a_page_of_tags_on_s3_costs_constant_requests(
         calls.clear()
         assert len((await client.get("/v2/big/tags/list")).json()["tags"]) == TAGS
         assert calls["ListObjectsV2"] >= TAGS // PAGE_SIZE
+
+
+@pytest.mark.parametrize("last", ["\x00", "a\x01", "v1\uffff", "a~", "a" * 300, "a b"])
+async def test_tag_page_after_a_last_that_is_no_tag(
+    registry_store: RegistryStore, last: str
+) -> None:
+    """`last` comes from the query string. Used as S3's StartAfter, control characters and
+    U+FFFF got errors botocore retried for ~25 s, then a 500."""
+    for tag in TRICKY_TAGS:
+        await registry_store.tags.set("repo", tag, D)
+    await registry_store.catalog.mark("repo")
+    expected = sorted(t for t in TRICKY_TAGS if t > last)
+    page = await asyncio.wait_for(registry_store.list_tags("repo", 3, last), timeout=10)
+    assert page.items == expected[:3]
+    assert page.next_last == (expected[2] if len(expected) > 3 else None)
