@@ -92,7 +92,9 @@ class FilesystemBackend:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def open(self) -> None:
-        await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
+        # Owner only when we create it: the root holds private repositories' content and,
+        # without `auth.key`, the token signing key (readable = forge any token).
+        await asyncio.to_thread(self.root.mkdir, mode=0o700, parents=True, exist_ok=True)
 
     async def close(self) -> None:
         return None

@@ -39,6 +39,8 @@ async def test_open_creates_root(tmp_path: Path) -> None:
     backend = FilesystemBackend(tmp_path / "a" / "b")
     await backend.open()
     assert (tmp_path / "a" / "b").is_dir()
+    # owner only: private content and the generated token signing key live below
+    assert (tmp_path / "a" / "b").stat().st_mode & 0o777 == 0o700
 
 
 async def test_objects_are_plain_files(fs: FilesystemBackend) -> None:
