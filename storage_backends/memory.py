@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator
@@ -130,20 +131,21 @@ class MemoryBackend:
         if size is not None and len(buf) != size:
             raise StorageError(f"part {number}: expected {size} bytes, got {len(buf)}")
         parts[number] = bytes(buf)
-        return Part(number, len(buf), uuid.uuid5(uuid.NAMESPACE_OID, bytes(buf).hex()[:64]).hex)
+        return Part(number, len(buf), _etag(bytes(buf)))
 
     async def multipart_list_parts(self, path: str, upload_id: str) -> list[Part]:
         parts = self._session(path, upload_id)
-        return [
-            Part(n, len(d), uuid.uuid5(uuid.NAMESPACE_OID, d.hex()[:64]).hex)
-            for n, d in sorted(parts.items())
-        ]
+        return [Part(n, len(d), _etag(d)) for n, d in sorted(parts.items())]
 
     async def multipart_complete(self, path: str, upload_id: str, parts: list[Part]) -> None:
         stored = self._session(path, upload_id)
         numbers = [p.number for p in parts]
         if not numbers or numbers != sorted(set(numbers)) or any(n not in stored for n in numbers):
             raise StorageError("multipart complete: unknown or unordered parts")
+        for p in parts:
+            # as S3: a part rewritten since it was listed (a racing request) is refused
+            if p.etag and _etag(stored[p.number]) != p.etag:
+                raise StorageError(f"multipart complete: part {p.number} changed")
         for p in parts[:-1]:
             if len(stored[p.number]) < self.min_part_size:
                 raise StorageError(f"part {p.number} is smaller than {self.min_part_size} bytes")
@@ -156,3 +158,8 @@ class MemoryBackend:
     async def redirect_url(self, path: str, expires_in: int = 1200) -> str | None:
         check_path(path)
         return None
+
+
+def _etag(data: bytes) -> str:
+    # S3's ETag of a part is the MD5 of its bytes; any content hash serves here
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()

@@ -3,6 +3,7 @@ minimum part size, the in-stream hash shortcut, size checks and purging."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import AsyncIterator
@@ -13,7 +14,7 @@ from ocispec.digest import Digest
 from registry import errors
 from registry.stores import paths
 from registry.stores.repository import RegistryStore
-from storage_backends.base import StorageBackend
+from storage_backends.base import StorageBackend, StorageError
 from storage_backends.memory import MemoryBackend
 
 DATA = bytes(range(256)) * 40  # 10240 bytes
@@ -172,3 +173,38 @@ async def test_purge_removes_orphans_without_state(
     assert await registry_store.uploads.purge(older_than=60, now=modified + 1) == 0
     assert await registry_store.uploads.purge(older_than=60, now=modified + 120) == 1
     assert not await backend.exists(orphan)
+
+
+async def test_racing_first_chunks_never_publish_unverified_bytes(
+    backend: StorageBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two PATCHes at offset 0 of one session (an attacker racing itself): B writes part 1 and
+    stalls before saving its state; A overwrites part 1 and saves; B saves last. The state now
+    holds B's in-stream hash over A's bytes. Committing with B's digest must not publish A's
+    bytes as B (the part's ETag no longer matches), whatever else happens."""
+    store = RegistryStore(backend)
+    a, b = b"A" * 5000, b"B" * 5000
+    state = await store.uploads.start("repo")
+    first = await store.uploads.load("repo", state.id)
+    second = await store.uploads.load("repo", state.id)
+    real_put = backend.put
+    gate = asyncio.Event()
+
+    async def put(path: str, data: bytes) -> None:
+        if path == paths.upload_state(state.id) and sha(b).hex.encode() in data:
+            await gate.wait()  # B's state write waits until A is done
+        await real_put(path, data)
+
+    monkeypatch.setattr(backend, "put", put)
+    slow_b = asyncio.create_task(store.uploads.append(second, body(b), 0, len(b)))
+    await asyncio.sleep(0.2)
+    await store.uploads.append(first, body(a), 0, len(a))
+    gate.set()
+    await slow_b
+    final = await store.uploads.load("repo", state.id)
+    try:
+        await store.uploads.commit(final, sha(b))
+    except (errors.RegistryError, StorageError):
+        pass  # refusing is right
+    if await backend.exists(paths.blob_data(sha(b))):
+        assert await read_blob(store, sha(b)) == b
