@@ -76,13 +76,31 @@ def _error_class(status: int, codes: tuple[str, ...]) -> type[RegistryError]:
     return RegistryError
 
 
+MAX_ERROR_BODY = 65536
+
+
+async def _error_body(response: httpx.Response) -> bytes:
+    """At most MAX_ERROR_BODY bytes of an error's body. A streamed response is read only that
+    far: a hostile registry's endless 404 body must not be buffered whole."""
+    try:
+        return response.content[:MAX_ERROR_BODY]
+    except httpx.ResponseNotRead:
+        pass
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) >= MAX_ERROR_BODY:
+            break
+    return bytes(body[:MAX_ERROR_BODY])
+
+
 async def raise_for_error(response: httpx.Response, what: str) -> None:
     if response.status_code < 400:
         return
     codes: list[str] = []
     messages: list[str] = []
     if response.request.method != "HEAD":
-        body = (await response.aread())[:65536]
+        body = await _error_body(response)
         try:
             errors = httpx.Response(200, content=body).json().get("errors", [])
         except (ValueError, AttributeError):

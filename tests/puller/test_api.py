@@ -4,7 +4,7 @@ checks, upload session offsets, referrers; against docker-registry and mock tran
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
@@ -219,3 +219,25 @@ async def test_get_blob_asks_for_identity_encoding_and_a_range() -> None:
             assert await response.aread() == b"rest"
     assert seen[0]["Accept-Encoding"] == "identity"
     assert seen[0]["Range"] == "bytes=5-"
+
+
+async def test_an_endless_error_body_is_not_buffered() -> None:
+    """A hostile registry answers a blob GET with a 404 whose body never ends: the error is
+    raised after a bounded read (it was `aread()`, buffering forever)."""
+    sent = 0
+
+    async def endless() -> AsyncIterator[bytes]:
+        nonlocal sent
+        while True:
+            sent += 1
+            yield b'{"errors":[' + b" " * (1 << 20)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(404, content=endless())
+
+    digest = digest_bytes(b"x")
+    async with _client(handler) as client:
+        with pytest.raises(NotFound):
+            async with client.get_blob("a", digest):
+                pass
+    assert sent <= 2
