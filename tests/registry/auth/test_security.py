@@ -401,3 +401,27 @@ async def test_a_narrow_token_still_mounts_public_content(client: httpx.AsyncCli
     query = f"mount={public.layer}&from=library/base"
     r = await client.post(f"/v2/private/ci/blobs/uploads/?{query}", headers=bearer(narrow))
     assert r.status_code == 201
+
+
+def _shape(r: httpx.Response, repo: str) -> tuple[int, tuple[str, ...], str]:
+    challenge = r.headers.get("www-authenticate", "").replace(repo, "<repo>")
+    return r.status_code, tuple(e["code"] for e in r.json().get("errors", [])), challenge
+
+
+async def test_refusals_do_not_tell_which_private_repositories_exist(
+    client: httpx.AsyncClient, private: Pushed
+) -> None:
+    """Anonymous callers, another user (Basic or token) and an anonymous token get the same
+    answer for alice's existing repository, a missing one under her rule, and one no rule
+    covers: no probing for private names, tags or digests."""
+    anonymous = await get_token(client)
+    mallory_token = await get_token(client, auth=MALLORY)
+    for auth in ({}, MALLORY, bearer(mallory_token), bearer(anonymous)):
+        for method, path in reads(private):
+            shapes = set()
+            for repo in (private.repo, "private/missing", "nobody/rules/this"):
+                r = await client.request(method, path.replace(private.repo, repo), headers=auth)
+                assert r.status_code in (401, 403), (method, path, r.status_code)
+                if method != "HEAD":
+                    shapes.add(_shape(r, repo))
+            assert len(shapes) <= 1, (auth, method, path, shapes)
