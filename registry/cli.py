@@ -36,6 +36,12 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--workers", type=int, metavar="N", help="worker processes (default 1)")
     parser.add_argument("--log-level", choices=LOG_LEVELS, help="log level (default info)")
+    parser.add_argument(
+        "--trusted-proxies",
+        metavar="ADDRS",
+        help="comma-separated proxy addresses (or *) whose X-Forwarded-For/-Proto are "
+        "believed; default none",
+    )
     parser.set_defaults(func=serve)
 
 
@@ -61,6 +67,7 @@ def serve(args: argparse.Namespace) -> int:
             storage_url=args.storage,
             workers=args.workers,
             log_level=args.log_level,
+            trusted_proxies=args.trusted_proxies,
         )
     except SettingsError as exc:
         print(f"pyreg serve: {exc}", file=sys.stderr)
@@ -93,7 +100,9 @@ def serve(args: argparse.Namespace) -> int:
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level,
-        # Clients send large blobs; uvicorn's defaults are fine, but never trust proxies here.
-        proxy_headers=False,
+        # Forwarded headers only from the proxies the operator named: anyone else could forge
+        # their address (and dodge the per-address login lockout).
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=settings.trusted_proxies or None,
     )
     return 0

@@ -9,10 +9,11 @@ YAML keys (all optional; documented in docs/registry.md):
     storage: file://./var/registry      # or {url: ..., options: {...}}
     max_manifest_size: 4194304
     uploads: {ttl: 86400, purge_interval: 3600}
+    trusted_proxies: ""                  # e.g. "10.0.0.1,10.0.0.2" or "*"
     auth: null                           # passed as-is to registry.auth.build_access
 
 Environment: PYREG_HOST, PYREG_PORT, PYREG_WORKERS, PYREG_LOG_LEVEL, PYREG_STORAGE,
-PYREG_UPLOAD_TTL, PYREG_UPLOAD_PURGE_INTERVAL, PYREG_MAX_MANIFEST_SIZE.
+PYREG_UPLOAD_TTL, PYREG_UPLOAD_PURGE_INTERVAL, PYREG_MAX_MANIFEST_SIZE, PYREG_TRUSTED_PROXIES.
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ class Settings:
     upload_ttl: int = 24 * 3600  # seconds an untouched upload session is kept
     upload_purge_interval: float = 3600.0  # seconds between sweeps of stale sessions; 0: never
     max_manifest_size: int = 4 * 1024 * 1024
+    # Addresses whose X-Forwarded-For/-Proto are believed (uvicorn's forwarded_allow_ips).
+    # Empty: none, so behind a proxy every client would share the proxy's address (and its
+    # login lockout); set it to the proxy's address there.
+    trusted_proxies: str = ""
     auth: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
@@ -81,7 +86,7 @@ def _int(value: Any, key: str) -> int:
 
 def _from_mapping(raw: Mapping[str, Any]) -> dict[str, Any]:
     known = {"host", "port", "workers", "log_level", "storage", "max_manifest_size"}
-    known |= {"uploads", "auth"}
+    known |= {"uploads", "auth", "trusted_proxies"}
     unknown = set(raw) - known
     if unknown:
         raise SettingsError(f"unknown settings: {', '.join(sorted(unknown))}")
@@ -120,6 +125,13 @@ def _from_mapping(raw: Mapping[str, Any]) -> dict[str, Any]:
         raise SettingsError(
             f"unknown settings: uploads.{', uploads.'.join(sorted(unknown_uploads))}"
         )
+    proxies = raw.get("trusted_proxies")
+    if isinstance(proxies, list) and all(isinstance(p, str) for p in proxies):
+        out["trusted_proxies"] = ",".join(proxies)
+    elif isinstance(proxies, str):
+        out["trusted_proxies"] = proxies
+    elif proxies is not None:
+        raise SettingsError("trusted_proxies: expected a string or a list of addresses")
     auth = raw.get("auth")
     if auth is not None and not isinstance(auth, Mapping):
         raise SettingsError("auth: expected a mapping")
@@ -137,6 +149,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "PYREG_UPLOAD_TTL": ("upload_ttl", int),
     "PYREG_UPLOAD_PURGE_INTERVAL": ("upload_purge_interval", float),
     "PYREG_MAX_MANIFEST_SIZE": ("max_manifest_size", int),
+    "PYREG_TRUSTED_PROXIES": ("trusted_proxies", str),
 }
 
 

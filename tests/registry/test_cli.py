@@ -73,3 +73,12 @@ def test_bad_auth_section_is_one_line_and_exit_2(
     assert code == 2 and calls == {}
     err = capsys.readouterr().err
     assert "auth" in err and "htpasswd" in err and "Traceback" not in err
+
+
+def test_forwarded_headers_only_from_trusted_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PYREG_TRUSTED_PROXIES", raising=False)
+    code, calls = _run(monkeypatch, ["--storage", "memory://"])
+    assert code == 0 and calls["proxy_headers"] is False
+    code, calls = _run(monkeypatch, ["--storage", "memory://", "--trusted-proxies", "10.0.0.7"])
+    assert code == 0 and calls["proxy_headers"] is True
+    assert calls["forwarded_allow_ips"] == "10.0.0.7"

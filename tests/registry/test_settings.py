@@ -71,3 +71,17 @@ def test_missing_file_and_bad_env(tmp_path: Path) -> None:
 def test_json_round_trip() -> None:
     settings = Settings(port=1234, storage_options={"a": 1}, auth={"b": [1]})
     assert Settings.from_json(settings.to_json()) == settings
+
+
+def test_trusted_proxies_as_list_string_or_env(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("trusted_proxies: [10.0.0.1, 10.0.0.2]\n")
+    assert load_settings(config, environ={}).trusted_proxies == "10.0.0.1,10.0.0.2"
+    config.write_text("trusted_proxies: '*'\n")
+    assert load_settings(config, environ={}).trusted_proxies == "*"
+    env = {"PYREG_TRUSTED_PROXIES": "127.0.0.1"}
+    assert load_settings(config, environ=env).trusted_proxies == "127.0.0.1"
+    assert load_settings(None, environ={}).trusted_proxies == ""
+    config.write_text("trusted_proxies: 5\n")
+    with pytest.raises(SettingsError):
+        load_settings(config, environ={})
