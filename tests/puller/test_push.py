@@ -94,6 +94,20 @@ async def test_large_blob_goes_up_in_chunks(
     assert len(patches) == 4  # 300_000 tar bytes + headers, in 100_000-byte chunks
 
 
+async def test_a_40_mib_layer_goes_up_in_one_patch_by_default(
+    docker_registry: DockerRegistry, store: GraphStore
+) -> None:
+    # One request from offset 0 lets a registry keep the hash it computed while receiving
+    # (pyreg: publish by rename, no second pass); 32 MiB chunks split typical layers in two.
+    image = build_image([[file("big", bytes(40 << 20))]], compression="")
+    ref = Reference.parse(f"{docker_registry.host}/big/whole:latest")
+    put_image(store, str(ref), image)
+    async with RegistryClient(ref.registry) as client:
+        await Pusher(client, store).push(ref)
+    patches = [r for r in docker_registry.requests() if r.method == "PATCH"]
+    assert len(patches) == 1
+
+
 async def test_chunked_upload_resumes_from_registry_status(
     docker_registry: DockerRegistry, store: GraphStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
