@@ -14,9 +14,10 @@ Keys whose segments start with `.tmp.`, or whose first segment is `.multipart`, 
 nothing a caller writes can collide with this bookkeeping.
 
 Blocking file I/O runs in worker threads, so the event loop never waits on the disk: `aiofiles`
-for the byte streams, and one `asyncio.to_thread` call per small-object read or write, metadata
-and directory operation (a thread hop costs more than reading a link file, so one hop, not
-aiofiles' open/read/close three).
+for reading byte streams, one `asyncio.to_thread` call per 1 MiB written, and one per
+small-object read or write, metadata and directory operation (a thread hop costs more than
+reading a link file, so one hop, not aiofiles' open/read/close three). An empty put over an
+empty object only sets its mtime: blob in-use marks are rewritten on every push.
 """
 
 from __future__ import annotations
