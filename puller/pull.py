@@ -41,6 +41,8 @@ from puller.store import GraphStore, StoreError
 
 DEFAULT_CONCURRENCY = 4
 DEFAULT_RETRIES = 5
+#: an image config is read whole into memory; real ones are kilobytes (a long history: ~1 MiB)
+MAX_CONFIG_BYTES = 32 * 1024 * 1024
 _CONTENT_RANGE_RE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 # errors after which a download is worth resuming
 RESUMABLE = (httpx.TransportError, httpx.StreamError, ConnectionError)
@@ -161,6 +163,13 @@ class Puller:
 
     async def _fetch_image(self, ref: Reference, manifest: Manifest, result: PullResult) -> None:
         is_image = manifest.config.media_type in mt.CONFIGS
+        if is_image and manifest.config.size > MAX_CONFIG_BYTES:
+            # checked before downloading: a hostile registry's giant config (say, millions of
+            # diff_ids) would otherwise be downloaded and then parsed in memory
+            raise PullError(
+                f"{ref}: image config of {manifest.config.size} bytes "
+                f"(more than {MAX_CONFIG_BYTES}) refused"
+            )
         # one task per distinct blob: images may repeat a layer (e.g. empty ones)
         tasks: dict[Digest, asyncio.Task[None]] = {}
         for desc in (manifest.config, *manifest.layers):

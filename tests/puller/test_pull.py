@@ -393,3 +393,27 @@ async def test_artifact_is_pulled_as_blobs_without_layers(
     assert result.digest == digest_bytes(manifest)
     assert store.content.read_bytes(digest_bytes(payload)) == payload
     assert store.layers.list() == []
+
+
+async def test_giant_config_is_refused_before_download(
+    store: GraphStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hostile registry's config with millions of diff_ids would be downloaded, then read and
+    parsed whole: refused from its descriptor's size, before a byte of it is fetched."""
+    import puller.pull
+
+    image = build_image([[file("a", b"x")]])
+    monkeypatch.setattr(puller.pull, "MAX_CONFIG_BYTES", len(image.config) - 1)
+    fetched: list[str] = []
+    serve = _fake_registry(image.manifest, {str(d): b for d, b in image.blobs().items()})
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if "/blobs/" in request.url.path:
+            fetched.append(request.url.path)
+        return serve(request)
+
+    async with RegistryClient("localhost:1", transport=httpx.MockTransport(handler)) as client:
+        with pytest.raises(PullError, match="config"):
+            await pull(client, store, Reference.parse("localhost:1/a/b:v1"))
+    assert fetched == []
+    assert store.images.list() == {}
