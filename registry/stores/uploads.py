@@ -251,7 +251,16 @@ class UploadStore:
                 )
             )
         if parts:
-            await backend.multipart_complete(data_path, state.multipart_id, parts)
+            try:
+                await backend.multipart_complete(data_path, state.multipart_id, parts)
+            except StorageError:
+                if not await self._parts_changed(state):
+                    raise  # the storage failed: a server-side error
+                await self._discard(state)
+                raise errors.BLOB_UPLOAD_INVALID(
+                    "the upload's data changed under it (concurrent requests on one "
+                    "session); start a new upload"
+                ) from None
         else:
             await backend.multipart_abort(data_path, state.multipart_id)
             await backend.put(data_path, b"")
@@ -270,6 +279,18 @@ class UploadStore:
         await self._blobs.link(state.name, digest)
         await backend.delete_prefix(paths.upload_dir(state.id))
         return digest
+
+    async def _parts_changed(self, state: UploadState) -> bool:
+        """Whether a part the state records was rewritten since (its ETag differs): racing
+        requests on one session, not a storage failure."""
+        try:
+            listed = await self._backend.multipart_list_parts(
+                paths.upload_data(state.id), state.multipart_id
+            )
+        except (NotFound, StorageError):
+            return False
+        etags = {p.number: p.etag for p in listed}
+        return any(p.etag and etags.get(p.number) != p.etag for p in state.parts)
 
     async def put_monolithic(
         self, name: str, digest: Digest, chunks: AsyncIterable[bytes], length: int | None

@@ -14,7 +14,7 @@ from ocispec.digest import Digest
 from registry import errors
 from registry.stores import paths
 from registry.stores.repository import RegistryStore
-from storage_backends.base import StorageBackend, StorageError
+from storage_backends.base import StorageBackend
 from storage_backends.memory import MemoryBackend
 
 DATA = bytes(range(256)) * 40  # 10240 bytes
@@ -202,9 +202,14 @@ async def test_racing_first_chunks_never_publish_unverified_bytes(
     gate.set()
     await slow_b
     final = await store.uploads.load("repo", state.id)
-    try:
+    if backend.min_part_size > 0:
+        # S3: bodies this small are kept as tails under fresh keys, so the last state saved
+        # is consistent (B's tail, B's hash) and the commit is right to publish B.
         await store.uploads.commit(final, sha(b))
-    except (errors.RegistryError, StorageError):
-        pass  # refusing is right
-    if await backend.exists(paths.blob_data(sha(b))):
         assert await read_blob(store, sha(b)) == b
+        return
+    with pytest.raises(errors.BLOB_UPLOAD_INVALID):  # a 400 for the racing client, not a 500
+        await store.uploads.commit(final, sha(b))
+    assert not await backend.exists(paths.blob_data(sha(b)))
+    with pytest.raises(errors.BLOB_UPLOAD_UNKNOWN):
+        await store.uploads.load("repo", state.id)  # the inconsistent session is gone
