@@ -47,6 +47,44 @@ def base_url(registry: str, insecure: bool = False) -> str:
     return f"{scheme}://{_API_HOSTS.get(registry, registry)}"
 
 
+def _http_transport(verify: bool) -> httpx.AsyncHTTPTransport:
+    return httpx.AsyncHTTPTransport(
+        http1=True,
+        http2=False,
+        verify=verify,
+        limits=httpx.Limits(max_connections=16, max_keepalive_connections=8),
+    )
+
+
+class LazyTLSTransport(httpx.AsyncBaseTransport):
+    """Plain-HTTP requests on a pool without certificate loading; the TLS pool is built on
+    the first https:// request. httpx builds a verified SSL context (the CA bundle, ~50 ms of
+    CPU) for every transport, which a loopback registry over plain HTTP never uses; a
+    redirect or token realm on https:// still gets the verified one."""
+
+    def __init__(self, verify: bool = True) -> None:
+        self.verify = verify
+        # verify=False: a bare SSLContext, cheap; never used for http:// anyway
+        self.plain = _http_transport(verify=False)
+        self._tls: httpx.AsyncHTTPTransport | None = None
+
+    @property
+    def tls_built(self) -> bool:
+        return self._tls is not None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.scheme == "http":
+            return await self.plain.handle_async_request(request)
+        if self._tls is None:
+            self._tls = _http_transport(self.verify)
+        return await self._tls.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.plain.aclose()
+        if self._tls is not None:
+            await self._tls.aclose()
+
+
 class InsecureFallbackTransport(httpx.AsyncBaseTransport):
     """`--insecure` for a registry that is not loopback, as docker's insecure-registries:
     HTTPS without certificate checks first; when TLS cannot be spoken at all, plain HTTP to
@@ -136,12 +174,7 @@ def make_client(
 
     `transport` is the seam for tests (e.g. httpx.ASGITransport on an app); retries wrap it.
     """
-    inner = transport or httpx.AsyncHTTPTransport(
-        http1=True,
-        http2=False,
-        verify=not insecure,
-        limits=httpx.Limits(max_connections=16, max_keepalive_connections=8),
-    )
+    inner = transport or LazyTLSTransport(verify=not insecure)
     url = base_url(registry, insecure)
     if insecure and url.startswith("https://"):
         inner = InsecureFallbackTransport(inner, httpx.URL(url).host)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import ssl
+from typing import Any
+
 import httpx
 import pytest
 
 from puller.transport import (
     InsecureFallbackTransport,
+    LazyTLSTransport,
     RetryPolicy,
     RetryTransport,
     base_url,
@@ -128,3 +133,55 @@ def test_make_client_wraps_insecure_remote_registries_only() -> None:
     local = make_client("localhost:5000", insecure=True)
     assert isinstance(remote._transport.inner, InsecureFallbackTransport)  # type: ignore[attr-defined]
     assert not isinstance(local._transport.inner, InsecureFallbackTransport)  # type: ignore[attr-defined]
+
+
+async def _plain_http_server() -> asyncio.Server:
+    """A real HTTP/1.1 server on loopback that answers every request 200, empty."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+
+async def test_plain_http_registry_builds_no_verified_tls_context(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    built: list[object] = []
+    real = ssl.create_default_context
+
+    def counting(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        built.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ssl, "create_default_context", counting)
+    server = await _plain_http_server()
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with make_client(f"127.0.0.1:{port}", retry=FAST) as client:
+            assert (await client.get("/v2/")).status_code == 200
+            assert (await client.get("/v2/")).status_code == 200
+            assert built == []  # the CA bundle is never loaded for http://
+            # an https:// URL (a redirect, a token realm) gets a verified context, built now
+            # (nothing listens there, so the connection is refused)
+            from tests.support.docker_registry import free_port
+
+            with pytest.raises(httpx.ConnectError):
+                await client.get(f"https://127.0.0.1:{free_port()}/v2/")
+            assert len(built) == 1
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def test_lazy_tls_transport_keeps_the_verify_setting() -> None:
+    assert LazyTLSTransport().verify is True
+    assert LazyTLSTransport(verify=False).verify is False
+    assert not LazyTLSTransport().tls_built
