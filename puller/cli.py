@@ -27,9 +27,10 @@ from puller.auth import AuthError
 from puller.copy import Copier, CopyError
 from puller.credentials import Credentials, CredentialsError
 from puller.progress import NullReporter, Reporter, RichReporter
-from puller.pull import Puller, PullError, choose_platform, host_platform_spec, image_name
+from puller.pull import Puller, PullError, choose_platform, host_platform_spec
 from puller.push import Pusher, PushError
 from puller.store import GraphStore, StoreError, assemble_rootfs, prune
+from puller.store.images import image_name
 
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
     RegistryError,

@@ -44,6 +44,7 @@ from ocispec.reference import Reference, ReferenceError
 from puller.store import GraphStore
 from puller.store._fs import atomic_write
 from puller.store.errors import NotInStore, StoreError
+from puller.store.images import image_name
 from puller.store.unpack import sniff_media_type
 
 REF_NAME = "org.opencontainers.image.ref.name"
@@ -144,13 +145,6 @@ def _open_source(path: Path) -> _Source:
 
 
 # --- names --------------------------------------------------------------------------------
-
-
-def image_name(ref: Reference) -> str:
-    """How the image index names an image: `registry/repository:tag` or `...@digest`."""
-    if ref.digest is not None:
-        return f"{ref.name}@{ref.digest}"
-    return f"{ref.name}:{ref.tag or 'latest'}"
 
 
 def _normalise(value: str) -> str | None:

@@ -38,6 +38,7 @@ from ocispec.reference import Reference
 from puller.api import RegistryClient
 from puller.progress import NullReporter, Reporter
 from puller.store import GraphStore, StoreError
+from puller.store.images import image_name
 
 DEFAULT_CONCURRENCY = 4
 DEFAULT_RETRIES = 5
@@ -109,12 +110,6 @@ class PullResult:
     downloaded: list[Digest] = field(default_factory=list)
     existing: list[Digest] = field(default_factory=list)
     bytes_downloaded: int = 0
-
-
-def image_name(ref: Reference) -> str:
-    if ref.digest is not None:
-        return f"{ref.name}@{ref.digest}"
-    return f"{ref.name}:{ref.tag or 'latest'}"
 
 
 class Puller:

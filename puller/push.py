@@ -31,8 +31,8 @@ from puller.api import (
     UploadUnknown,
 )
 from puller.progress import NullReporter, Reporter
-from puller.pull import image_name
 from puller.store import GraphStore, NotInStore
+from puller.store.images import image_name
 
 PIECE = 1 << 20
 MONOLITHIC_MAX = 8 << 20  # below this, one PUT; above, chunks that can be resumed

@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from ocispec.digest import Digest, DigestError
+from ocispec.reference import Reference
 from puller.store._fs import read_json, update_json
+
+
+def image_name(ref: Reference) -> str:
+    """How the index names an image: `registry/repository:tag` (default latest) or `...@digest`."""
+    if ref.digest is not None:
+        return f"{ref.name}@{ref.digest}"
+    return f"{ref.name}:{ref.tag or 'latest'}"
 
 
 def _parse(raw: Any) -> dict[str, Digest]:
