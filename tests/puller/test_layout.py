@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import tarfile
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -48,7 +49,7 @@ def _unpack(store: GraphStore, name: str, target: Path) -> dict[str, tuple[objec
     return snapshot(target)
 
 
-def _tar_dir(src: Path, dest: Path, mode: str = "w") -> Path:
+def _tar_dir(src: Path, dest: Path, mode: Literal["w", "w:gz"] = "w") -> Path:
     with tarfile.open(dest, mode) as tf:
         for child in sorted(src.iterdir()):
             tf.add(child, arcname=child.name)
@@ -75,7 +76,7 @@ def test_default_repository_from_path(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("mode", ["w", "w:gz"])
-def test_load_oci_layout_tar(tmp_path: Path, mode: str) -> None:
+def test_load_oci_layout_tar(tmp_path: Path, mode: Literal["w", "w:gz"]) -> None:
     image = sample_image("zstd")
     layout = write_oci_layout(tmp_path / "layout", {"v1": image, "v2": image})
     archive = _tar_dir(layout, tmp_path / "layout.tar", mode)

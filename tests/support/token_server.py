@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
+from typing import Literal
 from urllib.parse import parse_qs, urlparse
 
 import jwt
@@ -128,7 +129,7 @@ class TokenServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def _basic_user(self) -> str | bool | None:
+            def _basic_user(self) -> str | Literal[False] | None:
                 header = self.headers.get("Authorization", "")
                 if not header.startswith("Basic "):
                     return None

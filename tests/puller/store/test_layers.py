@@ -140,7 +140,7 @@ def test_concurrent_register_unpacks_once(tmp_path: Path, monkeypatch: pytest.Mo
     import puller.store.layers as layers_module
 
     calls = []
-    real = layers_module.unpack_layer
+    real = layers_module.unpack_layer  # type: ignore[attr-defined]
 
     def counting(*args: object, **kwargs: object) -> object:
         calls.append(1)
