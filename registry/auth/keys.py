@@ -18,10 +18,11 @@ import anyio
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from registry.stores.paths import AUTH_KEY
 from storage_backends.base import NotFound, StorageBackend
 
 # Storage key of the generated signing key when `auth.key` is not set.
-STORAGE_KEY_PATH = "_auth/token-key.pem"
+STORAGE_KEY_PATH = AUTH_KEY
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey

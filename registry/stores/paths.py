@@ -17,6 +17,8 @@
 ├── _catalog/<encoded name>                      one empty marker per repository (no bucket walk);
 │                                               flat and order-preserving (catalog_marker)
 ├── _gc/clock, _gc/trash/<alg>/<hex>             GC's storage-clock probe; blobs it is deleting
+├── _auth/token-key.pem                          the token signing key, generated on first start
+│                                               when `auth.key` is not set (registry.auth.keys)
 └── _uploads/<uuid>/                             one upload session (any process may continue it)
     ├── state.json                               offset, multipart id, parts, in-stream hash
     ├── tail-<random>                            bytes not yet a full part (min_part_size > 0)
@@ -37,6 +39,7 @@ REPOSITORIES = "repositories"
 CATALOG = "_catalog"
 UPLOADS = "_uploads"
 GC = "_gc"
+AUTH_KEY = "_auth/token-key.pem"
 
 
 def blob_data(digest: Digest) -> str:
