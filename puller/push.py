@@ -115,7 +115,14 @@ class Pusher:
             raise PushError(f"no local image named {name}")
         await self.client.ensure_pinged()
         result = PushResult(ref, digest)
-        await self._push_manifest(ref, digest, result, top=True)
+        # what the repository now holds, recorded for later mounts in one write at the end
+        # (each write is a locked, fsync'd rewrite of the sources file): also on failure
+        held: list[Digest] = []
+        try:
+            await self._push_manifest(ref, digest, result, held, top=True)
+        finally:
+            if held:
+                self.store.sources.record(ref.registry, ref.repository, *held)
         return result
 
     def _load(self, digest: Digest) -> tuple[bytes, Manifest | Index]:
@@ -129,28 +136,30 @@ class Pusher:
             raise PushError(f"local manifest {digest} is invalid: {exc}") from None
 
     async def _push_manifest(
-        self, ref: Reference, digest: Digest, result: PushResult, top: bool
+        self, ref: Reference, digest: Digest, result: PushResult, held: list[Digest], top: bool
     ) -> None:
         data, parsed = self._load(digest)
         if isinstance(parsed, Index):
             for child in parsed.manifests:
                 if not self.store.content.has(child.digest):
                     raise PushError(f"index {digest}: child {child.digest} is not in the store")
-                await self._push_manifest(ref, child.digest, result, top=False)
+                await self._push_manifest(ref, child.digest, result, held, top=False)
         else:
             # each distinct blob once: images may repeat a layer
             blobs = {b.digest: b for b in (parsed.config, *parsed.layers)}
-            await asyncio.gather(*(self._push_blob(ref, b, result) for b in blobs.values()))
+            await asyncio.gather(*(self._push_blob(ref, b, result, held) for b in blobs.values()))
         target = str(digest) if not top or ref.digest else (ref.tag or "latest")
         if top and ref.digest is not None and ref.digest != digest:
             raise PushError(f"{ref}: the local image has digest {digest}")
         await self.client.put_manifest(ref.repository, target, data, parsed.media_type)
-        self.store.sources.record(ref.registry, ref.repository, digest)
+        held.append(digest)
 
-    async def _push_blob(self, ref: Reference, desc: Descriptor, result: PushResult) -> None:
+    async def _push_blob(
+        self, ref: Reference, desc: Descriptor, result: PushResult, held: list[Digest]
+    ) -> None:
         async with self._semaphore:
             status = await self._push_blob_locked(ref, desc, result)
-        self.store.sources.record(ref.registry, ref.repository, desc.digest)
+        held.append(desc.digest)
         self.reporter.finish(desc.digest, status)
 
     async def _push_blob_locked(self, ref: Reference, desc: Descriptor, result: PushResult) -> str:

@@ -18,17 +18,21 @@ class BlobSources:
     def __init__(self, path: Path) -> None:
         self.file = Path(path)
 
-    def record(self, registry: str, repository: str, digest: Digest) -> None:
+    def record(self, registry: str, repository: str, *digests: Digest) -> None:
+        """One locked write for all `digests` (each write is fsync'd: a push records its
+        blobs together)."""
+
         def change(raw: Any) -> dict[str, Any]:
             data: dict[str, Any] = raw if isinstance(raw, dict) else {}
             per_registry = data.setdefault(registry, {})
             if not isinstance(per_registry, dict):
                 per_registry = data[registry] = {}
-            repos = per_registry.get(str(digest))
-            if not isinstance(repos, list):
-                repos = per_registry[str(digest)] = []
-            if repository not in repos:
-                repos.append(repository)
+            for digest in digests:
+                repos = per_registry.get(str(digest))
+                if not isinstance(repos, list):
+                    repos = per_registry[str(digest)] = []
+                if repository not in repos:
+                    repos.append(repository)
             return data
 
         update_json(self.file, {}, change)

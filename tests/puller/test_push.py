@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -243,3 +244,40 @@ async def test_chunks_honour_oci_chunk_min_length(store: GraphStore) -> None:
     layer_size = len(image.layers[0].blob)
     assert [n for _, n in patches] == [200_000, 200_000, layer_size - 400_000]
     assert patches[1][0] == "200000-399999"
+
+
+async def test_push_records_blobs_and_manifest_for_later_mounts_in_one_write(
+    docker_registry: DockerRegistry, store: GraphStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    image = sample_image()
+    ref = Reference.parse(f"{docker_registry.host}/team/app:v1")
+    put_image(store, str(ref), image)
+    writes: list[tuple[object, ...]] = []
+    record = store.sources.record
+
+    def counting(*args: Any) -> None:
+        writes.append(args)
+        record(*args)
+
+    monkeypatch.setattr(store.sources, "record", counting)
+    async with RegistryClient(ref.registry) as client:
+        await push(client, store, ref)
+    assert len(writes) == 1  # one fsync'd rewrite of sources.json, not one per blob
+    for digest in [*image.blobs(), image.digest]:
+        assert store.sources.repositories(ref.registry, digest) == ["team/app"]
+
+
+async def test_push_that_fails_still_records_the_blobs_that_went_up(
+    docker_registry: DockerRegistry, store: GraphStore
+) -> None:
+    image = sample_image()
+    name = f"{docker_registry.host}/team/app:v1"
+    put_image(store, name, image)
+    # pinned to another digest: the blobs go up, then the manifest is refused
+    wrong = Reference.parse(f"{docker_registry.host}/team/app@{digest_bytes(b'other')}")
+    async with RegistryClient(wrong.registry) as client:
+        with pytest.raises(PushError, match="the local image has digest"):
+            await push(client, store, wrong, local_name=name)
+    for digest in image.blobs():
+        assert store.sources.repositories(wrong.registry, digest) == ["team/app"]
+    assert store.sources.repositories(wrong.registry, image.digest) == []
