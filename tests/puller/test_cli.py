@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -321,3 +322,18 @@ def test_unpack_an_index_takes_the_platform(
     assert code == 0 and (tmp_path / "arm" / "arch").read_bytes() == b"arm64"
     code, _, err = run(capsys, "unpack", "--platform", "linux/s390x", name, str(tmp_path / "x"))
     assert code == 1 and "no image for platform linux/s390x" in err
+
+
+def test_push_runs_on_uvloop_when_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    import uvloop
+
+    from puller.cli import _run_uvloop
+
+    async def loop_type() -> type:
+        return type(asyncio.get_running_loop())
+
+    assert _run_uvloop(loop_type()) is uvloop.Loop
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # not installed: asyncio's own loop
+    assert _run_uvloop(loop_type()) is not uvloop.Loop
