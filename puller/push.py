@@ -1,9 +1,9 @@
 """Push an image from the local graph store to a registry.
 
 Children first, manifests last, the tag last (go-containerregistry `remote/write.go`).
-For each blob: HEAD, and skip it when the repository has it; else, when the store knows
-another repository of the same registry holding it, a cross-repository mount (201 = done,
-202 = the registry opened an ordinary upload session: use it); else an upload:
+For each blob: HEAD (all at once), and skip it when the repository has it; else, when the
+store knows another repository of the same registry holding it, a cross-repository mount
+(201 = done, 202 = the registry opened an ordinary upload session: use it); else an upload:
 monolithic (POST, then PUT with the body) for small blobs, chunked PATCHes for large ones,
 resuming from the registry's upload status (GET Location -> Range) after a failure.
 Bodies are async iterators of 1 MiB pieces with an explicit Content-Length: one big bytes
@@ -157,16 +157,19 @@ class Pusher:
     async def _push_blob(
         self, ref: Reference, desc: Descriptor, result: PushResult, held: list[Digest]
     ) -> None:
-        async with self._semaphore:
-            status = await self._push_blob_locked(ref, desc, result)
+        # existence checks are cheap: all at once, not queued behind other blobs' uploads
+        # (the connection pool bounds them); only mounts and uploads take a slot
+        if await self.client.head_blob(ref.repository, desc.digest) is not None:
+            result.skipped.append(desc.digest)
+            status = "Layer already exists"
+        else:
+            async with self._semaphore:
+                status = await self._mount_or_upload(ref, desc, result)
         held.append(desc.digest)
         self.reporter.finish(desc.digest, status)
 
-    async def _push_blob_locked(self, ref: Reference, desc: Descriptor, result: PushResult) -> str:
+    async def _mount_or_upload(self, ref: Reference, desc: Descriptor, result: PushResult) -> str:
         repo, digest = ref.repository, desc.digest
-        if await self.client.head_blob(repo, digest) is not None:
-            result.skipped.append(digest)
-            return "Layer already exists"
         try:
             path = self.store.content.path(digest)
         except NotInStore:

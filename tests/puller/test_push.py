@@ -281,3 +281,30 @@ async def test_push_that_fails_still_records_the_blobs_that_went_up(
     for digest in image.blobs():
         assert store.sources.repositories(wrong.registry, digest) == ["team/app"]
     assert store.sources.repositories(wrong.registry, image.digest) == []
+
+
+async def test_blob_existence_checks_do_not_wait_for_other_blobs_uploads(
+    docker_registry: DockerRegistry, store: GraphStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    image = sample_image()  # config + 3 layers
+    ref = Reference.parse(f"{docker_registry.host}/team/app:v1")
+    put_image(store, str(ref), image)
+    heads_at_first_upload: list[int] = []
+    async with RegistryClient(ref.registry) as client:
+        heads = {"n": 0}
+        real_head, real_start = client.head_blob, client.start_upload
+
+        async def head_blob(*args: Any) -> int | None:
+            heads["n"] += 1
+            return await real_head(*args)
+
+        async def start_upload(*args: Any) -> Any:
+            heads_at_first_upload.append(heads["n"])
+            return await real_start(*args)
+
+        monkeypatch.setattr(client, "head_blob", head_blob)
+        monkeypatch.setattr(client, "start_upload", start_upload)
+        result = await Pusher(client, store, concurrency=1).push(ref)
+    # one upload at a time, but every blob's HEAD was already on its way
+    assert heads_at_first_upload[0] == 4
+    assert len(result.pushed) == 4
