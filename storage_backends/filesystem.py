@@ -285,7 +285,7 @@ class FilesystemBackend:
         if source == target:
             return
         try:
-            _in_dir(target, lambda: os.replace(source, target))
+            _in_dir(target, lambda: os.replace(source, target), source)
         except FileNotFoundError:
             raise NotFound(src) from None
         self._prune(source.parent)
@@ -353,7 +353,8 @@ class FilesystemBackend:
                 raise StorageError(f"multipart complete: part {p.number} unknown or changed")
         files = [directory / f"{n:05d}.part" for n in numbers]
         if len(files) == 1:
-            _in_dir(target, lambda: os.replace(files[0], target))  # one part: a rename, no copy
+            # one part: a rename, no copy
+            _in_dir(target, lambda: os.replace(files[0], target), files[0])
         else:
             tmp = self._tmp_name(target)
             try:
@@ -385,18 +386,21 @@ class FilesystemBackend:
 # -- helpers running in worker threads -----------------------------------------------------
 
 
-def _in_dir(target: Path, create: Callable[[], _T]) -> _T:
-    """Make `target`'s directory, then run `create` (which makes `target` in it).
+def _in_dir(target: Path, create: Callable[[], _T], source: Path | None = None) -> _T:
+    """Make `target`'s directory, then run `create` (which makes `target` in it, from
+    `source` when it moves a file).
 
     A concurrent delete prunes empty directories, so the fresh directory may vanish before
     `create` runs (FileNotFoundError) or while mkdir looks at it (FileExistsError): retry then.
+    Only a missing `source` is final. (Asking whether the directory exists afterwards is no
+    test: a neighbour may have made it again in between.)
     """
-    for attempt in range(10):
+    for attempt in range(50):
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             return create()
         except (FileNotFoundError, FileExistsError):
-            if attempt == 9 or target.parent.is_dir():
+            if attempt == 49 or (source is not None and not source.exists()):
                 raise
     raise AssertionError("unreachable")
 
