@@ -145,10 +145,17 @@ class Puller:
                 raise PullError(f"{ref}: the index entry for {entry.platform} is not an image")
             data, digest = child.data, child.digest
         result = PullResult(ref, image_name(ref), digest, resolved)
-        await self._fetch_image(ref, parsed, result)
-        await self._store_bytes(data, digest)
-        for d in (resolved, digest):
-            self.store.sources.record(ref.registry, repo, d)
+        complete = False
+        try:
+            await self._fetch_image(ref, parsed, result)
+            await self._store_bytes(data, digest)
+            complete = True
+        finally:
+            # Where each blob came from (later pushes mount from there): one locked, fsync'd
+            # write for the whole pull, also for what a failed pull did fetch.
+            manifests = (resolved, digest) if complete else ()
+            held = (*result.existing, *result.downloaded, *manifests)
+            self.store.sources.record(ref.registry, repo, *held)
         self.store.images.set(result.name, digest)  # last: the name points at a whole image
         return result
 
@@ -228,7 +235,6 @@ class Puller:
         if content.has(desc.digest):
             result.existing.append(desc.digest)
             self.reporter.finish(desc.digest, "Already exists")
-            self.store.sources.record(ref.registry, ref.repository, desc.digest)
             return
         async with self._semaphore:
             attempt = 0
@@ -244,7 +250,6 @@ class Puller:
                     self.reporter.start(desc.digest, desc.size, f"Retrying ({attempt})")
                     await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
         result.downloaded.append(desc.digest)
-        self.store.sources.record(ref.registry, ref.repository, desc.digest)
         self.reporter.finish(desc.digest, "Pull complete")
 
     async def _download(self, ref: Reference, desc: Descriptor, result: PullResult) -> None:

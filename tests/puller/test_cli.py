@@ -324,16 +324,16 @@ def test_unpack_an_index_takes_the_platform(
     assert code == 1 and "no image for platform linux/s390x" in err
 
 
-def test_push_runs_on_uvloop_when_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_commands_run_on_uvloop_when_installed(monkeypatch: pytest.MonkeyPatch) -> None:
     import asyncio
 
     import uvloop
 
-    from puller.cli import _run_uvloop
+    from puller.cli import _run
 
     async def loop_type() -> type:
         return type(asyncio.get_running_loop())
 
-    assert _run_uvloop(loop_type()) is uvloop.Loop
+    assert _run(loop_type()) is uvloop.Loop
     monkeypatch.setitem(sys.modules, "uvloop", None)  # not installed: asyncio's own loop
-    assert _run_uvloop(loop_type()) is not uvloop.Loop
+    assert _run(loop_type()) is not uvloop.Loop

@@ -417,3 +417,47 @@ async def test_giant_config_is_refused_before_download(
             await pull(client, store, Reference.parse("localhost:1/a/b:v1"))
     assert fetched == []
     assert store.images.list() == {}
+
+
+@pytest.mark.interop
+async def test_pull_records_its_sources_in_one_write(
+    docker_registry: DockerRegistry,
+    store: GraphStore,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    image = sample_image()
+    ref = await _seed(docker_registry, tmp_path, "team/app:v1", image)
+    writes: list[tuple[object, ...]] = []
+    record = store.sources.record
+
+    def counting(*args: object) -> None:
+        writes.append(args)
+        record(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store.sources, "record", counting)
+    async with RegistryClient(ref.registry) as client:
+        await pull(client, store, ref)
+    assert len(writes) == 1  # one fsync'd rewrite of sources.json, not one per blob
+    for digest in [*image.blobs(), image.digest]:
+        assert store.sources.repositories(ref.registry, digest) == ["team/app"]
+
+
+@pytest.mark.interop
+async def test_pull_that_fails_still_records_the_blobs_it_fetched(
+    docker_registry: DockerRegistry, store: GraphStore, tmp_path: Path
+) -> None:
+    good = make_layer([file("a", b"1")])
+    liar = build_image(
+        [good],
+        config_extra={
+            "rootfs": {"type": "layers", "diff_ids": [str(digest_bytes(b"another tar"))]}
+        },
+    )
+    ref = await _seed(docker_registry, tmp_path, "liar/image:v1", liar)
+    async with RegistryClient(ref.registry) as client:
+        with pytest.raises(PullError, match="layer"):
+            await pull(client, store, ref)
+    # the layer blob did arrive (it is verified against its digest): a later push may mount it
+    assert store.sources.repositories(ref.registry, good.digest) == ["liar/image"]
+    assert store.sources.repositories(ref.registry, liar.digest) == []
