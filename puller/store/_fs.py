@@ -48,18 +48,35 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 
 def force_rmtree(path: Path) -> None:
-    """Remove a tree even when it holds read-only directories (as unpacked layers may)."""
+    """Remove a tree even when it holds read-only or unsearchable directories (0555, 0500,
+    0300, 0000: as unpacked layers and rootfs trees of a non-root user do).
+
+    On a refusal the parent and the entry itself (a real directory, never a symlink: rmtree
+    checked it) get u+rwx and the entry is removed again, a directory with its own rmtree.
+    """
+    retried: set[str] = set()
+    top = str(path)
 
     def onerror(func: Callable[..., Any], p: str, exc_info: Any) -> None:
         if isinstance(exc_info[1], FileNotFoundError):
             return
-        parent = os.path.dirname(p)
-        with contextlib.suppress(OSError):
-            os.chmod(parent, stat.S_IRWXU)
-        if os.path.isdir(p) and not os.path.islink(p):
+        if p in retried:  # granting access did not help (not our file): give up
+            raise exc_info[1]
+        retried.add(p)
+        if p != top:  # the parent of the tree itself is not ours to change
+            with contextlib.suppress(OSError):
+                os.chmod(os.path.dirname(p), stat.S_IRWXU)
+        try:
+            st = os.lstat(p)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode):
             with contextlib.suppress(OSError):
                 os.chmod(p, stat.S_IRWXU)
-        func(p)
+            # rmtree gives up on a directory it could not open or list: start it over
+            shutil.rmtree(p, onerror=onerror)
+        else:
+            os.unlink(p)
 
     if not os.path.lexists(path):
         return

@@ -5,7 +5,8 @@ uses it (two images with the same first layers share the same chainIDs). `meta.j
 the parent chainID, the diffID, the compressed blob's digest, size and media type, plus what
 the unpacked tree cannot show: directories that exist only as parents of entries
 (`implicit_dirs`) and hardlinks to files of lower layers (`hardlinks`), both needed to
-assemble a rootfs exactly. Whiteouts stay in `rootfs/` as empty `.wh.*` marker files.
+assemble a rootfs exactly, and, when registered by a non-root user, the true modes of entries
+kept readable on disk (`modes`). Whiteouts stay in `rootfs/` as empty `.wh.*` marker files.
 
 A layer is unpacked into `layers/.tmp-*` and renamed into place after its diffID checked, so a
 chainID directory is always complete; a per-chainID lock keeps two concurrent pulls from
@@ -41,6 +42,9 @@ class LayerRecord:
     unpacked_dir: Path
     implicit_dirs: tuple[str, ...] = field(default=(), compare=False)
     hardlinks: dict[str, str] = field(default_factory=dict, compare=False)
+    # Registered as non-root: permission bits of entries whose on-disk mode was widened to
+    # keep them readable (see tarsafe.Applier.keep_access); the rootfs gets these.
+    modes: dict[str, int] = field(default_factory=dict, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -52,6 +56,7 @@ class LayerRecord:
             "media_type": self.media_type,
             "implicit_dirs": list(self.implicit_dirs),
             "hardlinks": dict(self.hardlinks),
+            "modes": {path: oct(mode) for path, mode in sorted(self.modes.items())},
         }
 
 
@@ -86,6 +91,7 @@ class LayerGraph:
                 unpacked_dir=d / "rootfs",
                 implicit_dirs=tuple(raw.get("implicit_dirs", ())),
                 hardlinks=dict(raw.get("hardlinks", {})),
+                modes={p: int(m, 8) for p, m in raw.get("modes", {}).items()},
             )
         except FileNotFoundError:
             return None
@@ -129,6 +135,7 @@ class LayerGraph:
                     unpacked_dir=self._dir(chain_id) / "rootfs",
                     implicit_dirs=tuple(result.implicit_dirs),
                     hardlinks=result.hardlinks,
+                    modes=result.modes,
                 )
                 (tmp / "meta.json").write_text(json.dumps(record.to_json(), indent=2))
                 final = self._dir(chain_id)

@@ -67,7 +67,7 @@ def _read_xattrs(path: str) -> dict[str, bytes]:
 def apply_layer_dir(applier: Applier, record: LayerRecord) -> None:
     implicit = set(record.implicit_dirs)
     inodes: dict[tuple[int, int], str] = {}
-    _apply_dir(applier, record.unpacked_dir, "", implicit, inodes)
+    _apply_dir(applier, record.unpacked_dir, "", implicit, inodes, record.modes)
     for path, linkname in sorted(record.hardlinks.items()):
         applier.apply(Entry(path, "hardlink", linkname=linkname))
 
@@ -78,6 +78,7 @@ def _apply_dir(
     rel: str,
     implicit: set[str],
     inodes: dict[tuple[int, int], str],
+    modes: dict[str, int],
 ) -> None:
     with os.scandir(os.path.join(src_root, rel) if rel else src_root) as it:
         entries = sorted(it, key=lambda e: e.name)
@@ -105,14 +106,17 @@ def _apply_dir(
         kind = _kind(st.st_mode)
         if kind is None:
             continue
-        entry = Entry(path, kind, st.st_mode, st.st_uid, st.st_gid, st.st_mtime)
+        mode = st.st_mode
+        if path in modes:  # kept readable on disk by a rootless registration
+            mode = stat.S_IFMT(mode) | modes[path]
+        entry = Entry(path, kind, mode, st.st_uid, st.st_gid, st.st_mtime)
         entry.xattrs = _read_xattrs(e.path)
         if kind == "dir":
             if path in implicit:
                 applier.ensure_dir(path)
             else:
                 applier.directory(entry)
-            _apply_dir(applier, src_root, path, implicit, inodes)
+            _apply_dir(applier, src_root, path, implicit, inodes, modes)
             continue
         if kind == "symlink":
             entry.linkname = os.readlink(e.path)

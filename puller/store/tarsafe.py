@@ -19,6 +19,12 @@ layers. The rules here:
 - files are created with O_EXCL|O_NOFOLLOW; device nodes only as root (skipped otherwise);
 - ownership only as root; modes and mtimes always; directory metadata last, deepest first,
   so that a read-only directory does not block its own children.
+
+As an ordinary user (what `umoci unpack --rootless` does too): a directory that must be written
+into, searched or emptied and lacks `u+rwx` is granted it for the duration, never through a
+symlink (only components `resolve` has checked), and its mode is put back by `finish()`. With
+`keep_access` (layer directories of a rootless store) directories stay `u+rwx` and files `u+r`
+so that later assemblies can read them; the true modes go to `modes` (kept in meta.json).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -65,11 +71,19 @@ def is_whiteout(basename: str) -> bool:
     return basename.startswith(WHITEOUT_PREFIX)
 
 
-def resolve(root: Path, rel: str, *, follow_last: bool = False) -> list[str]:
+def resolve(
+    root: Path,
+    rel: str,
+    *,
+    follow_last: bool = False,
+    grant: Callable[[list[str]], None] | None = None,
+) -> list[str]:
     """The real components (no symlinks) of `rel` under `root`, following inside links only.
 
     Missing components are kept as they are (they will be created). Raises UnsafeEntry when a
     symlink to be followed is absolute or climbs above the root, or on a symlink loop.
+    `grant(done)` is called for each directory before one of its entries is looked at (so
+    that a non-root caller can make it searchable first).
     """
     pending = list(reversed([p for p in rel.split("/") if p]))
     done: list[str] = []
@@ -83,6 +97,8 @@ def resolve(root: Path, rel: str, *, follow_last: bool = False) -> list[str]:
                 raise UnsafeEntry(rel, "a symlink on its path points outside the root")
             done.pop()
             continue
+        if grant is not None and done:
+            grant(done)
         path = os.path.join(root, *done, comp)
         if (pending or follow_last) and os.path.islink(path):
             hops += 1
@@ -151,17 +167,43 @@ def _copy_fd(src: int, dst: int) -> None:
 
 @dataclass
 class Applier:
-    """Applies entries under `root`. `as_root`: chown and make device nodes (default: euid 0)."""
+    """Applies entries under `root`. `as_root`: chown and make device nodes (default: euid 0).
+
+    `keep_access`: leave directories `u+rwx` and files `u+r`, recording in `modes` (resolved
+    path -> permission bits) every mode that differs from what is on disk.
+    """
 
     root: Path
     as_root: bool = field(default_factory=lambda: os.geteuid() == 0)
+    keep_access: bool = False
     skipped: list[str] = field(default_factory=list)
     implicit_dirs: set[str] = field(default_factory=set)
+    modes: dict[str, int] = field(default_factory=dict)
     _dirs: dict[str, _DirMeta] = field(default_factory=dict)
+    _granted: dict[str, int] = field(default_factory=dict)
+
+    def _resolve(self, rel: str, *, follow_last: bool = False) -> list[str]:
+        grant = None if self.as_root else self._grant
+        return resolve(self.root, rel, follow_last=follow_last, grant=grant)
+
+    def _grant(self, parts: list[str]) -> None:
+        """As non-root: give the real directory `parts` u+rwx until `finish()` restores it."""
+        if self.as_root or not parts:
+            return
+        path = os.path.join(self.root, *parts)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return  # missing (to be created) or its parent is not ours
+        if not stat.S_ISDIR(st.st_mode) or st.st_mode & stat.S_IRWXU == stat.S_IRWXU:
+            return
+        # lstat said directory, and every parent is a checked real directory: no symlink here
+        self._granted.setdefault("/".join(parts), stat.S_IMODE(st.st_mode))
+        os.chmod(path, stat.S_IMODE(st.st_mode) | stat.S_IRWXU)
 
     def _target(self, rel: str) -> tuple[str, str]:
         """(resolved relative path, absolute path) for writing `rel`, parents created."""
-        parts = resolve(self.root, rel)
+        parts = self._resolve(rel)
         if not parts:
             raise UnsafeEntry(rel, "cannot replace the root directory")
         self._make_parents(parts[:-1], rel)
@@ -183,6 +225,7 @@ class Applier:
                 raise LayerError(
                     f"layer entry {rel!r}: {'/'.join(parts[: i + 1])!r} is not a directory"
                 )
+            self._grant(parts[: i + 1])
 
     def _owner(self, fd_or_path: int | str, entry: Entry) -> None:
         if self.as_root:
@@ -214,6 +257,7 @@ class Applier:
         self.implicit_dirs.discard(resolved)
         if entry.kind == "file":
             self._file(entry, dst, content)
+            self._keep_readable(resolved, dst, entry.mode)
         elif entry.kind == "symlink":
             os.symlink(entry.linkname, dst)
             self._owner(dst, entry)
@@ -249,6 +293,12 @@ class Applier:
         finally:
             os.close(fd)
 
+    def _keep_readable(self, resolved: str, dst: str, mode: int) -> None:
+        mode = stat.S_IMODE(mode)
+        if self.keep_access and not mode & stat.S_IRUSR:
+            self.modes[resolved] = mode
+            os.chmod(dst, mode | stat.S_IRUSR)
+
     def _xattrs(self, target: int | str, rel: str, xattrs: dict[str, bytes]) -> None:
         for key, value in xattrs.items():
             try:
@@ -263,7 +313,7 @@ class Applier:
 
     def link_target(self, linkname: str) -> str | None:
         """The absolute path a hardlink to `linkname` would point at, or None if absent."""
-        parts = resolve(self.root, clean_name(linkname))
+        parts = self._resolve(clean_name(linkname))
         if not parts:
             raise UnsafeEntry(linkname, "hardlink to the root directory")
         src = os.path.join(self.root, *parts)
@@ -277,11 +327,16 @@ class Applier:
         src = self.link_target(entry.linkname)
         if src is None:
             raise LayerError(f"hardlink {entry.path!r} -> {entry.linkname!r}: target is missing")
+        resolved = os.path.relpath(dst, self.root)
         if os.path.lexists(dst):
             if os.path.samefile(src, dst) if not os.path.islink(dst) else False:
                 return
             _remove(dst)
+            self._forget(resolved)
         os.link(src, dst, follow_symlinks=False)
+        src_mode = self.modes.get(os.path.relpath(src, self.root))
+        if src_mode is not None:  # the same inode: the same true mode
+            self.modes[resolved] = src_mode
 
     def directory(self, entry: Entry, *, metadata: bool = True) -> None:
         """Create (or keep) a directory; its metadata is applied by `finish()`."""
@@ -300,12 +355,12 @@ class Applier:
 
     def ensure_dir(self, rel: str) -> None:
         """A directory that must exist, without metadata of its own: follow inside symlinks."""
-        parts = resolve(self.root, rel, follow_last=True)
+        parts = self._resolve(rel, follow_last=True)
         self._make_parents(parts, rel)
 
     def remove(self, rel: str) -> None:
         """Whiteout: delete `rel` (whatever it is) if present."""
-        parts = resolve(self.root, rel)
+        parts = self._resolve(rel)
         if not parts:
             return
         path = os.path.join(self.root, *parts)
@@ -315,30 +370,46 @@ class Applier:
 
     def _forget(self, resolved: str) -> None:
         """Drop the pending directory metadata of `resolved` and everything below it."""
-        for key in [k for k in self._dirs if k == resolved or k.startswith(resolved + "/")]:
-            del self._dirs[key]
+
+        def below(k: str) -> bool:
+            return k == resolved or k.startswith(resolved + "/")
+
+        for pending in (self._dirs, self.modes, self._granted):
+            for key in [k for k in pending if below(k)]:
+                del pending[key]
 
     def clear(self, rel: str) -> None:
         """Opaque directory: delete everything currently inside `rel`."""
-        parts = resolve(self.root, rel, follow_last=True)
+        parts = self._resolve(rel, follow_last=True)
         path = os.path.join(self.root, *parts)
         if not (os.path.isdir(path) and not os.path.islink(path)):
             return
+        self._grant(parts)
         for child in os.listdir(path):
             self.remove("/".join([*parts, child]))
 
     def finish(self) -> None:
-        """Apply directory ownership, modes and mtimes, deepest first."""
-        for meta in sorted(self._dirs.values(), key=lambda m: m.path.count("/"), reverse=True):
-            path = os.path.join(self.root, meta.path)
-            if not os.path.isdir(path) or _through_symlink(self.root, meta.path):
+        """Apply directory ownership, modes and mtimes, deepest first; put granted modes back."""
+        todo = sorted({*self._dirs, *self._granted}, key=lambda p: p.count("/"), reverse=True)
+        for rel in todo:
+            path = os.path.join(self.root, rel)
+            if not os.path.isdir(path) or _through_symlink(self.root, rel):
                 continue  # chmod/chown/utime follow symlinks: never on a path that has one
-            if self.as_root:
+            meta = self._dirs.get(rel)
+            mode = stat.S_IMODE(meta.mode) if meta is not None else self._granted[rel]
+            if meta is not None and self.as_root:
                 os.lchown(path, meta.uid, meta.gid)
-            os.chmod(path, stat.S_IMODE(meta.mode))
-            self._xattrs(path, meta.path, meta.xattrs)
-            os.utime(path, (meta.mtime, meta.mtime))
+            if self.keep_access and mode & stat.S_IRWXU != stat.S_IRWXU:
+                self.modes[rel] = mode
+                mode |= stat.S_IRWXU
+            elif meta is not None:
+                self.modes.pop(rel, None)
+            os.chmod(path, mode)
+            if meta is not None:
+                self._xattrs(path, rel, meta.xattrs)
+                os.utime(path, (meta.mtime, meta.mtime))
         self._dirs.clear()
+        self._granted.clear()
 
 
 def _through_symlink(root: Path, rel: str) -> bool:

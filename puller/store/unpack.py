@@ -130,6 +130,8 @@ class UnpackResult:
     implicit_dirs: list[str] = field(default_factory=list)
     hardlinks: dict[str, str] = field(default_factory=dict)  # to files of lower layers
     skipped: list[str] = field(default_factory=list)
+    # as non-root: true modes of entries kept u+rwx (dirs) / u+r (files) on disk, by path
+    modes: dict[str, int] = field(default_factory=dict)
 
 
 def unpack_layer(blob: Path, media_type: str, target: Path, diff_id: Digest | None) -> UnpackResult:
@@ -139,6 +141,9 @@ def unpack_layer(blob: Path, media_type: str, target: Path, diff_id: Digest | No
     diff_id differs). On error `target` may hold a partial tree: the caller discards it.
     """
     applier = Applier(target)
+    # A non-root user could not read back a directory or file the layer makes unreadable to
+    # its owner, so the layer tree keeps owner access and the true modes are recorded.
+    applier.keep_access = not applier.as_root
     hardlinks: dict[str, str] = {}
     try:
         with open(blob, "rb") as raw:
@@ -154,7 +159,9 @@ def unpack_layer(blob: Path, media_type: str, target: Path, diff_id: Digest | No
     actual = Digest("sha256", hashing.hash.hexdigest())
     if diff_id is not None and actual != diff_id:
         raise LayerDiffIdMismatch(diff_id, actual)
-    return UnpackResult(actual, sorted(applier.implicit_dirs), hardlinks, applier.skipped)
+    return UnpackResult(
+        actual, sorted(applier.implicit_dirs), hardlinks, applier.skipped, applier.modes
+    )
 
 
 class LayerDiffIdMismatch(LayerError):
