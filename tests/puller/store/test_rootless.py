@@ -8,6 +8,7 @@ assembled as root and, when it runs, with `umoci unpack --rootless` run as the s
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import subprocess
@@ -20,7 +21,7 @@ import pytest
 
 from puller.store import GraphStore, assemble_rootfs, prune
 from puller.store._fs import force_rmtree
-from puller.store.tarsafe import UnsafeEntry
+from puller.store.tarsafe import Applier, Entry, UnsafeEntry
 from tests.support.images import (
     Image,
     TarEntry,
@@ -181,17 +182,45 @@ def test_assembling_again_over_a_locked_tree(workdir: Path) -> None:
 def test_rootless_layer_records_true_modes(workdir: Path) -> None:
     image = build_image(locked_layers())
     as_nobody(lambda: _assemble(workdir / "store", image, workdir / "rootfs"))
-    record = GraphStore(workdir / "store").layers.get(
-        GraphStore(workdir / "store").layers.list()[0].chain_id
-    )
-    assert record is not None
-    base = {r.chain_id: r for r in GraphStore(workdir / "store").layers.list()}
-    lowest = next(r for r in base.values() if r.parent is None)
+    records = GraphStore(workdir / "store").layers.list()
+    lowest = next(r for r in records if r.parent is None)
     # on disk the owner keeps access; the record holds what the image says
     assert lowest.modes["locked"] == 0o000 and lowest.modes["locked/in/deep"] == 0o000
-    assert lowest.modes["ro"] == 0o555 and "ro/f" not in lowest.modes  # 0444 is readable
+    assert lowest.modes["ro"] == 0o555 and lowest.modes["wonly"] == 0o300
+    assert "ro/f" not in lowest.modes and "root" not in lowest.modes  # 0444, 0700: readable
     assert os.stat(lowest.unpacked_dir / "locked").st_mode & 0o777 == 0o700
     assert os.stat(lowest.unpacked_dir / "locked/in/deep").st_mode & 0o777 == 0o400
+
+
+def test_applier_grants_and_restores_in_an_existing_tree(workdir: Path) -> None:
+    """Whiteouts, opaque dirs and new files inside directories the owner may not write to
+    (or search) before the Applier starts; every mode is what it was afterwards."""
+    root = workdir / "tree"
+    for rel in ("", "ro", "ro/opq", "ro/opq/d"):
+        (root / rel).mkdir(exist_ok=True)
+    (root / "ro/f").write_bytes(b"old")
+    (root / "ro/opq/x").write_bytes(b"x")
+    (root / "link").symlink_to("ro")
+    for rel, mode in [("ro/f", 0o444), ("ro/opq/d", 0o000), ("ro/opq", 0o500), ("ro", 0o555)]:
+        os.chmod(root / rel, mode)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [dirpath, *(os.path.join(dirpath, n) for n in dirnames + filenames)]:
+            os.chown(name, NOBODY, NOBODY, follow_symlinks=False)
+
+    def work() -> None:
+        applier = Applier(root)
+        assert not applier.as_root
+        applier.apply(Entry("ro/f", "file", 0o444), io.BytesIO(b"new"))
+        applier.apply(Entry("link/added", "file", 0o400), io.BytesIO(b"via link"))
+        applier.clear("ro/opq")
+        applier.remove("ro/missing")
+        applier.finish()
+
+    as_nobody(work)
+    assert (root / "ro/f").read_bytes() == b"new" and (root / "ro/added").exists()
+    assert os.listdir(root / "ro/opq") == []
+    assert [os.stat(root / r).st_mode & 0o777 for r in ("ro", "ro/opq")] == [0o555, 0o500]
+    assert (root / "link").is_symlink()
 
 
 def test_rmi_prune_and_removing_a_rootfs_as_nobody(workdir: Path) -> None:
