@@ -299,3 +299,33 @@ def test_same_as_umoci_unpack_rootless_as_nobody(workdir: Path) -> None:
         pytest.skip(f"umoci unpack --rootless does not run as uid {NOBODY}: {done.stderr}")
     as_nobody(lambda: _assemble(workdir / "store", image, workdir / "rootfs"))
     assert snapshot(workdir / "rootfs") == snapshot(workdir / "bundle/rootfs")
+
+
+def test_cli_load_unpack_rmi_prune_as_nobody(workdir: Path) -> None:
+    """The commands a user runs, end to end in the store (`pyreg load` stands in for `pull`:
+    the network side is the same for root and not)."""
+    import pyreg.cli
+
+    image = build_image(locked_layers())
+    expected = _as_root_snapshot(workdir, image)
+    write_oci_layout(workdir / "layout", {"v1": image})
+    for dirpath, dirnames, filenames in os.walk(workdir / "layout"):
+        for name in [dirpath, *(os.path.join(dirpath, n) for n in dirnames + filenames)]:
+            os.chown(name, NOBODY, NOBODY)
+    pyreg.cli.parser_for(["unpack"])  # loads the client's modules before the fork
+
+    def load_and_unpack() -> None:
+        os.environ["PYREG_HOME"] = str(workdir / "home")
+        assert pyreg.cli.main(["load", str(workdir / "layout"), "-r", "example.com/a"]) == 0
+        assert pyreg.cli.main(["unpack", "example.com/a:v1", str(workdir / "rootfs")]) == 0
+
+    def forget() -> None:
+        os.environ["PYREG_HOME"] = str(workdir / "home")
+        assert pyreg.cli.main(["rmi", "example.com/a:v1"]) == 0
+        assert pyreg.cli.main(["prune"]) == 0
+
+    as_nobody(load_and_unpack)
+    assert snapshot(workdir / "rootfs") == expected
+    as_nobody(forget)
+    assert GraphStore(workdir / "home").layers.list() == []
+    assert list((workdir / "home/layers/sha256").iterdir()) == []
