@@ -155,8 +155,7 @@ class ManifestStore:
             await self._tags.delete(name, reference)
             return
         stored = await self.get(name, reference)
-        for tag in await self._tags.pointing_to(name, reference):
-            await self._tags.delete(name, tag)
+        await self._tags.untag(name, reference)  # O(its tags), via the reverse tag index
         await self._backend.delete(paths.manifest_revision_link(name, reference))
         try:
             parsed = parse_manifest(stored.data, stored.media_type)

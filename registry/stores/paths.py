@@ -9,6 +9,10 @@
 ├── repositories/<name>/                        <name> may contain slashes (a/b/c)
 │   ├── _layers/<alg>/<hex>/link                 blob visible in this repo (text: the digest)
 │   ├── _manifests/revisions/<alg>/<hex>/link    manifest in this repo (JSON: digest, mediaType)
+│   ├── _manifests/revisions/<alg>/<hex>/tags/<tag>  empty; reverse tag index: <tag> was set
+│   │                                            to this digest (may be stale: re-check the tag)
+│   ├── _manifests/.tag-index                    empty; every tag of the repo has its marker
+│   │                                            (absent: written before the index, scan once)
 │   ├── _manifests/tags/<tag>                    tag -> manifest digest (text); one flat
 │   │                                            object per tag, so key order is tag order
 │   │                                            and a page of tags is one S3 list request
@@ -98,6 +102,18 @@ def layer_link(name: str, digest: Digest) -> str:
 
 def manifest_revision_link(name: str, digest: Digest) -> str:
     return f"{repository(name)}/_manifests/revisions/{digest.algorithm}/{digest.hex}/link"
+
+
+def tag_markers_dir(name: str, digest: Digest) -> str:
+    return f"{repository(name)}/_manifests/revisions/{digest.algorithm}/{digest.hex}/tags"
+
+
+def tag_marker(name: str, digest: Digest, tag: str) -> str:
+    return f"{tag_markers_dir(name, digest)}/{tag}"
+
+
+def tag_index_flag(name: str) -> str:
+    return f"{repository(name)}/_manifests/.tag-index"
 
 
 def tags_dir(name: str) -> str:

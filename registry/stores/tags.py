@@ -2,9 +2,29 @@
 
 One flat object per tag (`paths.tag_link`), so the storage's key order is the spec's tag order
 and a page of `n` tags after `last` is one bounded listing, however many tags there are.
+
+A reverse index answers "which tags point to digest D" with one listing: an empty marker
+`paths.tag_marker(name, D, tag)` per tag set to D. Markers may be stale (the tag moved or
+went), so every use re-reads the forward tag; what must hold is that the tag's *current*
+target has its marker. Without compare-and-swap in storage, that is kept by two re-checks:
+- a writer puts the marker, then the forward tag, then checks the marker is still there
+  (a concurrent drop may have removed it) and puts it back if not;
+- whoever drops a marker (a tag moved away, a tag or manifest deleted) deletes it, then
+  re-reads the forward tag and puts the marker back if the tag points to that digest again.
+Whichever of the two comes last sees the other's write, so a marker never stays missing for a
+tag that points to its digest. A crash between steps leaves only a stale marker.
+
+Repositories tagged before the index existed have no markers: until the flag
+`paths.tag_index_flag` exists, finding the tags of a digest scans every tag once, writing the
+missing markers as it goes, then writes the flag (a tag set during the scan writes its own
+marker). New repositories pay that scan at their first delete by digest, once.
 """
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Iterable
+from typing import TypeVar
 
 from ocispec.digest import Digest, DigestError
 from registry import errors
@@ -18,19 +38,83 @@ class TagStore:
         self._backend = backend
 
     async def resolve(self, name: str, tag: str) -> Digest:
+        found = await self._target(name, tag)
+        if found is None:
+            raise errors.MANIFEST_UNKNOWN(detail={"tag": tag})
+        return found
+
+    async def _target(self, name: str, tag: str) -> Digest | None:
+        """The digest `tag` points to now; None when it does not exist (or is unreadable)."""
         try:
             raw = await self._backend.get(paths.tag_link(name, tag))
             return Digest.parse(raw.decode())
         except (NotFound, DigestError, UnicodeDecodeError):
-            raise errors.MANIFEST_UNKNOWN(detail={"tag": tag}) from None
+            return None
 
     async def set(self, name: str, tag: str, digest: Digest) -> None:
+        old = await self._target(name, tag)
+        marker = paths.tag_marker(name, digest, tag)
+        await self._backend.put(marker, b"")  # before the tag: see the module docstring
         await self._backend.put(paths.tag_link(name, tag), str(digest).encode())
+        if not await self._backend.exists(marker):
+            await self._backend.put(marker, b"")
+        if old is not None and old != digest:
+            await self._drop_marker(name, tag, old)
 
     async def delete(self, name: str, tag: str) -> None:
-        if not await self._backend.exists(paths.tag_link(name, tag)):
+        old = await self._target(name, tag)
+        if old is None and not await self._backend.exists(paths.tag_link(name, tag)):
             raise errors.MANIFEST_UNKNOWN(detail={"tag": tag})
         await self._backend.delete(paths.tag_link(name, tag))
+        if old is not None:
+            await self._drop_marker(name, tag, old)
+
+    async def _drop_marker(self, name: str, tag: str, digest: Digest) -> None:
+        marker = paths.tag_marker(name, digest, tag)
+        await self._backend.delete(marker)
+        if await self._target(name, tag) == digest:  # re-set meanwhile: see the docstring
+            await self._backend.put(marker, b"")
+
+    async def pointing_to(self, name: str, digest: Digest) -> list[str]:
+        """The tags pointing to `digest` now, sorted: O(tags ever set to it), not O(all tags)."""
+        candidates = await self._candidates(name, digest)
+        targets = await _bounded(self._target(name, tag) for tag in candidates)
+        return [t for t, d in zip(candidates, targets, strict=True) if d == digest]
+
+    async def untag(self, name: str, digest: Digest) -> list[str]:
+        """Delete every tag pointing to `digest`, and the digest's markers; the tags deleted."""
+        candidates = await self._candidates(name, digest)
+        deleted = await _bounded(self._delete_if(name, tag, digest) for tag in candidates)
+        await _bounded(self._drop_marker(name, tag, digest) for tag in candidates)
+        return [t for t, gone in zip(candidates, deleted, strict=True) if gone]
+
+    async def _candidates(self, name: str, digest: Digest) -> list[str]:
+        """Tags that may point to `digest` (a superset of those that do)."""
+        if not await self._backend.exists(paths.tag_index_flag(name)):
+            await self._index_repository(name)
+        return await self._markers(name, digest)
+
+    async def _delete_if(self, name: str, tag: str, digest: Digest) -> bool:
+        """Delete `tag` if it points to `digest` (it may have moved since its marker)."""
+        if await self._target(name, tag) != digest:
+            return False
+        await self._backend.delete(paths.tag_link(name, tag))
+        return True
+
+    async def _markers(self, name: str, digest: Digest) -> list[str]:
+        try:
+            return await self._backend.list_dir(paths.tag_markers_dir(name, digest))
+        except NotFound:
+            return []
+
+    async def _index_repository(self, name: str) -> None:
+        """Once per repository tagged before the index: read every tag, write its marker, then
+        the flag. A tag set meanwhile writes its own marker; one deleted leaves a stale one."""
+        tags = await self.names(name)
+        targets = await _bounded(self._target(name, tag) for tag in tags)
+        pairs = [(t, d) for t, d in zip(tags, targets, strict=True) if d is not None]
+        await _bounded(self._backend.put(paths.tag_marker(name, d, t), b"") for t, d in pairs)
+        await self._backend.put(paths.tag_index_flag(name), b"")
 
     async def names(self, name: str) -> list[str]:
         """All tags of `name`, sorted (byte order, as Go's sort.Strings)."""
@@ -60,16 +144,22 @@ class TagStore:
         # n == 0 must return an empty list and no Link (spec, "Listing Tags").
         return Page(items, items[-1] if len(out) > n and items else None)
 
-    async def pointing_to(self, name: str, digest: Digest) -> list[str]:
-        found = []
-        for tag in await self.names(name):
-            try:
-                raw = await self._backend.get(paths.tag_link(name, tag))
-            except NotFound:
-                continue
-            if raw.decode(errors="replace") == str(digest):
-                found.append(tag)
-        return found
+
+_CONCURRENCY = 32  # storage requests in flight for one scan or untag
+
+
+_T = TypeVar("_T")
+
+
+async def _bounded(calls: Iterable[Awaitable[_T]]) -> list[_T]:
+    """Await `calls` with at most _CONCURRENCY at once, results in order."""
+    limit = asyncio.Semaphore(_CONCURRENCY)
+
+    async def one(call: Awaitable[_T]) -> _T:
+        async with limit:
+            return await call
+
+    return await asyncio.gather(*(one(c) for c in calls))
 
 
 _TAG_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
