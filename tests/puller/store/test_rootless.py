@@ -72,6 +72,7 @@ def locked_layers() -> list[list[TarEntry]]:
         dir_("locked", 0o000),
         dir_("locked/in", 0o500),
         file("locked/in/deep", b"d", 0o000),
+        hardlink("a-link-to-deep", "locked/in/deep"),  # sorts first: walked before its target
     ]
     upper = [
         file("proc/cpuinfo", b"cpu"),
@@ -164,6 +165,7 @@ def test_layers_and_rootfs_as_nobody_match_root(workdir: Path) -> None:
     assert "ro/sub/x" not in mine and "ro/gone" not in mine and "noexec/a" not in mine
     assert sorted(p for p in mine if p.startswith("ro/opq/")) == ["ro/opq/fresh"]
     assert mine["ro/hl"][5] is True and mine["late/one-link"][5] is True
+    assert mine["a-link-to-deep"][1] == "0o0" and mine["a-link-to-deep"][5] is True
     assert mine["ro"][1] == "0o555" and mine["wonly"][1] == "0o300"
     assert "late/inner" not in mine and mine["locked"][1] == "0o0"
     assert (workdir / "rootfs/via-link").read_bytes() == b"through an inside symlink"
