@@ -52,9 +52,10 @@ class TagStore:
             return None
 
     async def set(self, name: str, tag: str, digest: Digest) -> None:
-        old = await self._target(name, tag)
         marker = paths.tag_marker(name, digest, tag)
-        await self._backend.put(marker, b"")  # before the tag: see the module docstring
+        # The marker goes before the tag (see the module docstring); reading the old target
+        # meanwhile costs no extra round trip.
+        old, _ = await asyncio.gather(self._target(name, tag), self._backend.put(marker, b""))
         await self._backend.put(paths.tag_link(name, tag), str(digest).encode())
         if not await self._backend.exists(marker):
             await self._backend.put(marker, b"")

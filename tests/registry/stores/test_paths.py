@@ -15,6 +15,8 @@ def test_keys_are_valid_storage_paths() -> None:
         paths.layer_link("a/b", D),
         paths.manifest_revision_link("a/b", D),
         paths.tag_link("a/b", "v1"),
+        paths.tag_marker("a/b", D, "v1"),
+        paths.tag_index_flag("a/b"),
         paths.referrer_entry("a/b", D, D),
         paths.catalog_marker("a/b/c"),
         paths.upload_state("u"),
@@ -28,6 +30,17 @@ def test_keys_are_valid_storage_paths() -> None:
 def test_blob_layout() -> None:
     assert paths.blob_data(D) == f"blobs/sha256/ab/{D.hex}/data"
     assert paths.layer_link("a/b", D) == f"repositories/a/b/_layers/sha256/{D.hex}/link"
+
+
+def test_tag_markers_sit_beside_the_revision_link_and_are_no_link() -> None:
+    """GC and the soak test walk `revisions/` for `link` keys: a marker must not parse as one."""
+    marker = paths.tag_marker("a/b", D, "v1")
+    assert marker == f"repositories/a/b/_manifests/revisions/sha256/{D.hex}/tags/v1"
+    assert marker.startswith(paths.tag_markers_dir("a/b", D) + "/")
+    assert paths.link_digest(marker, paths.revisions_dir("a/b")) is None
+    assert (
+        paths.link_digest(paths.manifest_revision_link("a/b", D), paths.revisions_dir("a/b")) == D
+    )
 
 
 def test_catalog_marker_round_trip() -> None:
