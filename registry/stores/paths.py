@@ -9,8 +9,9 @@
 ├── repositories/<name>/                        <name> may contain slashes (a/b/c)
 │   ├── _layers/<alg>/<hex>/link                 blob visible in this repo (text: the digest)
 │   ├── _manifests/revisions/<alg>/<hex>/link    manifest in this repo (JSON: digest, mediaType)
-│   ├── _manifests/revisions/<alg>/<hex>/tags/<tag>  empty; reverse tag index: <tag> was set
-│   │                                            to this digest (may be stale: re-check the tag)
+│   ├── _manifests/tag-index/<alg>/<hex>/<tag>   empty; reverse tag index: <tag> was set to
+│   │                                            this digest (may be stale: re-check the tag);
+│   │                                            not under revisions/, which GC walks for links
 │   ├── _manifests/.tag-index                    empty; every tag of the repo has its marker
 │   │                                            (absent: written before the index, scan once)
 │   ├── _manifests/tags/<tag>                    tag -> manifest digest (text); one flat
@@ -105,7 +106,7 @@ def manifest_revision_link(name: str, digest: Digest) -> str:
 
 
 def tag_markers_dir(name: str, digest: Digest) -> str:
-    return f"{repository(name)}/_manifests/revisions/{digest.algorithm}/{digest.hex}/tags"
+    return f"{repository(name)}/_manifests/tag-index/{digest.algorithm}/{digest.hex}"
 
 
 def tag_marker(name: str, digest: Digest, tag: str) -> str:

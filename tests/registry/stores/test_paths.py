@@ -32,12 +32,12 @@ def test_blob_layout() -> None:
     assert paths.layer_link("a/b", D) == f"repositories/a/b/_layers/sha256/{D.hex}/link"
 
 
-def test_tag_markers_sit_beside_the_revision_link_and_are_no_link() -> None:
-    """GC and the soak test walk `revisions/` for `link` keys: a marker must not parse as one."""
+def test_tag_markers_stay_out_of_revisions() -> None:
+    """GC (and the GC soak test) walk `revisions/` expecting only `link` keys."""
     marker = paths.tag_marker("a/b", D, "v1")
-    assert marker == f"repositories/a/b/_manifests/revisions/sha256/{D.hex}/tags/v1"
+    assert marker == f"repositories/a/b/_manifests/tag-index/sha256/{D.hex}/v1"
     assert marker.startswith(paths.tag_markers_dir("a/b", D) + "/")
-    assert paths.link_digest(marker, paths.revisions_dir("a/b")) is None
+    assert not marker.startswith(paths.revisions_dir("a/b") + "/")
     assert (
         paths.link_digest(paths.manifest_revision_link("a/b", D), paths.revisions_dir("a/b")) == D
     )
