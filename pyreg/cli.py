@@ -41,11 +41,9 @@ def _new_parser() -> tuple[
 def _register(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], module_names: Sequence[str]
 ) -> None:
+    # No ImportError guard: a broken import must fail loudly, not silently drop commands.
     for module_name in module_names:
-        try:
-            module = __import__(module_name, fromlist=["register"])
-        except ImportError:  # a half-built tree still offers the other side's commands
-            continue
+        module = __import__(module_name, fromlist=["register"])
         module.register(sub)
 
 
