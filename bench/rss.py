@@ -11,15 +11,19 @@ import psutil
 MIB = 1024 * 1024
 
 
-def tree_rss(pid: int) -> int:
-    """RSS in bytes of `pid` and all its descendants (uvicorn workers are children)."""
+def _tree(pid: int) -> list[psutil.Process]:
+    """`pid` and all its descendants (uvicorn workers are children); [] once it is gone."""
     try:
         root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
+        return [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0
+        return []
+
+
+def tree_rss(pid: int) -> int:
+    """RSS in bytes of `pid` and all its descendants."""
     total = 0
-    for process in processes:
+    for process in _tree(pid):
         try:
             total += process.memory_info().rss
         except psutil.NoSuchProcess:  # a worker exiting between listing and reading
@@ -29,13 +33,8 @@ def tree_rss(pid: int) -> int:
 
 def tree_cpu(pid: int) -> float:
     """CPU seconds (user + system) used so far by `pid` and its live descendants."""
-    try:
-        root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0.0
     total = 0.0
-    for process in processes:
+    for process in _tree(pid):
         try:
             times = process.cpu_times()
         except psutil.NoSuchProcess:
