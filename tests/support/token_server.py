@@ -12,11 +12,10 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import threading
 import time
 import uuid
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import TracebackType
 from typing import Literal
@@ -27,6 +26,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from tests.support.loopback_http import LoopbackHTTPServer
 
 ISSUER = "pyreg-test-issuer"
 SERVICE = "pyreg-test-registry"
@@ -70,23 +71,20 @@ class TokenServer:
         workdir.mkdir(parents=True, exist_ok=True)
         self.rootcertbundle = workdir / "token-root.pem"
         self.rootcertbundle.write_bytes(self._cert.public_bytes(serialization.Encoding.PEM))
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._http = LoopbackHTTPServer(self._handler())
 
     @property
     def realm(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/token"
+        return f"http://127.0.0.1:{self._http.port}/token"
 
     def __enter__(self) -> TokenServer:
-        self._thread.start()
+        self._http.start()
         return self
 
     def __exit__(
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._http.stop()
 
     def issue(self, user: str | None, scopes: list[str]) -> str:
         access = []
