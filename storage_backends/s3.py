@@ -179,6 +179,9 @@ class S3Backend:
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
             retries={"max_attempts": 5, "mode": "standard"},
+            # Presigned redirect URLs signed with SigV4 (botocore would presign with SigV2,
+            # which newer S3s refuse and which cannot bind the expiry as tightly).
+            signature_version="s3v4",
             max_pool_connections=self.max_pool_connections,
         )
         stack = AsyncExitStack()
@@ -541,18 +544,71 @@ class S3Backend:
         return sorted(parts, key=lambda p: p.number)
 
     async def multipart_complete(self, path: str, upload_id: str, parts: list[Part]) -> None:
-        key = self._key(path)
         if not parts:
             raise StorageError("multipart complete: no parts")
+        numbers = [p.number for p in parts]
+        if numbers != sorted(set(numbers)):
+            # AWS refuses these (InvalidPartOrder), RGW sorts them: refuse on every S3 alike.
+            raise StorageError("multipart complete: parts not in ascending order")
+        # List first. A vanished (aborted, purged) upload is NotFound at once: RGW answers its
+        # completion with a 500 that botocore retries for ~10 s. And parts this session never
+        # recorded (uploaded by a request that died before saving its state) are found: AWS
+        # leaves unlisted parts out, RGW refuses a completion that does not name them all.
+        listed = await self.multipart_list_parts(path, upload_id)
+        wanted = set(numbers)
+        if all(p.number in wanted for p in listed):
+            await self._complete(path, upload_id, parts)
+        else:
+            await self._complete_without_strays(path, upload_id, parts, listed)
+
+    async def _complete(self, path: str, upload_id: str, parts: list[Part]) -> None:
         with _errors(f"{path} (multipart {upload_id})"):
             await self._client.complete_multipart_upload(
                 Bucket=self.bucket,
-                Key=key,
+                Key=self._key(path),
                 UploadId=upload_id,
                 MultipartUpload={
                     "Parts": [{"PartNumber": p.number, "ETag": p.etag} for p in parts]
                 },
             )
+
+    async def _complete_without_strays(
+        self, path: str, upload_id: str, parts: list[Part], listed: list[Part]
+    ) -> None:
+        """Complete with every listed part (as RGW demands), then rewrite the object from the
+        wanted parts' byte ranges with UploadPartCopy: server-side, only on this crash path."""
+        have = {p.number: p for p in listed}
+        for p in parts:
+            known = have.get(p.number)
+            if known is None or (p.etag and known.etag != p.etag):
+                raise StorageError(f"multipart complete: part {p.number} unknown or changed")
+        offsets: dict[int, int] = {}
+        offset = 0
+        for p in listed:
+            offsets[p.number] = offset
+            offset += p.size
+        await self._complete(path, upload_id, listed)
+        source = {"Bucket": self.bucket, "Key": self._key(path)}
+        rewrite = await self.multipart_create(path)
+        try:
+            copied = []
+            with _errors(f"{path} (rewrite without stray parts)"):
+                for number, p in enumerate(parts, start=1):
+                    start = offsets[p.number]
+                    result = await self._client.upload_part_copy(
+                        Bucket=self.bucket,
+                        Key=self._key(path),
+                        UploadId=rewrite,
+                        PartNumber=number,
+                        CopySource=source,
+                        CopySourceRange=f"bytes={start}-{start + p.size - 1}",
+                    )
+                    copied.append(Part(number, p.size, result["CopyPartResult"]["ETag"]))
+            await self._complete(path, rewrite, copied)
+        except BaseException:
+            with contextlib.suppress(StorageError):
+                await self.multipart_abort(path, rewrite)
+            raise
 
     async def multipart_abort(self, path: str, upload_id: str) -> None:
         key = self._key(path)

@@ -28,6 +28,9 @@ from registry.stores import paths
 from registry.stores.blobs import BlobStore
 from storage_backends.base import NotFound, Part, StorageBackend, StorageError
 
+#: the tail's part number at commit (S3 allows 1..10000, gaps included)
+TAIL_PART_NUMBER = 10000
+
 #: coalescing buffer for backends with a minimum part size; bounds memory per request
 DEFAULT_BUFFER_SIZE = 16 * 1024 * 1024
 
@@ -242,17 +245,28 @@ class UploadStore:
         backend = self._backend
         data_path = paths.upload_data(state.id)
         parts = list(state.parts)
-        if state.tail:
-            number = len(parts) + 1
-            tail_bytes = await backend.get(state.tail)
-            parts.append(
-                await backend.multipart_upload_part(
-                    data_path, state.multipart_id, number, _once(tail_bytes), size=len(tail_bytes)
-                )
-            )
-        if parts:
+        if parts or state.tail:
             try:
+                if state.tail:
+                    # The last part number there is, so the short tail is last even when a
+                    # request that died before saving its state left stray parts after the
+                    # recorded ones.
+                    tail_bytes = await backend.get(state.tail)
+                    parts.append(
+                        await backend.multipart_upload_part(
+                            data_path,
+                            state.multipart_id,
+                            TAIL_PART_NUMBER,
+                            _once(tail_bytes),
+                            size=len(tail_bytes),
+                        )
+                    )
                 await backend.multipart_complete(data_path, state.multipart_id, parts)
+            except NotFound:
+                # The backend's upload is gone (aborted, purged, an S3 lifecycle rule): the
+                # session cannot complete, and saying so is the client's cue to start again.
+                await self._discard(state)
+                raise errors.BLOB_UPLOAD_UNKNOWN(detail={"uuid": state.id}) from None
             except StorageError:
                 if not await self._parts_changed(state):
                     raise  # the storage failed: a server-side error

@@ -15,9 +15,16 @@ from registry.stores.repository import RegistryStore
 from storage_backends.base import StorageBackend
 from storage_backends.memory import MemoryBackend
 from tests.support.moto_server import create_bucket, moto_endpoint, s3_storage_url  # noqa: F401
+from tests.support.rgw import Rgw, rgw  # noqa: F401
 
 
 def _make_backend(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> StorageBackend:
+    if kind == "rgw":
+        # A real S3 (Ceph RGW), a fresh bucket per test.
+        from storage_backends import open_backend
+
+        cluster: Rgw = request.getfixturevalue("rgw")
+        return open_backend(cluster.storage_url(cluster.create_bucket(), "registry"))
     if kind == "s3":
         # moto in server mode over HTTP on 127.0.0.1, a fresh bucket per test.
         from storage_backends import open_backend
@@ -34,7 +41,7 @@ def _make_backend(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> 
     return FilesystemBackend(tmp_path / "storage")
 
 
-@pytest.fixture(params=["memory", "filesystem", "s3"])
+@pytest.fixture(params=["memory", "filesystem", "s3", "rgw"])
 def backend_kind(request: pytest.FixtureRequest) -> str:
     kind: str = request.param
     return kind

@@ -28,6 +28,7 @@ from registry.stores import paths
 from storage_backends import open_backend
 from storage_backends.base import StorageBackend
 from tests.support.moto_server import create_bucket, moto_endpoint, s3_storage_url  # noqa: F401
+from tests.support.rgw import Rgw, rgw  # noqa: F401
 from tests.support.server import RegistryServer, registry_server  # noqa: F401
 
 DURATION = 15.0
@@ -212,8 +213,11 @@ async def verify(backend: StorageBackend, soak: Soak) -> None:
     assert [k async for k in backend.walk(paths.UPLOADS)] == []
 
 
-@pytest.fixture(params=["filesystem", "s3"])
+@pytest.fixture(params=["filesystem", "s3", "rgw"])
 def soak_storage(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "rgw":
+        cluster: Rgw = request.getfixturevalue("rgw")
+        return cluster.storage_url(cluster.create_bucket(), "soak")
     if request.param == "s3":
         endpoint: str = request.getfixturevalue("moto_endpoint")
         return s3_storage_url(endpoint, create_bucket(endpoint), "soak")

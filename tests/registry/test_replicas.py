@@ -16,13 +16,17 @@ import httpx
 import pytest
 
 from tests.support.moto_server import create_bucket, moto_endpoint, s3_storage_url  # noqa: F401
+from tests.support.rgw import Rgw, rgw  # noqa: F401
 from tests.support.server import RegistryServer, registry_server  # noqa: F401
 
 MiB = 1024 * 1024
 
 
-@pytest.fixture(params=["filesystem", "s3"])
+@pytest.fixture(params=["filesystem", "s3", "rgw"])
 def shared_storage(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "rgw":
+        cluster: Rgw = request.getfixturevalue("rgw")
+        return cluster.storage_url(cluster.create_bucket(), "shared")
     if request.param == "s3":
         endpoint: str = request.getfixturevalue("moto_endpoint")
         return s3_storage_url(endpoint, create_bucket(endpoint), "shared")

@@ -22,11 +22,12 @@ from tests.registry.conformance.suite_auth import SuiteAuth
 from tests.registry.conformance.targets import External, Target
 from tests.support.auth import auth_section
 from tests.support.moto_server import create_bucket, s3_storage_url, start_moto
+from tests.support.rgw import RgwUnavailable, start_rgw
 from tests.support.server import RegistryServer
 
 USER, PASSWORD = "conformance", "conformance-secret"
 EXTERNAL = os.environ.get("OCI_ROOT_URL", "").rstrip("/")
-SETUPS = ["external"] if EXTERNAL else ["filesystem", "s3", "filesystem+auth"]
+SETUPS = ["external"] if EXTERNAL else ["filesystem", "s3", "rgw", "filesystem+auth"]
 
 
 @pytest.fixture(scope="package", params=SETUPS)
@@ -45,6 +46,12 @@ def registry(setup: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[T
     if setup == "s3":
         endpoint = start_moto()
         storage = s3_storage_url(endpoint, create_bucket(endpoint), "conformance")
+    elif setup == "rgw":
+        try:
+            cluster = start_rgw()
+        except RgwUnavailable as e:
+            pytest.skip(f"Ceph RGW cannot run here: {e}")
+        storage = cluster.storage_url(cluster.create_bucket(), "conformance")
     else:
         storage = f"file://{root / 'storage'}"
     if setup.endswith("+auth"):
