@@ -146,6 +146,7 @@ class Rgw:
     access_key: str = ""
     secret_key: str = ""
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
     _client: Any = None
 
     # -- bring-up ----------------------------------------------------------------------------
@@ -173,13 +174,14 @@ class Rgw:
             start_new_session=True,
         )  # fmt: skip
         self.processes.append(proc)
+        self.names.append(name)
 
     def _wait(self, what: str, check: Any, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for proc in self.processes:
+            for name, proc in zip(self.names, self.processes, strict=True):
                 if proc.poll() is not None:
-                    raise RgwUnavailable(f"{proc.args[0]} exited while waiting for {what}")
+                    raise RgwUnavailable(f"{name} exited while waiting for {what}")
             with contextlib.suppress(RgwUnavailable, OSError):
                 if check():
                     return
@@ -261,6 +263,7 @@ class Rgw:
                         os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
         self.processes.clear()
+        self.names.clear()
         shutil.rmtree(self.root, ignore_errors=True)
 
     # -- use ---------------------------------------------------------------------------------
