@@ -28,6 +28,8 @@ from registry.auth import build_access
 from registry.handlers.base import API_VERSION, API_VERSION_HEADER
 from registry.routes import ROUTES
 from registry.settings import Settings
+from registry.shared import open_redis
+from registry.shared.blobcache import RedisBlobCache
 from registry.stores.repository import RegistryStore
 from storage_backends import open_backend
 from storage_backends.base import StorageBackend
@@ -115,7 +117,11 @@ def create_app(
         await storage.open()
         try:
             controller = await build_access(config.auth, storage)
-            registry_store = RegistryStore(storage)
+            guard = open_redis(config.redis_url) if config.redis_url else None
+            app.state.redis = guard
+            registry_store = RegistryStore(
+                storage, blob_cache=RedisBlobCache(guard) if guard else None
+            )
             app.state.store = registry_store
             app.state.access = controller
             extra_routes = getattr(controller, "routes", None)
@@ -136,6 +142,8 @@ def create_app(
                     with contextlib.suppress(asyncio.CancelledError):
                         await purger
         finally:
+            if app.state.redis is not None:
+                await app.state.redis.close()
             await storage.close()
 
     app = Starlette(
@@ -148,6 +156,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = config
+    app.state.redis = None
     return app
 
 

@@ -54,6 +54,7 @@ from typing import Any, TypeVar
 from ocispec.digest import Digest
 from ocispec.models import Index, Manifest, ManifestError, parse_manifest
 from registry import errors
+from registry.shared.blobcache import BlobCache
 from registry.stores import paths
 from registry.stores.catalog import CatalogStore
 from registry.stores.repository import RegistryStore
@@ -96,9 +97,10 @@ class GarbageCollector:
         delete_untagged: bool = False,
         dry_run: bool = False,
         log: Callable[[str], None] | None = None,
+        blob_cache: BlobCache | None = None,
     ) -> None:
         self._backend = backend
-        self._store = RegistryStore(backend)
+        self._store = RegistryStore(backend, blob_cache=blob_cache)
         self._catalog = CatalogStore(backend)
         self._grace = grace
         self._upload_ttl = upload_ttl
@@ -328,7 +330,10 @@ class GarbageCollector:
             await self._backend.move(data_key, trash)
         except NotFound:
             return False
-        if await self._modified(paths.blob_touched(digest)) >= cutoff:
+        # Drop the blob from the shared cache before deciding, so no HEAD serves it afterwards;
+        # if that cannot be done (Redis down), the blob stays until a later run.
+        forgotten = await self._store.blobs.cache.forget(digest)
+        if not forgotten or await self._modified(paths.blob_touched(digest)) >= cutoff:
             # A push started relying on it after our first look: give it back.
             if await self._backend.exists(data_key):
                 await self._backend.delete(trash)  # re-uploaded meanwhile: same bytes

@@ -13,6 +13,8 @@ from typing import Any
 
 from registry.gc import DEFAULT_GRACE, GarbageCollector, GcReport
 from registry.settings import SettingsError, load_settings
+from registry.shared import open_redis
+from registry.shared.blobcache import RedisBlobCache
 from storage_backends import open_backend
 from storage_backends.base import StorageError
 
@@ -70,7 +72,14 @@ def gc(args: argparse.Namespace) -> int:
 
     try:
         report = asyncio.run(
-            _run(settings.storage_url, settings.storage_options, args, settings.upload_ttl, log)
+            _run(
+                settings.storage_url,
+                settings.storage_options,
+                args,
+                settings.upload_ttl,
+                log,
+                settings.redis_url,
+            )
         )
     except (StorageError, ValueError) as exc:
         print(f"pyreg gc: {exc}", file=sys.stderr)
@@ -85,9 +94,12 @@ async def _run(
     args: argparse.Namespace,
     upload_ttl: float,
     log: Callable[[str], None],
+    redis_url: str = "",
 ) -> GcReport:
     backend = open_backend(url, **options)
     await backend.open()
+    # The replicas' blob cache must hear of every blob taken away (registry/shared/blobcache.py).
+    guard = open_redis(redis_url) if redis_url else None
     try:
         collector = GarbageCollector(
             backend,
@@ -96,7 +108,10 @@ async def _run(
             delete_untagged=args.delete_untagged,
             dry_run=args.dry_run,
             log=log,
+            blob_cache=RedisBlobCache(guard) if guard else None,
         )
         return await collector.run()
     finally:
+        if guard is not None:
+            await guard.close()
         await backend.close()

@@ -11,9 +11,11 @@ YAML keys (all optional; documented in docs/registry.md):
     uploads: {ttl: 86400, purge_interval: 3600}
     trusted_proxies: ""                  # e.g. "10.0.0.1,10.0.0.2" or "*"
     auth: null                           # passed as-is to registry.auth.build_access
+    redis: ""                            # redis://host:6379/0: state shared by replicas
 
 Environment: PYREG_HOST, PYREG_PORT, PYREG_WORKERS, PYREG_LOG_LEVEL, PYREG_STORAGE,
-PYREG_UPLOAD_TTL, PYREG_UPLOAD_PURGE_INTERVAL, PYREG_MAX_MANIFEST_SIZE, PYREG_TRUSTED_PROXIES.
+PYREG_UPLOAD_TTL, PYREG_UPLOAD_PURGE_INTERVAL, PYREG_MAX_MANIFEST_SIZE, PYREG_TRUSTED_PROXIES,
+PYREG_REDIS.
 """
 
 from __future__ import annotations
@@ -51,6 +53,9 @@ class Settings:
     # login lockout); set it to the proxy's address there.
     trusted_proxies: str = ""
     auth: dict[str, Any] | None = None
+    # State shared by replicas (login lockout, blob-descriptor cache): redis://HOST:PORT/DB.
+    # Empty: each process keeps its own lockout and no blob cache (registry/shared/).
+    redis_url: str = ""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -86,7 +91,7 @@ def _int(value: Any, key: str) -> int:
 
 def _from_mapping(raw: Mapping[str, Any]) -> dict[str, Any]:
     known = {"host", "port", "workers", "log_level", "storage", "max_manifest_size"}
-    known |= {"uploads", "auth", "trusted_proxies"}
+    known |= {"uploads", "auth", "trusted_proxies", "redis"}
     unknown = set(raw) - known
     if unknown:
         raise SettingsError(f"unknown settings: {', '.join(sorted(unknown))}")
@@ -132,6 +137,15 @@ def _from_mapping(raw: Mapping[str, Any]) -> dict[str, Any]:
         out["trusted_proxies"] = proxies
     elif proxies is not None:
         raise SettingsError("trusted_proxies: expected a string or a list of addresses")
+    redis = raw.get("redis")
+    if isinstance(redis, Mapping) and set(redis) <= {"url"}:
+        redis = redis.get("url")
+    if redis is not None and not isinstance(redis, str):
+        raise SettingsError("redis: expected a URL (redis://host:port/db) or {url: ...}")
+    if redis:
+        if not redis.startswith(("redis://", "rediss://", "unix://")):
+            raise SettingsError(f"redis: expected a redis://, rediss:// or unix:// URL: {redis}")
+        out["redis_url"] = redis
     auth = raw.get("auth")
     if auth is not None and not isinstance(auth, Mapping):
         raise SettingsError("auth: expected a mapping")
@@ -150,6 +164,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "PYREG_UPLOAD_PURGE_INTERVAL": ("upload_purge_interval", float),
     "PYREG_MAX_MANIFEST_SIZE": ("max_manifest_size", int),
     "PYREG_TRUSTED_PROXIES": ("trusted_proxies", str),
+    "PYREG_REDIS": ("redis_url", str),
 }
 
 

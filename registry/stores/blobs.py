@@ -10,15 +10,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from ocispec.digest import Digest
 from registry import errors
+from registry.shared.blobcache import BlobCache, NoBlobCache
 from registry.stores import paths
 from registry.stores.catalog import CatalogStore
 from storage_backends.base import NotFound, StorageBackend
 
 
 class BlobStore:
-    def __init__(self, backend: StorageBackend, catalog: CatalogStore) -> None:
+    def __init__(
+        self, backend: StorageBackend, catalog: CatalogStore, cache: BlobCache | None = None
+    ) -> None:
         self._backend = backend
         self._catalog = catalog
+        self.cache: BlobCache = cache or NoBlobCache()
 
     async def exists(self, digest: Digest) -> bool:
         return await self._backend.exists(paths.blob_data(digest))
@@ -38,12 +42,17 @@ class BlobStore:
 
     async def size(self, name: str, digest: Digest) -> int:
         """The size of a blob visible in `name`; BLOB_UNKNOWN otherwise."""
+        cached = await self.cache.linked_size(name, digest)
+        if cached is not None:
+            return cached
         if not await self.is_linked(name, digest):
             raise errors.BLOB_UNKNOWN(detail={"digest": str(digest)})
         try:
-            return (await self._backend.stat(paths.blob_data(digest))).size
+            size = (await self._backend.stat(paths.blob_data(digest))).size
         except NotFound:
             raise errors.BLOB_UNKNOWN(detail={"digest": str(digest)}) from None
+        await self.cache.remember(name, digest, size)
+        return size
 
     def read(
         self, digest: Digest, offset: int = 0, length: int | None = None
@@ -57,6 +66,8 @@ class BlobStore:
         """Remove the blob from `name` at once; the content itself is left to GC."""
         if not await self.is_linked(name, digest):
             raise errors.BLOB_UNKNOWN(detail={"digest": str(digest)})
+        # Before the link goes: a HEAD racing this delete cannot refill the cache after it.
+        await self.cache.forget(digest)
         await self._backend.delete(paths.layer_link(name, digest))
 
     async def mount(self, name: str, digest: Digest, source: str) -> bool:

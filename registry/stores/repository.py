@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from registry import errors
+from registry.shared.blobcache import BlobCache
 from registry.stores.blobs import BlobStore
 from registry.stores.catalog import CatalogStore
 from registry.stores.manifests import ManifestStore
@@ -15,11 +16,14 @@ from storage_backends.base import StorageBackend
 
 class RegistryStore:
     def __init__(
-        self, backend: StorageBackend, upload_buffer_size: int = DEFAULT_BUFFER_SIZE
+        self,
+        backend: StorageBackend,
+        upload_buffer_size: int = DEFAULT_BUFFER_SIZE,
+        blob_cache: BlobCache | None = None,
     ) -> None:
         self.backend = backend
         self.catalog = CatalogStore(backend)
-        self.blobs = BlobStore(backend, self.catalog)
+        self.blobs = BlobStore(backend, self.catalog, blob_cache)
         self.uploads = UploadStore(backend, self.blobs, upload_buffer_size)
         self.tags = TagStore(backend)
         self.referrers = ReferrerStore(backend)

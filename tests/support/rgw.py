@@ -41,6 +41,8 @@ from urllib.parse import urlencode
 
 import pytest
 
+from tests.support.ports import port_block
+
 REGION = "us-east-1"
 DAEMONS = ("ceph-mon", "ceph-osd", "radosgw", "radosgw-admin", "ceph", "ceph-authtool")
 STARTUP_TIMEOUT = 180.0
@@ -48,26 +50,6 @@ STARTUP_TIMEOUT = 180.0
 
 class RgwUnavailable(RuntimeError):
     """Ceph RGW cannot run here; the message says why."""
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-def _port_block(size: int = 40) -> int:
-    """The first port of `size` consecutive free ports in 20000-32000 (below the ephemeral
-    range, so outgoing connections never take them)."""
-    rng = secrets.SystemRandom()
-    for _ in range(200):
-        base = rng.randrange(20000, 32000 - size)
-        if all(_port_free(p) for p in range(base, base + size)):
-            return base
-    raise RgwUnavailable("no block of free ports below 32768 for the Ceph daemons")
 
 
 def _config(root: Path, fsid: str, mon_port: int, osd_port: int, rgw_port: int) -> str:
@@ -195,7 +177,10 @@ class Rgw:
                 f"Ceph RGW not installed ({', '.join(missing)} missing; apt-get install "
                 "ceph-mon ceph-osd radosgw ceph-common)"
             )
-        base = _port_block()
+        try:
+            base = port_block(40)
+        except RuntimeError as e:
+            raise RgwUnavailable(str(e)) from None
         mon_port, osd_port, rgw_port = base, base + 10, base + 30
         for sub in ("mon", "osd/ceph-0", "run", "log", "keyring", "rgw", "crash"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
