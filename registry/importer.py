@@ -32,6 +32,7 @@ from pathlib import Path
 import aiofiles
 
 from ocispec.digest import Digest
+from ocispec.reference import valid_repository_name, valid_tag
 from registry import errors
 from registry.stores.repository import RegistryStore
 
@@ -151,6 +152,13 @@ class Importer:
     async def run(self) -> ImportReport:
         report = ImportReport()
         for repo in read_repositories(self._root):
+            # distribution validated names and tags on push; a hand-edited tree may not have.
+            if not valid_repository_name(repo.name):
+                report.skipped.append(f"{repo.name}: not a valid repository name")
+                continue
+            for tag in [t for t in repo.tags if not valid_tag(t)]:
+                report.skipped.append(f"{repo.name}:{tag}: not a valid tag")
+                del repo.tags[tag]
             report.repositories += 1
             for digest in repo.blobs:
                 await self._import_blob(repo.name, digest, report)

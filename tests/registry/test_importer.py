@@ -230,6 +230,22 @@ def test_a_corrupt_source_blob_is_refused_with_what_needs_it(
     assert _serve_get(storage, "/v2/app/manifests/v1").status_code == 404
 
 
+def test_invalid_names_and_tags_are_skipped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = sample_image()
+    _write_tree(tmp_path / "src", "Bad_Name", image, "v1")
+    _write_tree(tmp_path / "src", "good", image, "-bad-tag")
+    _write_tree(tmp_path / "src", "good", image, "v1")
+    storage = tmp_path / "dst"
+    assert main(["import", "--from", str(tmp_path / "src"), "--storage", f"file://{storage}"]) == 1
+    captured = capsys.readouterr()
+    assert "skipped Bad_Name: not a valid repository name" in captured.err
+    assert "skipped good:-bad-tag: not a valid tag" in captured.err
+    assert "imported 1 repositories: 1 manifest(s), 1 tag(s)" in captured.out
+    assert not (storage / "repositories" / "Bad_Name").exists()
+
+
 def test_a_directory_that_is_not_a_distribution_root_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
