@@ -235,3 +235,11 @@ def test_metrics_are_scraped_from_the_metrics_listener_not_the_public_port() -> 
     assert addr.rsplit(":", 1)[1] == annotations["prometheus.io/port"]
     # The Service (and so the Ingress) exposes only the public port.
     assert [p["targetPort"] for p in _one("Service")["spec"]["ports"]] == ["http"]
+
+
+def test_the_namespace_enforces_the_restricted_level() -> None:
+    labels = _one("Namespace")["metadata"]["labels"]
+    for mode in ("enforce", "warn", "audit"):
+        assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    assert kustomization["namespace"] == _one("Namespace")["metadata"]["name"]
