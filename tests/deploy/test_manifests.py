@@ -286,9 +286,10 @@ def _load_with_registry_settings(path: Path) -> object:
         import tempfile
 
         kept = yaml.safe_dump({k: v for k, v in raw.items() if k not in pending})
-        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-            f.write(kept)
-        path = Path(f.name)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / path.name
+            path.write_text(kept)
+            return settings.load_settings(path, environ={})
     # An empty environment: the operator's PYREG_* variables must not mask a bad file.
     return settings.load_settings(path, environ={})
 
