@@ -57,7 +57,7 @@ from registry import errors
 from registry.stores import paths
 from registry.stores.catalog import CatalogStore
 from registry.stores.repository import RegistryStore
-from storage_backends.base import NotFound, StorageBackend
+from storage_backends.base import NotFound, StorageBackend, StorageError
 
 logger = logging.getLogger(__name__)
 
@@ -150,11 +150,16 @@ class GarbageCollector:
                 await self._backend.move(key, paths.blob_data(digest))
 
     async def _storage_now(self) -> float:
-        """The storage's clock (object mtimes are in it), not this host's."""
-        if self._dry_run:
+        """The storage's clock (object mtimes are in it), not this host's. A dry run reads it too
+        (writing only GC's own probe object), so it judges ages as the real run will; on
+        storage it may not write to, it falls back to this host's clock."""
+        try:
+            await self._backend.put(paths.gc_clock(), b"")
+            return (await self._backend.stat(paths.gc_clock())).modified
+        except (StorageError, OSError):
+            if not self._dry_run:
+                raise
             return time.time()
-        await self._backend.put(paths.gc_clock(), b"")
-        return (await self._backend.stat(paths.gc_clock())).modified
 
     # -- mark --------------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from registry.app import create_app
 from registry.gc import GarbageCollector, GcReport
 from registry.settings import Settings
 from registry.stores import paths
-from storage_backends.base import StorageBackend
+from storage_backends.base import Stat, StorageBackend
 from storage_backends.filesystem import FilesystemBackend
 from storage_backends.memory import MemoryBackend
 from tests.registry.helpers import (
@@ -479,3 +479,28 @@ def test_cli_dry_run_lists_the_real_runs_deletions(
     assert listed(dry, "would delete ") == listed(real, "deleted ")
     assert len(listed(real, "deleted untagged manifest ")) == 2
     assert len(listed(real, "deleted blob ")) == 3  # B's layer and both manifests' bytes
+
+
+class ClockAhead:
+    """Storage whose clock runs `offset` seconds ahead of this host's (every mtime it reports)."""
+
+    def __init__(self, inner: StorageBackend, offset: float) -> None:
+        self._inner, self._offset = inner, offset
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    async def stat(self, path: str) -> Stat:
+        found = await self._inner.stat(path)
+        return Stat(found.size, found.modified + self._offset)
+
+
+async def test_dry_run_judges_ages_on_the_storage_clock_like_the_real_run(
+    client: httpx.AsyncClient, backend: StorageBackend
+) -> None:
+    orphan = Digest.parse(await push_blob(client, "app", b"orphan"))
+    age_everything(backend, 2 * GRACE)
+    skewed = ClockAhead(backend, 3 * GRACE)  # by this host's clock, the orphan looks young
+    dry = await gc(skewed, dry_run=True).run()  # type: ignore[arg-type]
+    real = await gc(skewed).run()  # type: ignore[arg-type]
+    assert dry.deleted == real.deleted == [orphan]
