@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: run test setup lint typecheck unit clean bench
+.PHONY: run test setup lint typecheck unit clean bench lock
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pyreg needs Python >= 3.11")'
@@ -35,3 +35,16 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# deploy/requirements.lock: every runtime dependency of pyproject.toml pinned with its hashes,
+# resolved in a clean venv (not .venv, whose dev tools would leak in); deploy/Dockerfile
+# installs from it with --require-hashes. Re-run after changing dependencies in pyproject.toml.
+LOCK_VENV ?= /tmp/pyreg-lock-venv
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install -q --upgrade pip pip-tools
+	cd $(CURDIR) && $(LOCK_VENV)/bin/pip-compile --quiet --generate-hashes --strip-extras \
+	    --no-emit-index-url --no-emit-find-links --allow-unsafe \
+	    --output-file deploy/requirements.lock pyproject.toml
+	rm -rf $(LOCK_VENV)

@@ -58,7 +58,7 @@ from registry.shared.blobcache import BlobCache
 from registry.stores import paths
 from registry.stores.catalog import CatalogStore
 from registry.stores.repository import RegistryStore
-from storage_backends.base import NotFound, StorageBackend
+from storage_backends.base import NotFound, StorageBackend, StorageError
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +77,8 @@ class GcReport:
     blobs_kept: int = 0  # reachable blobs
     blobs_young: int = 0  # unreachable but inside the grace window
     deleted: list[Digest] = field(default_factory=list)
+    # Untagged manifests pruned (or, dry, that would be), as "name@digest".
+    manifests: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         verb = "would free" if self.dry_run else "freed"
@@ -115,19 +117,25 @@ class GarbageCollector:
         now = await self._storage_now()
         cutoff = now - self._grace
         repos = await self._catalog.names()
+        # A dry run deletes no revision, so the mark must leave out the ones it would prune:
+        # otherwise it keeps (and reports nothing of) what only those manifests reference.
+        pruned: dict[str, set[Digest]] = {}
         if self._delete_untagged:
             for name in repos:
-                report.manifests_deleted += await self._prune_untagged(name, cutoff)
+                pruned[name] = await self._prune_untagged(name, cutoff)
+                report.manifests_deleted += len(pruned[name])
+                report.manifests.extend(f"{name}@{d}" for d in sorted(pruned[name], key=str))
         marked: set[Digest] = set()
         for name in repos:
-            await self._mark_repository(name, marked)
+            await self._mark_repository(name, marked, skip=pruned.get(name, set()))
         swept = await self._sweep(marked, cutoff, report)
-        if swept and not self._dry_run:
+        if swept:
             for name in repos:
                 report.links_removed += await self._remove_links(name, swept, cutoff)
-        if not self._dry_run:
-            # Sessions record their replica's time.time(), so compare with this host's clock.
-            report.uploads_purged = await self._store.uploads.purge(older_than=self._upload_ttl)
+        # Sessions record their replica's time.time(), so compare with this host's clock.
+        report.uploads_purged = await self._store.uploads.purge(
+            older_than=self._upload_ttl, dry_run=self._dry_run
+        )
         return report
 
     async def _recover_trash(self) -> None:
@@ -144,11 +152,16 @@ class GarbageCollector:
                 await self._backend.move(key, paths.blob_data(digest))
 
     async def _storage_now(self) -> float:
-        """The storage's clock (object mtimes are in it), not this host's."""
-        if self._dry_run:
+        """The storage's clock (object mtimes are in it), not this host's. A dry run reads it too
+        (writing only GC's own probe object), so it judges ages as the real run will; on
+        storage it may not write to, it falls back to this host's clock."""
+        try:
+            await self._backend.put(paths.gc_clock(), b"")
+            return (await self._backend.stat(paths.gc_clock())).modified
+        except (StorageError, OSError):
+            if not self._dry_run:
+                raise
             return time.time()
-        await self._backend.put(paths.gc_clock(), b"")
-        return (await self._backend.stat(paths.gc_clock())).modified
 
     # -- mark --------------------------------------------------------------------------------
 
@@ -177,8 +190,10 @@ class GarbageCollector:
         except (NotFound, ManifestError, RecursionError, ValueError):
             return None
 
-    async def _mark_repository(self, name: str, marked: set[Digest]) -> None:
-        revisions = await self._revisions(name)
+    async def _mark_repository(
+        self, name: str, marked: set[Digest], skip: set[Digest] | frozenset[Digest] = frozenset()
+    ) -> None:
+        revisions = {d: k for d, k in (await self._revisions(name)).items() if d not in skip}
         parsed_already: set[Digest] = set()
         wave = list(revisions)
         while wave:
@@ -234,7 +249,8 @@ class GarbageCollector:
                     changed = True
         return keep
 
-    async def _prune_untagged(self, name: str, cutoff: float) -> int:
+    async def _prune_untagged(self, name: str, cutoff: float) -> set[Digest]:
+        """Delete (dry: only find) the revisions of `name` nothing kept reaches; returns them."""
         revisions = await self._revisions(name)
         roots = await self._tagged(name)
         for digest, key in revisions.items():
@@ -247,6 +263,7 @@ class GarbageCollector:
                 continue
             if self._dry_run:
                 removed[digest] = b""
+                self._log(f"would delete untagged manifest {name}@{digest}")
                 continue
             try:
                 removed[digest] = await self._backend.get(key)
@@ -254,7 +271,7 @@ class GarbageCollector:
                 continue
             await self._backend.delete(key)
         if self._dry_run or not removed:
-            return len(removed)
+            return set(removed)
         # Re-read what a concurrent push may have added meanwhile and restore what it reaches.
         now_revisions = await self._revisions(name)
         fresh = {d for d, key in now_revisions.items() if await self._modified(key) >= cutoff}
@@ -272,7 +289,7 @@ class GarbageCollector:
             if parsed is not None and parsed.subject is not None:
                 await self._store.referrers.remove(name, parsed.subject.digest, digest)
             self._log(f"deleted untagged manifest {name}@{digest}")
-        return len(removed)
+        return set(removed)
 
     async def _modified(self, key: str) -> float:
         try:
@@ -352,9 +369,12 @@ class GarbageCollector:
             if digest is None or digest not in swept:
                 continue
             # A link rewritten within the window belongs to a push that re-uploaded the blob.
-            if await self._modified(key) >= cutoff or await self._store.blobs.exists(digest):
+            if await self._modified(key) >= cutoff:
                 continue
-            await self._backend.delete(key)
+            if not self._dry_run:  # a dry run swept nothing: the blob is still there
+                if await self._store.blobs.exists(digest):
+                    continue
+                await self._backend.delete(key)
             removed += 1
         return removed
 

@@ -349,8 +349,11 @@ class UploadStore:
 
     # -- housekeeping ------------------------------------------------------------------------
 
-    async def purge(self, older_than: float, now: float | None = None) -> int:
-        """Remove sessions untouched for `older_than` seconds; returns how many went."""
+    async def purge(
+        self, older_than: float, now: float | None = None, dry_run: bool = False
+    ) -> int:
+        """Remove sessions untouched for `older_than` seconds; returns how many went (dry:
+        how many would)."""
         now = time.time() if now is None else now
         try:
             ids = await self._backend.list_dir(paths.UPLOADS)
@@ -371,6 +374,9 @@ class UploadStore:
                     # object (the backend publishes it only when complete). Not stale.
                     continue
             if now - updated < older_than:
+                continue
+            if dry_run:
+                purged += 1
                 continue
             if state is not None:
                 await self._backend.multipart_abort(

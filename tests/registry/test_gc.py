@@ -14,10 +14,10 @@ from ocispec import mediatypes as mt
 from ocispec.digest import Digest
 from pyreg.cli import main
 from registry.app import create_app
-from registry.gc import GarbageCollector
+from registry.gc import GarbageCollector, GcReport
 from registry.settings import Settings
 from registry.stores import paths
-from storage_backends.base import StorageBackend
+from storage_backends.base import Stat, StorageBackend
 from storage_backends.filesystem import FilesystemBackend
 from storage_backends.memory import MemoryBackend
 from tests.registry.helpers import (
@@ -414,3 +414,93 @@ async def test_manifest_put_rewrites_a_revision_pruned_while_tagging(
             data, _ = await push_image(client, "app", [b"tagged-late"])
             assert (await put_manifest(client, "app", "v1", data)).status_code == 201
             await assert_pulls(client, "app", "v1")
+
+
+def _deletions(report: GcReport) -> tuple[list[str], set[Digest], int, int, int]:
+    return (
+        report.manifests,
+        set(report.deleted),
+        report.bytes_freed,
+        report.links_removed,
+        report.uploads_purged,
+    )
+
+
+async def test_dry_run_with_delete_untagged_reports_what_the_real_run_deletes(
+    client: httpx.AsyncClient, backend: StorageBackend
+) -> None:
+    # Untagged B (with a layer only it references) and S (a referrer of B), plus an abandoned
+    # upload: the dry run used to mark B and S anyway and list none of their blobs.
+    scene = await _index_scene(client)
+    location = (await client.post("/v2/app/blobs/uploads/")).headers["location"]
+    assert (await client.patch(location, content=b"partial")).status_code == 202
+    age_everything(backend, 2 * GRACE)
+    options = {"delete_untagged": True, "upload_ttl": 60.0}
+
+    dry = await gc(backend, dry_run=True, **options).run()
+    assert (await client.get(f"/v2/app/manifests/{scene['b']}")).status_code == 200
+    real = await gc(backend, **options).run()
+
+    assert _deletions(dry) == _deletions(real)
+    assert sorted(dry.manifests) == sorted(f"app@{scene[k]}" for k in ("b", "s"))
+    assert Digest.parse(digest_of(b"layer-b")) in dry.deleted
+    assert dry.summary().replace("would free", "freed") == real.summary()
+    assert (await client.get(f"/v2/app/manifests/{scene['b']}")).status_code == 404
+
+
+def test_cli_dry_run_lists_the_real_runs_deletions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "storage"
+
+    async def setup() -> dict[str, str]:
+        backend = FilesystemBackend(str(root))
+        await backend.open()
+        try:
+            app = create_app(Settings(), backend=backend)
+            async with app.router.lifespan_context(app):
+                transport = httpx.ASGITransport(app=app)
+                async with httpx.AsyncClient(transport=transport, base_url="http://r") as c:
+                    return await _index_scene(c)
+        finally:
+            age_everything(backend, 7200)
+            await backend.close()
+
+    asyncio.run(setup())
+    storage = f"file://{root}"
+    assert main(["gc", "--storage", storage, "--dry-run", "--delete-untagged"]) == 0
+    dry = capsys.readouterr().out.splitlines()
+    assert main(["gc", "--storage", storage, "--delete-untagged"]) == 0
+    real = capsys.readouterr().out.splitlines()
+
+    def listed(lines: list[str], verb: str) -> list[str]:
+        return sorted(line.removeprefix(verb) for line in lines if line.startswith(verb))
+
+    assert listed(dry, "would delete ") == listed(real, "deleted ")
+    assert len(listed(real, "deleted untagged manifest ")) == 2
+    assert len(listed(real, "deleted blob ")) == 3  # B's layer and both manifests' bytes
+
+
+class ClockAhead:
+    """Storage whose clock runs `offset` seconds ahead of this host's (every mtime it reports)."""
+
+    def __init__(self, inner: StorageBackend, offset: float) -> None:
+        self._inner, self._offset = inner, offset
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    async def stat(self, path: str) -> Stat:
+        found = await self._inner.stat(path)
+        return Stat(found.size, found.modified + self._offset)
+
+
+async def test_dry_run_judges_ages_on_the_storage_clock_like_the_real_run(
+    client: httpx.AsyncClient, backend: StorageBackend
+) -> None:
+    orphan = Digest.parse(await push_blob(client, "app", b"orphan"))
+    age_everything(backend, 2 * GRACE)
+    skewed = ClockAhead(backend, 3 * GRACE)  # by this host's clock, the orphan looks young
+    dry = await gc(skewed, dry_run=True).run()  # type: ignore[arg-type]
+    real = await gc(skewed).run()  # type: ignore[arg-type]
+    assert dry.deleted == real.deleted == [orphan]
