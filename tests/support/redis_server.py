@@ -38,7 +38,7 @@ class RedisServer:
         if binary is None:
             raise FileNotFoundError("redis-server not installed (apt-get install redis-server)")
         argv = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "no", "--dir", str(self._dir), "--protected-mode", "yes"]  # fmt: skip
+                "--appendonly", "no", "--dir", str(self._dir)]  # fmt: skip
         log = (self._dir / "redis.log").open("ab")
         self.process = subprocess.Popen(argv, stdout=log, stderr=log)
         deadline = time.monotonic() + 30
