@@ -123,6 +123,12 @@ class TokenEndpoint:
                 granted.append(ResourceScope(scope.type, scope.name, tuple(actions)))
         return granted
 
+    def _issue_refresh(self, principal: Principal) -> str | None:
+        credential = self.authenticator.users.credential(principal.name or "")
+        if credential is None:  # removed while the login was being checked
+            return None
+        return self.tokens.issue_refresh(principal, credential)
+
     def _respond(
         self, principal: Principal, granted: list[ResourceScope], refresh: str | None
     ) -> Response:
@@ -152,7 +158,7 @@ class TokenEndpoint:
         granted = self._grant(principal, params.getlist("scope"))
         refresh = None
         if params.get("offline_token", "").lower() == "true" and not principal.anonymous:
-            refresh = self.tokens.issue_refresh(principal)
+            refresh = self._issue_refresh(principal)
         return self._respond(principal, granted, refresh)
 
     async def _post(self, request: Request) -> Response:
@@ -166,15 +172,16 @@ class TokenEndpoint:
                 raise _bad_request("grant_type=password needs username and password")
             principal = await self._login(request, user, password)
             if _one(form, "access_type") == "offline":
-                refresh = self.tokens.issue_refresh(principal)
+                refresh = self._issue_refresh(principal)
         elif grant_type == "refresh_token":
             presented = _one(form, "refresh_token") or ""
             try:
-                principal = self.tokens.verify_refresh(presented)
+                principal, credential = self.tokens.verify_refresh(presented)
             except TokenError:
                 raise _login_failed() from None
-            if not self.authenticator.users.exists(principal.name or ""):
-                raise _login_failed()  # the user was removed since: the refresh token dies too
+            if self.authenticator.users.credential(principal.name or "") != credential:
+                # The password changed or the user was removed (maybe re-added) since.
+                raise _login_failed()
             refresh = presented  # oauth.md: a refresh grant returns the same refresh token
         else:
             raise _bad_request("grant_type must be password or refresh_token")
