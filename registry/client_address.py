@@ -9,8 +9,8 @@ then each trusted entry) is a trusted proxy. A forged entry on the left is never
 `X-Forwarded-Proto` is taken (rightmost value, http/https only) when the peer is trusted.
 
 `trusted_proxies` holds addresses and networks (`10.0.0.5`, `10.0.0.0/8`, `fd00::/8`),
-comma-separated. `*` is refused: trusting every peer lets any client choose its address, and
-with it the address its failed logins count against.
+comma-separated. `*` (and `0.0.0.0/0`, `::/0`) is refused: trusting every peer lets any client
+choose its address, and with it the address its failed logins count against.
 
 The middleware rewrites `scope["client"]` (and `scope["scheme"]`) in place, so every later
 reader, the lockout as well as uvicorn's access log, sees the same address.
@@ -44,11 +44,14 @@ def parse_trusted(value: str | Iterable[str]) -> tuple[Network, ...]:
                 "aim the login lockout); list the proxies' addresses or networks instead"
             )
         try:
-            networks.append(ipaddress.ip_network(item.strip("[]"), strict=False))
+            network = ipaddress.ip_network(item.strip("[]"), strict=False)
         except ValueError:
             raise TrustedProxiesError(
                 f"trusted_proxies: {item!r} is not an IP address or network"
             ) from None
+        if network.prefixlen == 0:
+            raise TrustedProxiesError(f"trusted_proxies: {item!r} is every address, as '*'")
+        networks.append(network)
     return tuple(networks)
 
 

@@ -61,7 +61,9 @@ def test_resolve(peer: str, forwarded: list[str], client: str) -> None:
     assert ClientAddress(PROXIES).resolve(peer, forwarded) == client
 
 
-@pytest.mark.parametrize("value", ["*", "10.0.0.1, *", "proxy.local", "10.0.0.0/40"])
+@pytest.mark.parametrize(
+    "value", ["*", "10.0.0.1, *", "0.0.0.0/0", "::/0", "proxy.local", "10.0.0.0/40"]
+)
 def test_star_and_names_are_refused(value: str) -> None:
     with pytest.raises(TrustedProxiesError):
         parse_trusted(value)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import time
 
+import bcrypt
 import httpx
 import jwt
 import pytest
@@ -264,3 +265,24 @@ async def test_lockout_after_repeated_failures(client: httpx.AsyncClient) -> Non
         "/token", data={"grant_type": "password", "username": "alice", "password": "alice-pw"}
     )
     assert r.status_code == 429
+
+
+async def test_a_password_change_during_the_login_ends_the_refresh_token(
+    client: httpx.AsyncClient, access: TokenAccess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The token is bound to the entry as it was before the check: one issued while the
+    password changes must not be bound to the new entry."""
+    path = access.authenticator.users.path
+    real_checkpw = bcrypt.checkpw
+    changed: list[bool] = []
+
+    def change_then_check(password: bytes, hashed: bytes) -> bool:
+        if not changed:
+            changed.append(True)
+            set_user(path, "bob", "new-pw", cost=TEST_COST)
+        return real_checkpw(password, hashed)
+
+    monkeypatch.setattr(bcrypt, "checkpw", change_then_check)
+    r = await client.get("/token", params={"offline_token": "true"}, headers=basic("bob", "bob-pw"))
+    assert r.status_code == 200 and changed
+    assert await refresh_with(client, r.json()["refresh_token"]) == 401
