@@ -130,11 +130,13 @@ class Authenticator:
         try:
             ok = await self.users.verify(user, password)
         finally:
-            # Anything but a verified password (a cancelled request too) counts as a failure.
-            if ok:
-                await self.lockout.succeeded(client, user)
-            else:
-                await self.lockout.failed(client, user)
+            # Anything but a verified password (a cancelled request too) counts as a failure;
+            # shielded, so that a cancelled request still settles its slot.
+            with anyio.CancelScope(shield=True):
+                if ok:
+                    await self.lockout.succeeded(client, user)
+                else:
+                    await self.lockout.failed(client, user)
         if not ok:
             raise LoginFailed(user)
         if key is not None:
