@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from registry import errors
 from registry.auth import build_access
+from registry.client_address import ClientAddressMiddleware
 from registry.handlers.base import API_VERSION, API_VERSION_HEADER
 from registry.routes import ROUTES
 from registry.settings import Settings
@@ -148,7 +149,10 @@ def create_app(
 
     app = Starlette(
         routes=list(ROUTES),
-        middleware=[Middleware(RegistryMiddleware)],
+        middleware=[
+            Middleware(ClientAddressMiddleware, trusted=config.trusted_proxies),
+            Middleware(RegistryMiddleware),
+        ],
         exception_handlers={
             errors.RegistryError: _registry_error,
             HTTPException: _http_error,

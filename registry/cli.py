@@ -39,8 +39,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--trusted-proxies",
         metavar="ADDRS",
-        help="comma-separated proxy addresses (or *) whose X-Forwarded-For/-Proto are "
-        "believed; default none",
+        help="comma-separated proxy addresses or networks (CIDR) whose X-Forwarded-For/-Proto "
+        "are believed; default none",
     )
     parser.set_defaults(func=serve)
 
@@ -100,9 +100,8 @@ def serve(args: argparse.Namespace) -> int:
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level,
-        # Forwarded headers only from the proxies the operator named: anyone else could forge
-        # their address (and dodge the per-address login lockout).
-        proxy_headers=bool(settings.trusted_proxies),
-        forwarded_allow_ips=settings.trusted_proxies or None,
+        # Never uvicorn's: it believes the leftmost X-Forwarded-For entry, which the client
+        # writes. registry.client_address takes the rightmost one a trusted proxy added.
+        proxy_headers=False,
     )
     return 0

@@ -9,7 +9,7 @@ YAML keys (all optional; documented in docs/registry.md):
     storage: file://./var/registry      # or {url: ..., options: {...}}
     max_manifest_size: 4194304
     uploads: {ttl: 86400, purge_interval: 3600}
-    trusted_proxies: ""                  # e.g. "10.0.0.1,10.0.0.2" or "*"
+    trusted_proxies: ""                  # e.g. "10.0.0.1,10.0.0.2" or "10.0.0.0/8" (never "*")
     auth: null                           # passed as-is to registry.auth.build_access
     redis: ""                            # redis://host:6379/0: state shared by replicas
 
@@ -30,6 +30,8 @@ from typing import Any
 
 import yaml
 
+from registry.client_address import TrustedProxiesError, parse_trusted
+
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
@@ -48,7 +50,7 @@ class Settings:
     upload_ttl: int = 24 * 3600  # seconds an untouched upload session is kept
     upload_purge_interval: float = 3600.0  # seconds between sweeps of stale sessions; 0: never
     max_manifest_size: int = 4 * 1024 * 1024
-    # Addresses whose X-Forwarded-For/-Proto are believed (uvicorn's forwarded_allow_ips).
+    # Addresses/networks whose X-Forwarded-For/-Proto are believed (registry/client_address.py).
     # Empty: none, so behind a proxy every client would share the proxy's address (and its
     # login lockout); set it to the proxy's address there.
     trusted_proxies: str = ""
@@ -68,6 +70,10 @@ class Settings:
             raise SettingsError("upload ttl and max_manifest_size must be positive")
         if self.upload_purge_interval < 0:
             raise SettingsError("uploads.purge_interval must not be negative")
+        try:
+            parse_trusted(self.trusted_proxies)
+        except TrustedProxiesError as exc:
+            raise SettingsError(str(exc)) from None
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})

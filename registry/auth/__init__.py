@@ -22,7 +22,7 @@ from registry.auth.controller import TokenAccess
 from registry.auth.credentials import Authenticator
 from registry.auth.htpasswd import Htpasswd
 from registry.auth.keys import load_or_create_file, load_or_create_stored
-from registry.auth.lockout import Lockout
+from registry.auth.lockout import InProcessLockout
 from registry.auth.rules import Rules
 from registry.auth.tokens import TokenService
 from storage_backends.base import StorageBackend
@@ -47,7 +47,8 @@ async def build_access(config: dict[str, Any] | None, backend: StorageBackend) -
         key = await load_or_create_stored(backend)
     lock = settings.lockout
     authenticator = Authenticator(
-        Htpasswd(settings.htpasswd), Lockout(lock.max_failures, lock.window, lock.lock_for)
+        Htpasswd(settings.htpasswd),
+        InProcessLockout(lock.max_failures, lock.window, lock.lock_for),
     )
     tokens = TokenService(
         key, settings.issuer, settings.service, settings.token_ttl, settings.refresh_ttl

@@ -5,7 +5,13 @@ Only bcrypt (`$2y$`, `$2b$`, `$2a$`) is accepted: the other htpasswd formats (MD
 crypt) are weak, and distribution refuses them too.
 
 The server re-reads the file when its modification time changes, so `pyreg user add` takes
-effect without a restart. bcrypt is slow on purpose: checks run in a worker thread.
+effect without a restart. bcrypt is slow on purpose: checks run in worker threads, at most
+`BCRYPT_THREADS` at a time (a burst of logins queues there instead of taking every core from
+the requests being served).
+
+Every check does the same bcrypt work, 2**(highest cost in the file) rounds, whatever the user:
+an unknown user is checked against a dummy hash of that cost, and a user whose hash is cheaper
+gets padding checks on top, so the answer time tells neither which names exist nor their cost.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import hashlib
 import os
 import re
 import secrets
@@ -27,15 +34,16 @@ import bcrypt
 BCRYPT_PREFIXES = ("$2y$", "$2b$", "$2a$")
 MAX_PASSWORD_BYTES = 72  # bcrypt looks at no more than this
 DEFAULT_COST = 12
+#: bcrypt checks running at once per process; leaves cores for everything else
+BCRYPT_THREADS = max(1, (os.cpu_count() or 2) // 2)
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
 
 
 @functools.cache
 def _dummy_hash(cost: int = DEFAULT_COST) -> bytes:
-    """Checked against when the user is unknown, so that "no such user" takes as long as
-    "wrong password" and does not reveal which names exist. Made on first use, not at import
-    (every `pyreg` command imports this module). Its cost must be the users' (see
-    `usual_cost`): `htpasswd -B` hashes at cost 5, 128 times faster than 12."""
+    """A hash of a random password at `cost`: checked against to spend the same work as a real
+    check (see `check_password`). Made on first use, not at import (every `pyreg` command
+    imports this module)."""
     return bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(cost))
 
 
@@ -48,17 +56,17 @@ def hash_cost(hashed: str) -> int | None:
     return cost if 4 <= cost <= 31 else None
 
 
-def usual_cost(users: dict[str, str]) -> int:
-    """The most common cost among the users' hashes (the highest on a tie; the default when
-    there are none): what an unknown user's check should cost."""
-    counts: dict[int, int] = {}
-    for hashed in users.values():
-        cost = hash_cost(hashed)
-        if cost is not None:
-            counts[cost] = counts.get(cost, 0) + 1
-    if not counts:
-        return DEFAULT_COST
-    return max(counts, key=lambda c: (counts[c], c))
+def highest_cost(users: dict[str, str]) -> int:
+    """The highest cost among the users' hashes (the default when there are none): the work
+    every check does."""
+    costs = [c for c in (hash_cost(h) for h in users.values()) if c is not None]
+    return max(costs, default=DEFAULT_COST)
+
+
+def credential_id(name: str, hashed: str) -> str:
+    """A fingerprint of one htpasswd entry, put into refresh tokens: it changes with the
+    password (a new salt too), so a token bound to it ends when the entry changes."""
+    return hashlib.sha256(f"pyreg-credential\0{name}\0{hashed}".encode()).hexdigest()[:32]
 
 
 class HtpasswdError(ValueError):
@@ -80,15 +88,27 @@ def hash_password(password: str, cost: int = DEFAULT_COST) -> str:
     return "$2y$" + hashed[4:]
 
 
-def check_password(password: str, hashed: str | None, dummy_cost: int = DEFAULT_COST) -> bool:
-    """Constant-work check; an unknown user (hashed=None) is checked against a dummy hash of
-    cost `dummy_cost`."""
-    target = hashed.encode() if hashed else _dummy_hash(dummy_cost)
+def check_password(password: str, hashed: str | None, work_cost: int = DEFAULT_COST) -> bool:
+    """Check `password` doing 2**work_cost bcrypt rounds whatever `hashed` is: an unknown user
+    (None) or an unreadable hash is checked against a dummy hash of `work_cost`; a hash of cost
+    c < work_cost is padded with dummy checks of costs c .. work_cost-1 (2**c + 2**c + ... +
+    2**(work_cost-1) = 2**work_cost)."""
+    raw = password.encode()[:MAX_PASSWORD_BYTES]
+    cost = hash_cost(hashed) if hashed else None
+    if hashed is None or cost is None:
+        _checkpw(raw, _dummy_hash(work_cost))
+        return False
+    ok = _checkpw(raw, hashed.encode())
+    for padding in range(cost, work_cost):
+        _checkpw(raw, _dummy_hash(padding))
+    return ok
+
+
+def _checkpw(raw: bytes, hashed: bytes) -> bool:
     try:
-        ok = bcrypt.checkpw(password.encode()[:MAX_PASSWORD_BYTES], target)
+        return bcrypt.checkpw(raw, hashed)
     except ValueError:  # a corrupt hash in the file
         return False
-    return ok and hashed is not None
 
 
 def parse(text: str) -> dict[str, str]:
@@ -113,20 +133,23 @@ class Htpasswd:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._users: dict[str, str] = {}
-        self._dummy_cost = DEFAULT_COST
-        self._stamp: tuple[int, int] | None = None
+        self._work_cost = DEFAULT_COST
+        self._stamp: tuple[int, int, int] | None = None
         self._lock = threading.Lock()
+        self._limiter: anyio.CapacityLimiter | None = None
 
     def _refresh(self) -> dict[str, str]:
         try:
             st = self.path.stat()
         except FileNotFoundError:
             return {}
-        stamp = (st.st_mtime_ns, st.st_size)
+        # The inode too: every rewrite is a rename of a new file, and a password change of
+        # the same cost keeps the size (and may fall within the mtime's granularity).
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
         with self._lock:
             if stamp != self._stamp:
                 self._users = parse(self.path.read_text(encoding="utf-8"))
-                self._dummy_cost = usual_cost(self._users)
+                self._work_cost = highest_cost(self._users)
                 self._stamp = stamp
             return self._users
 
@@ -136,12 +159,21 @@ class Htpasswd:
     def exists(self, name: str) -> bool:
         return name in self._refresh()
 
+    def credential(self, name: str) -> str | None:
+        """`credential_id` of `name`'s current entry, or None when there is no such user."""
+        hashed = self._refresh().get(name)
+        return credential_id(name, hashed) if hashed is not None else None
+
     def verify_sync(self, name: str, password: str) -> bool:
         hashed = self._refresh().get(name)
-        return check_password(password, hashed, self._dummy_cost)
+        return check_password(password, hashed, self._work_cost)
 
     async def verify(self, name: str, password: str) -> bool:
-        return await anyio.to_thread.run_sync(self.verify_sync, name, password)
+        if self._limiter is None:  # made on first use: it belongs to the running event loop
+            self._limiter = anyio.CapacityLimiter(BCRYPT_THREADS)
+        return await anyio.to_thread.run_sync(
+            self.verify_sync, name, password, limiter=self._limiter
+        )
 
 
 def write_lines(path: Path, lines: list[str]) -> None:

@@ -4,22 +4,31 @@ An EC P-256 key signs with ES256, an RSA key (>= 2048 bits) with RS256; the algo
 from the key and is the only one the verifier accepts (no `none`, no HMAC key confusion).
 Without `auth.key` in the config the key lives in the storage backend, so every replica sharing
 the storage signs and verifies with the same key.
+
+Whoever reads the key can forge any token: key files are written 0600 (on the filesystem
+backend too), and start-up warns when the key file can be read by group or others.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
+import anyio.to_thread
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from registry.stores.paths import AUTH_KEY
 from storage_backends.base import NotFound, StorageBackend
+from storage_backends.filesystem import FilesystemBackend
+
+logger = logging.getLogger("registry.auth")
 
 # Storage key of the generated signing key when `auth.key` is not set.
 STORAGE_KEY_PATH = AUTH_KEY
@@ -78,12 +87,32 @@ def generate_pem() -> bytes:
     )
 
 
+def warn_if_exposed(path: Path) -> bool:
+    """Log a warning when the key file at `path` is readable by group or others; True then."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    if not mode & (stat.S_IRGRP | stat.S_IROTH):
+        return False
+    logger.warning(
+        "the token signing key %s is readable by others (mode %04o): anyone who can read it "
+        "can forge tokens. chmod 600 it, and replace it if it may have been read.",
+        path,
+        stat.S_IMODE(mode),
+    )
+    return True
+
+
 def load_or_create_file(path: Path) -> SigningKey:
     """Read the key at `path`, creating it (mode 0600, never overwriting) on first start."""
     try:
-        return from_pem(path.read_bytes())
+        key = from_pem(path.read_bytes())
     except FileNotFoundError:
         pass
+    else:
+        warn_if_exposed(path)
+        return key
     path.parent.mkdir(parents=True, exist_ok=True)
     pem = generate_pem()
     try:
@@ -104,10 +133,33 @@ async def load_or_create_stored(backend: StorageBackend, settle: float = 0.5) ->
     backend has no create-if-absent, so each writer waits `settle` seconds and then adopts
     whatever key was written last: all of them end up with the same one.
     """
+    local = _local_file(backend)
     try:
-        return from_pem(await backend.get(STORAGE_KEY_PATH))
+        key = from_pem(await backend.get(STORAGE_KEY_PATH))
     except NotFound:
         pass
+    else:
+        if local is not None:
+            warn_if_exposed(local)
+        return key
     await backend.put(STORAGE_KEY_PATH, generate_pem())
+    if local is not None:
+        # The backend writes objects with the process umask (0644 usually); the storage root
+        # is 0700, but the key must not depend on that (a root created by someone else).
+        await anyio.to_thread.run_sync(_restrict, local)
     await anyio.sleep(settle)
     return from_pem(await backend.get(STORAGE_KEY_PATH))
+
+
+def _local_file(backend: StorageBackend) -> Path | None:
+    """Where the stored key lies on the local disk, for the filesystem backend."""
+    if isinstance(backend, FilesystemBackend):
+        return backend.root / STORAGE_KEY_PATH
+    return None
+
+
+def _restrict(path: Path) -> None:
+    try:
+        os.chmod(path, 0o600)
+    except FileNotFoundError:  # another replica's write replaced it: it restricts its own
+        pass

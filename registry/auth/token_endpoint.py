@@ -103,13 +103,17 @@ class TokenEndpoint:
         if service is not None and service != self.tokens.service:
             raise _bad_request(f"unknown service {service!r}; this is {self.tokens.service!r}")
 
-    async def _login(self, request: Request, user: str, password: str) -> Principal:
+    async def _login(self, request: Request, user: str, password: str) -> tuple[Principal, str]:
+        """The principal, and the fingerprint of the htpasswd entry as it was *before* the
+        check: a refresh token bound to it dies if the entry changes while the check runs."""
+        credential = self.authenticator.users.credential(user) or ""
         try:
-            return await self.authenticator.login(client_address(request), user, password)
+            principal = await self.authenticator.login(client_address(request), user, password)
         except LockedOut as exc:
             raise _locked(exc) from None
         except LoginFailed:
             raise _login_failed() from None
+        return principal, credential
 
     def _grant(self, principal: Principal, scope_params: list[str]) -> list[ResourceScope]:
         try:
@@ -141,18 +145,18 @@ class TokenEndpoint:
     async def _get(self, request: Request) -> Response:
         params = request.query_params
         self._check_service(params.get("service"))
-        principal = ANONYMOUS
+        principal, credential = ANONYMOUS, ""
         header = request.headers.get("authorization")
         if header:
             try:
                 user, password = parse_basic(header)
             except MalformedCredentials as exc:
                 raise _bad_request(str(exc)) from None
-            principal = await self._login(request, user, password)
+            principal, credential = await self._login(request, user, password)
         granted = self._grant(principal, params.getlist("scope"))
         refresh = None
         if params.get("offline_token", "").lower() == "true" and not principal.anonymous:
-            refresh = self.tokens.issue_refresh(principal)
+            refresh = self.tokens.issue_refresh(principal, credential)
         return self._respond(principal, granted, refresh)
 
     async def _post(self, request: Request) -> Response:
@@ -164,17 +168,18 @@ class TokenEndpoint:
             user, password = _one(form, "username"), _one(form, "password")
             if not user or password is None:
                 raise _bad_request("grant_type=password needs username and password")
-            principal = await self._login(request, user, password)
+            principal, credential = await self._login(request, user, password)
             if _one(form, "access_type") == "offline":
-                refresh = self.tokens.issue_refresh(principal)
+                refresh = self.tokens.issue_refresh(principal, credential)
         elif grant_type == "refresh_token":
             presented = _one(form, "refresh_token") or ""
             try:
-                principal = self.tokens.verify_refresh(presented)
+                principal, credential = self.tokens.verify_refresh(presented)
             except TokenError:
                 raise _login_failed() from None
-            if not self.authenticator.users.exists(principal.name or ""):
-                raise _login_failed()  # the user was removed since: the refresh token dies too
+            if self.authenticator.users.credential(principal.name or "") != credential:
+                # The password changed or the user was removed (maybe re-added) since.
+                raise _login_failed()
             refresh = presented  # oauth.md: a refresh grant returns the same refresh token
         else:
             raise _bad_request("grant_type must be password or refresh_token")

@@ -3,6 +3,9 @@
 Access tokens carry `iss`, `sub` ("" for anonymous), `aud` (the service), `exp`, `nbf`, `iat`,
 `jti` and `access: [{type, name, actions}]`. Refresh tokens are JWTs too, but with an audience
 of their own (`<service>#refresh`), so one can never pass as an access token or vice versa.
+A refresh token also carries `cred`, a fingerprint of the htpasswd entry it was issued against
+(`htpasswd.credential_id`): the token endpoint honours it only while the entry is unchanged, so
+a password change, or a removal (even followed by a new user of the same name), ends it.
 
 Verification pins the algorithm to the signing key's (ES256 or RS256): PyJWT then refuses
 `alg: none` and HS256 tokens keyed with the public key, whatever the header says.
@@ -100,10 +103,13 @@ class TokenService:
         ]
         return Issued(self._sign(claims), self.ttl, _rfc3339(now))
 
-    def issue_refresh(self, principal: Principal) -> str:
+    def issue_refresh(self, principal: Principal, credential: str) -> str:
+        """A refresh token for `principal`, bound to `credential` (the fingerprint of the
+        htpasswd entry the login was checked against)."""
         if principal.anonymous:
             raise TokenError("anonymous callers get no refresh token")
         claims, _ = self._claims(principal.name or "", self._refresh_audience, self.refresh_ttl)
+        claims["cred"] = credential
         return self._sign(claims)
 
     def _decode(self, token: str, audience: str) -> dict[str, Any]:
@@ -147,8 +153,12 @@ class TokenService:
         sub = claims["sub"]
         return Grant(Principal(sub or None), frozenset(access))
 
-    def verify_refresh(self, token: str) -> Principal:
+    def verify_refresh(self, token: str) -> tuple[Principal, str]:
+        """The principal and the credential fingerprint a refresh token was issued for."""
         claims = self._decode(token, self._refresh_audience)
         if not claims["sub"]:
             raise TokenError("refresh token without a subject")
-        return Principal(claims["sub"])
+        credential = claims.get("cred")
+        if not isinstance(credential, str) or not credential:
+            raise TokenError("refresh token not bound to a credential")  # issued before binding
+        return Principal(claims["sub"]), credential

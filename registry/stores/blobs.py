@@ -6,7 +6,7 @@ there (pushed or mounted), so a blob pushed to A is unknown in B.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 from ocispec.digest import Digest
 from registry import errors
@@ -79,17 +79,3 @@ class BlobStore:
             return False
         await self.link(name, digest)
         return True
-
-    async def mount_any(
-        self, name: str, digest: Digest, may_pull: Callable[[str], Awaitable[bool]]
-    ) -> str | None:
-        """Anonymous mount: link the blob from any repository that has it and the caller may
-        pull; returns that repository, or None."""
-        await self.touch(digest)
-        if not await self.exists(digest):
-            return None
-        for source in await self._catalog.names():
-            if source != name and await self.is_linked(source, digest) and await may_pull(source):
-                await self.link(name, digest)
-                return source
-        return None

@@ -75,10 +75,21 @@ def test_bad_auth_section_is_one_line_and_exit_2(
     assert "auth" in err and "htpasswd" in err and "Traceback" not in err
 
 
-def test_forwarded_headers_only_from_trusted_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_uvicorn_never_reads_forwarded_headers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """uvicorn believes the leftmost X-Forwarded-For entry (the client's own); the app's
+    registry.client_address middleware reads them instead."""
     monkeypatch.delenv("PYREG_TRUSTED_PROXIES", raising=False)
     code, calls = _run(monkeypatch, ["--storage", "memory://"])
     assert code == 0 and calls["proxy_headers"] is False
     code, calls = _run(monkeypatch, ["--storage", "memory://", "--trusted-proxies", "10.0.0.7"])
-    assert code == 0 and calls["proxy_headers"] is True
-    assert calls["forwarded_allow_ips"] == "10.0.0.7"
+    assert code == 0 and calls["proxy_headers"] is False
+    assert "forwarded_allow_ips" not in calls
+
+
+def test_trusted_proxies_star_is_refused(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("PYREG_TRUSTED_PROXIES", raising=False)
+    code, calls = _run(monkeypatch, ["--storage", "memory://", "--trusted-proxies", "*"])
+    assert code == 2 and calls == {}
+    assert "trusted_proxies" in capsys.readouterr().err

@@ -77,11 +77,21 @@ def test_trusted_proxies_as_list_string_or_env(tmp_path: Path) -> None:
     config = tmp_path / "c.yaml"
     config.write_text("trusted_proxies: [10.0.0.1, 10.0.0.2]\n")
     assert load_settings(config, environ={}).trusted_proxies == "10.0.0.1,10.0.0.2"
-    config.write_text("trusted_proxies: '*'\n")
-    assert load_settings(config, environ={}).trusted_proxies == "*"
+    config.write_text("trusted_proxies: 10.0.0.0/8, fd00::/8\n")
+    assert load_settings(config, environ={}).trusted_proxies == "10.0.0.0/8, fd00::/8"
     env = {"PYREG_TRUSTED_PROXIES": "127.0.0.1"}
     assert load_settings(config, environ=env).trusted_proxies == "127.0.0.1"
     assert load_settings(None, environ={}).trusted_proxies == ""
     config.write_text("trusted_proxies: 5\n")
     with pytest.raises(SettingsError):
+        load_settings(config, environ={})
+
+
+@pytest.mark.parametrize("value", ["'*'", "10.0.0.1,*", "proxy.example", "10.0.0.0/33"])
+def test_trusted_proxies_refuses_star_and_non_addresses(tmp_path: Path, value: str) -> None:
+    """`*` made every peer a trusted proxy: any client chose its own address (and so the
+    address its failed logins counted against)."""
+    config = tmp_path / "c.yaml"
+    config.write_text(f"trusted_proxies: {value}\n")
+    with pytest.raises(SettingsError, match="trusted_proxies"):
         load_settings(config, environ={})

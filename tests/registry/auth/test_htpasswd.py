@@ -146,3 +146,46 @@ def test_unknown_users_cost_as_much_as_known_ones(
 )
 def test_hash_cost(hashed: str, cost: int | None) -> None:
     assert hash_cost(hashed) == cost
+
+
+def test_every_check_does_the_work_of_the_highest_cost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Users with different bcrypt costs and unknown users answered in visibly different times
+    (170 / 40 / 28 ms): the work is now 2**(highest cost) bcrypt rounds for every check, right
+    or wrong, known or not. Counted, not timed, so it holds on a loaded machine."""
+    path = tmp_path / "htpasswd"
+    set_user(path, "cheap", "pw", cost=4)
+    set_user(path, "middle", "pw", cost=5)
+    set_user(path, "dear", "pw", cost=7)
+    rounds: list[int] = []
+    real_checkpw = bcrypt.checkpw
+
+    def counting_checkpw(password: bytes, hashed: bytes) -> bool:
+        cost = hash_cost(hashed.decode())
+        assert cost is not None
+        rounds[-1] += 2**cost
+        return real_checkpw(password, hashed)
+
+    monkeypatch.setattr(bcrypt, "checkpw", counting_checkpw)
+    users = Htpasswd(path)
+    outcomes = {}
+    for name, password in [
+        ("cheap", "pw"),
+        ("cheap", "wrong"),
+        ("middle", "wrong"),
+        ("dear", "pw"),
+        ("dear", "wrong"),
+        ("nobody", "pw"),
+    ]:
+        rounds.append(0)
+        outcomes[name, password] = users.verify_sync(name, password)
+    assert rounds == [2**7] * 6
+    assert outcomes == {
+        ("cheap", "pw"): True,
+        ("cheap", "wrong"): False,
+        ("middle", "wrong"): False,
+        ("dear", "pw"): True,
+        ("dear", "wrong"): False,
+        ("nobody", "pw"): False,
+    }

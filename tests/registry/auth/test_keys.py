@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import logging
+import os
 import random
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from registry.auth.keys import (
     load_or_create_file,
     load_or_create_stored,
 )
+from storage_backends.filesystem import FilesystemBackend
 from storage_backends.memory import MemoryBackend
 
 
@@ -91,3 +94,37 @@ async def test_workers_starting_together_agree_on_one_stored_key() -> None:
         for _ in range(4):
             group.start_soon(start)
     assert len(kids) == 4 and len(set(kids)) == 1
+
+
+async def test_a_key_kept_on_the_filesystem_backend_is_0600(tmp_path: Path) -> None:
+    """`_auth/token-key.pem` was written 0644: under a 0755 storage root (the shipped image's)
+    any local user could read it and forge tokens."""
+    backend = FilesystemBackend(tmp_path / "storage")
+    await backend.open()
+    old = os.umask(0o022)  # the usual umask, whatever the test runner's
+    try:
+        await load_or_create_stored(backend, settle=0)
+    finally:
+        os.umask(old)
+    mode = (tmp_path / "storage" / STORAGE_KEY_PATH).stat().st_mode & 0o777
+    assert mode == 0o600
+
+
+async def test_start_up_warns_about_a_key_others_can_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "token.pem"
+    load_or_create_file(path)
+    caplog.set_level(logging.WARNING, logger="registry.auth")
+    load_or_create_file(path)
+    assert not [r for r in caplog.records if "readable by others" in r.getMessage()]
+    path.chmod(0o644)
+    load_or_create_file(path)
+    assert [r for r in caplog.records if "readable by others" in r.getMessage()]
+    caplog.clear()
+    backend = FilesystemBackend(tmp_path / "storage")
+    await backend.open()
+    await load_or_create_stored(backend, settle=0)
+    (tmp_path / "storage" / STORAGE_KEY_PATH).chmod(0o640)
+    await load_or_create_stored(backend, settle=0)
+    assert [r for r in caplog.records if "readable by others" in r.getMessage()]

@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import time
 
+import bcrypt
 import httpx
 import jwt
 import pytest
 
 from registry.auth import TokenAccess
-from tests.support.auth import basic
+from registry.auth.htpasswd import remove_user, set_user
+from tests.support.auth import TEST_COST, basic
 
 
 def access_of(access: TokenAccess, token: str) -> list[dict[str, object]]:
@@ -190,6 +192,37 @@ async def test_refresh_token_dies_with_its_user(
     assert r.status_code == 401
 
 
+async def refresh_with(client: httpx.AsyncClient, refresh: str) -> int:
+    r = await client.post("/token", data={"grant_type": "refresh_token", "refresh_token": refresh})
+    return r.status_code
+
+
+async def test_refresh_token_dies_with_a_password_change(
+    client: httpx.AsyncClient, access: TokenAccess
+) -> None:
+    """A refresh token kept working after its user's password was changed."""
+    r = await client.get("/token", params={"offline_token": "true"}, headers=basic("bob", "bob-pw"))
+    refresh = r.json()["refresh_token"]
+    assert await refresh_with(client, refresh) == 200
+    set_user(access.authenticator.users.path, "bob", "new-pw", cost=TEST_COST)
+    assert await refresh_with(client, refresh) == 401
+    r = await client.get("/token", params={"offline_token": "true"}, headers=basic("bob", "new-pw"))
+    assert await refresh_with(client, r.json()["refresh_token"]) == 200
+
+
+async def test_a_new_user_of_the_same_name_does_not_inherit_refresh_tokens(
+    client: httpx.AsyncClient, access: TokenAccess
+) -> None:
+    """After `user remove` + `user add` of the same name (and even the same password), the
+    old person's refresh token worked for the new one."""
+    r = await client.get("/token", params={"offline_token": "true"}, headers=basic("bob", "bob-pw"))
+    refresh = r.json()["refresh_token"]
+    path = access.authenticator.users.path
+    remove_user(path, "bob")
+    set_user(path, "bob", "bob-pw", cost=TEST_COST)
+    assert await refresh_with(client, refresh) == 401
+
+
 @pytest.mark.parametrize(
     ("data", "content_type"),
     [
@@ -232,3 +265,24 @@ async def test_lockout_after_repeated_failures(client: httpx.AsyncClient) -> Non
         "/token", data={"grant_type": "password", "username": "alice", "password": "alice-pw"}
     )
     assert r.status_code == 429
+
+
+async def test_a_password_change_during_the_login_ends_the_refresh_token(
+    client: httpx.AsyncClient, access: TokenAccess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The token is bound to the entry as it was before the check: one issued while the
+    password changes must not be bound to the new entry."""
+    path = access.authenticator.users.path
+    real_checkpw = bcrypt.checkpw
+    changed: list[bool] = []
+
+    def change_then_check(password: bytes, hashed: bytes) -> bool:
+        if not changed:
+            changed.append(True)
+            set_user(path, "bob", "new-pw", cost=TEST_COST)
+        return real_checkpw(password, hashed)
+
+    monkeypatch.setattr(bcrypt, "checkpw", change_then_check)
+    r = await client.get("/token", params={"offline_token": "true"}, headers=basic("bob", "bob-pw"))
+    assert r.status_code == 200 and changed
+    assert await refresh_with(client, r.json()["refresh_token"]) == 401

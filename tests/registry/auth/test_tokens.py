@@ -172,14 +172,23 @@ def test_hs256_keyed_with_the_public_key_is_refused(key: SigningKey) -> None:
 
 def test_refresh_and_access_tokens_are_not_interchangeable(key: SigningKey) -> None:
     svc = service(key)
-    refresh = svc.issue_refresh(ALICE)
-    assert svc.verify_refresh(refresh) == ALICE
+    refresh = svc.issue_refresh(ALICE, "cred-1")
+    assert svc.verify_refresh(refresh) == (ALICE, "cred-1")
     with pytest.raises(TokenError):
         svc.verify_access(refresh)
     with pytest.raises(TokenError):
         svc.verify_refresh(svc.issue_access(ALICE, []).token)
     with pytest.raises(TokenError):
-        svc.issue_refresh(ANONYMOUS)
+        svc.issue_refresh(ANONYMOUS, "cred-1")
+
+
+def test_a_refresh_token_without_a_credential_binding_is_refused(key: SigningKey) -> None:
+    """Refresh tokens issued before they were bound to the htpasswd entry carry no `cred`:
+    they could outlive a password change, so they are no longer honoured."""
+    svc = service(key)
+    claims, _ = svc._claims("alice", svc._refresh_audience, 3600)
+    with pytest.raises(TokenError):
+        svc.verify_refresh(svc._sign(claims))
 
 
 @pytest.mark.parametrize("garbage", ["", "a.b.c", "not-a-jwt", "...."])
