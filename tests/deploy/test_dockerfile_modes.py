@@ -14,8 +14,7 @@ def test_the_image_creates_its_storage_root_0700() -> None:
     volume = re.search(r"^VOLUME\s+(\S+)", text, re.M)
     assert volume is not None
     root = re.escape(volume.group(1))
-    made_0700 = (
-        re.search(rf"chmod\s+0?700\s+{root}\b", text)
-        or re.search(rf"install\s+-d\s+-m\s+0?700\b[^\n]*\s{root}\b", text)
+    made_0700 = re.search(rf"chmod\s+0?700\s+{root}\b", text) or re.search(
+        rf"install\s+-d\s+-m\s+0?700\b[^\n]*\s{root}\b", text
     )
     assert made_0700, f"{volume.group(1)} is not made 0700"
