@@ -117,9 +117,9 @@ def create_app(
         storage = backend or open_backend(config.storage_url, **config.storage_options)
         await storage.open()
         try:
-            controller = await build_access(config.auth, storage)
-            guard = open_redis(config.redis_url) if config.redis_url else None
+            guard = open_redis(config.redis_url, config.redis_timeout) if config.redis_url else None
             app.state.redis = guard
+            controller = await build_access(config.auth, storage, guard)
             registry_store = RegistryStore(
                 storage, blob_cache=RedisBlobCache(guard) if guard else None
             )

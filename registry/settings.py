@@ -58,6 +58,7 @@ class Settings:
     # State shared by replicas (login lockout, blob-descriptor cache): redis://HOST:PORT/DB.
     # Empty: each process keeps its own lockout and no blob cache (registry/shared/).
     redis_url: str = ""
+    redis_timeout: float = 1.0  # seconds per Redis call before falling back
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -144,10 +145,15 @@ def _from_mapping(raw: Mapping[str, Any]) -> dict[str, Any]:
     elif proxies is not None:
         raise SettingsError("trusted_proxies: expected a string or a list of addresses")
     redis = raw.get("redis")
-    if isinstance(redis, Mapping) and set(redis) <= {"url"}:
+    if isinstance(redis, Mapping) and set(redis) <= {"url", "timeout"}:
+        if "timeout" in redis:
+            try:
+                out["redis_timeout"] = float(redis["timeout"])
+            except (TypeError, ValueError):
+                raise SettingsError("redis.timeout: expected a number of seconds") from None
         redis = redis.get("url")
     if redis is not None and not isinstance(redis, str):
-        raise SettingsError("redis: expected a URL (redis://host:port/db) or {url: ...}")
+        raise SettingsError("redis: expected a URL (redis://host:port/db) or {url, timeout}")
     if redis:
         if not redis.startswith(("redis://", "rediss://", "unix://")):
             raise SettingsError(f"redis: expected a redis://, rediss:// or unix:// URL: {redis}")

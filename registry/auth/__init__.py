@@ -22,9 +22,11 @@ from registry.auth.controller import TokenAccess
 from registry.auth.credentials import Authenticator
 from registry.auth.htpasswd import Htpasswd
 from registry.auth.keys import load_or_create_file, load_or_create_stored
-from registry.auth.lockout import InProcessLockout
+from registry.auth.lockout import InProcessLockout, LockoutState
 from registry.auth.rules import Rules
 from registry.auth.tokens import TokenService
+from registry.shared import RedisGuard
+from registry.shared.lockout import FallbackLockout, RedisLockout
 from storage_backends.base import StorageBackend
 
 logger = logging.getLogger("registry.auth")
@@ -32,7 +34,11 @@ logger = logging.getLogger("registry.auth")
 __all__ = ["AuthConfig", "AuthConfigError", "TokenAccess", "build_access", "parse_config"]
 
 
-async def build_access(config: dict[str, Any] | None, backend: StorageBackend) -> AccessController:
+async def build_access(
+    config: dict[str, Any] | None, backend: StorageBackend, redis: RedisGuard | None = None
+) -> AccessController:
+    """The access controller for `config`; with `redis`, the login lockout is shared by every
+    replica (registry/shared/lockout.py), falling back to this process's counts."""
     if not config:
         return OpenAccess()
     settings = parse_config(config)
@@ -46,10 +52,12 @@ async def build_access(config: dict[str, Any] | None, backend: StorageBackend) -
     else:
         key = await load_or_create_stored(backend)
     lock = settings.lockout
-    authenticator = Authenticator(
-        Htpasswd(settings.htpasswd),
-        InProcessLockout(lock.max_failures, lock.window, lock.lock_for),
-    )
+    local = InProcessLockout(lock.max_failures, lock.window, lock.lock_for)
+    lockout: LockoutState = local
+    if redis is not None:
+        shared = RedisLockout(redis, lock.max_failures, lock.window, lock.lock_for)
+        lockout = FallbackLockout(shared, local)
+    authenticator = Authenticator(Htpasswd(settings.htpasswd), lockout)
     tokens = TokenService(
         key, settings.issuer, settings.service, settings.token_ttl, settings.refresh_ttl
     )

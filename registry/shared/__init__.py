@@ -58,7 +58,12 @@ def open_redis(url: str, timeout: float = 1.0) -> RedisGuard:
     Short timeouts: a slow Redis must not slow every login or blob HEAD with it."""
     import redis.asyncio
 
-    client = redis.asyncio.Redis.from_url(
-        url, socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False
+    # A bounded pool: a burst of requests shares connections instead of opening one each.
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
+        url,
+        max_connections=32,
+        timeout=timeout,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
     )
-    return RedisGuard(client, url)
+    return RedisGuard(redis.asyncio.Redis(connection_pool=pool), url)

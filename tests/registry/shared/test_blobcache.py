@@ -24,7 +24,9 @@ REPO = "cache/repo"
 
 
 async def _client(backend: MemoryBackend, url: str) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(Settings(redis_url=url, upload_purge_interval=0), backend=backend)
+    # A long timeout: on a busy machine a slow answer must not count as "Redis down".
+    settings = Settings(redis_url=url, redis_timeout=30, upload_purge_interval=0)
+    app = create_app(settings, backend=backend)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://registry") as c:
@@ -66,7 +68,7 @@ async def test_blob_delete_is_not_undone_by_the_cache(client: httpx.AsyncClient)
 
 async def test_a_refill_after_forget_is_refused(redis_server: RedisServer) -> None:  # noqa: F811
     # A read that looked at storage before a delete and fills the cache after it.
-    cache = RedisBlobCache(open_redis(redis_server.url))
+    cache = RedisBlobCache(open_redis(redis_server.url, timeout=30))
     digest = Digest.parse("sha256:" + "a" * 64)
     try:
         await cache.remember(REPO, digest, 10)
@@ -86,7 +88,7 @@ async def test_gc_takes_blobs_out_of_the_cache(
     digest = await push_blob(client, REPO, b"orphan")
     assert (await client.head(f"/v2/{REPO}/blobs/{digest}")).status_code == 200  # cached
     age_everything(backend, 7200)
-    guard = open_redis(redis_server.url)
+    guard = open_redis(redis_server.url, timeout=30)
     try:
         gc = GarbageCollector(backend, grace=60, blob_cache=RedisBlobCache(guard))
         report = await gc.run()
@@ -104,7 +106,7 @@ async def test_gc_keeps_blobs_it_cannot_take_out_of_the_cache(
     digest = await push_blob(client, REPO, b"orphan while redis is down")
     assert (await client.head(f"/v2/{REPO}/blobs/{digest}")).status_code == 200
     age_everything(backend, 7200)
-    guard = open_redis(redis_server.url)
+    guard = open_redis(redis_server.url, timeout=30)
     redis_server.stop()
     try:
         report = await GarbageCollector(backend, grace=60, blob_cache=RedisBlobCache(guard)).run()
