@@ -365,6 +365,9 @@ def test_config_example_documents_every_setting() -> None:
         elif key.startswith("upload_"):
             assert "uploads" in documented
             key = key.removeprefix("upload_")
+        elif key.startswith("redis_"):
+            assert "redis" in documented
+            key = key.removeprefix("redis_")
         assert key in documented, f"setting {field.name} is not in config.example.yaml"
 
 
