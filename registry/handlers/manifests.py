@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -9,6 +11,7 @@ from ocispec.digest import Digest
 from ocispec.reference import valid_tag
 from registry import errors
 from registry.auth.base import delete, pull, push
+from registry.events import emit
 from registry.handlers.base import (
     authorize,
     content_length,
@@ -48,6 +51,9 @@ async def get_manifest(request: Request) -> Response:
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
     body = b"" if request.method == "HEAD" else stored.data
+    if body:
+        tag = reference if isinstance(reference, str) else None
+        emit.manifest_pulled(request, name, stored.digest, stored.media_type, len(body), tag)
     return Response(body, headers=headers, media_type=stored.media_type)
 
 
@@ -86,7 +92,19 @@ async def put_manifest(request: Request) -> Response:
         headers["OCI-Subject"] = str(result.subject)
     if extra_tags:
         headers["OCI-Tag"] = ", ".join(extra_tags)
+    tags = [reference] if isinstance(reference, str) else extra_tags
+    pushed_type = media_type(request) or _declared_media_type(data)
+    await emit.manifest_pushed(request, name, result.digest, pushed_type, len(data), tags)
     return empty(201, headers)
+
+
+def _declared_media_type(data: bytes) -> str:
+    """The manifest's own `mediaType` (for the push event when Content-Type was absent)."""
+    try:
+        declared = json.loads(data).get("mediaType")
+    except (ValueError, AttributeError):
+        return ""
+    return declared if isinstance(declared, str) else ""
 
 
 async def delete_manifest(request: Request) -> Response:
@@ -94,4 +112,5 @@ async def delete_manifest(request: Request) -> Response:
     reference = _existing_reference(request)
     await authorize(request, [delete(name)])
     await store(request).manifests.delete(name, reference)
+    await emit.manifest_deleted(request, name, reference)
     return empty(202)
