@@ -123,3 +123,22 @@ def test_every_event_arrives_after_receiver_downtime_and_a_kill_9(tmp_path: Path
     finally:
         server.close()
         receiver.stop()
+
+
+def test_with_two_workers_every_event_arrives(tmp_path: Path) -> None:
+    """Each worker records its own requests and runs a deliverer; the lease lets one
+    deliver, and it picks up what the other worker queued."""
+    receiver = WebhookReceiver().start()
+    storage = tmp_path / "storage"
+    config = {**_config(receiver.url), "workers": 2}
+    server = RegistryServer(f"file://{storage}", config=config).start()
+    try:
+        # a new connection per request, so the requests spread over both workers
+        no_reuse = httpx.Limits(max_keepalive_connections=0)
+        with httpx.Client(base_url=server.url, timeout=30, limits=no_reuse) as client:
+            expected = _push(client)
+        events = receiver.wait_for(lambda ev: expected <= {_key(e) for e in ev}, timeout=90)
+        assert expected <= {_key(e) for e in events}
+    finally:
+        server.close()
+        receiver.stop()

@@ -9,6 +9,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,6 +25,7 @@ from registry.settings import Settings
 from registry.stores import paths
 from storage_backends.memory import MemoryBackend
 from tests.registry.helpers import digest_of, push_image
+from tests.support.auth import auth_section, basic
 from tests.support.server import free_port
 from tests.support.webhook import WebhookReceiver
 
@@ -213,3 +215,19 @@ async def test_one_deliverer_holds_the_lease_until_released_or_expired() -> None
     assert not await a.hold()
     await asyncio.sleep(0.8)  # b died without releasing: its lease runs out
     assert await a.hold()
+
+
+async def test_the_actor_is_the_authenticated_user(
+    receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    rules = [{"repository": "**", "pull": ["alice"], "push": ["alice"], "delete": ["alice"]}]
+    auth = auth_section(tmp_path, {"alice": "wonderland"}, rules)
+    endpoint = {"name": "hook", "url": receiver.url}
+    settings = Settings(
+        auth=auth, notifications={"poll_interval": "100ms", "endpoints": [endpoint]}
+    )
+    async for _, client in _app_client(settings, MemoryBackend()):
+        client.headers.update(basic("alice", "wonderland"))
+        await _push_tagged(client)
+        await _wait(lambda: len(receiver.events()) >= 3)
+    assert {e["actor"]["name"] for e in receiver.events()} == {"alice"}
