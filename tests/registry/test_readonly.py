@@ -4,9 +4,11 @@ run; and its settings (YAML, environment, flag)."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,6 +20,7 @@ from registry.stores import paths
 from registry.stores.repository import RegistryStore
 from storage_backends.memory import MemoryBackend
 from tests.registry.helpers import push_image
+from tests.support.server import RegistryServer
 
 NAME = "team/app"
 
@@ -106,10 +109,8 @@ async def test_the_upload_purge_does_not_run_in_read_only_mode(readonly: bool) -
     assert survived is readonly
 
 
-def test_read_only_from_yaml_environment_and_flag(tmp_path: object) -> None:
-    from pathlib import Path
-
-    config = Path(str(tmp_path)) / "c.yaml"
+def test_read_only_from_yaml_environment_and_flag(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
     config.write_text("readonly: true\n")
     assert load_settings(config, environ={}).readonly is True
     assert load_settings(environ={"PYREG_READONLY": "1"}).readonly is True
@@ -119,9 +120,16 @@ def test_read_only_from_yaml_environment_and_flag(tmp_path: object) -> None:
     config.write_text("readonly: maybe\n")
     with pytest.raises(SettingsError):
         load_settings(config, environ={})
-    import argparse
-
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
     assert parser.parse_args(["serve", "--read-only"]).readonly is True
     assert parser.parse_args(["serve"]).readonly is None  # the config file decides
+
+
+def test_a_served_registry_in_read_only_mode_from_the_environment(tmp_path: Path) -> None:
+    """The setting travels from PYREG_READONLY through `pyreg serve` to the worker."""
+    with RegistryServer(f"file://{tmp_path / 'storage'}", env={"PYREG_READONLY": "1"}) as server:
+        assert httpx.get(f"{server.url}/v2/").status_code == 200
+        refused = httpx.post(f"{server.url}/v2/team/app/blobs/uploads/")
+        assert refused.status_code == 405
+        assert "read-only" in refused.json()["errors"][0]["message"]
