@@ -4,6 +4,7 @@ configured (`app.state.events` is None) each call is a no-op costing one attribu
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -60,13 +61,28 @@ def _blob_target(name: str, digest: Digest, size: int | None) -> dict[str, Any]:
     }
 
 
+def _declared_media_type(data: bytes) -> str:
+    """The manifest's own `mediaType`, for a push that came without a Content-Type."""
+    try:
+        declared = json.loads(data).get("mediaType")
+    except (ValueError, AttributeError):
+        return ""
+    return declared if isinstance(declared, str) else ""
+
+
 async def manifest_pushed(
-    request: Request, name: str, digest: Digest, media_type: str, size: int, tags: list[str]
+    request: Request,
+    name: str,
+    digest: Digest,
+    content_type: str | None,
+    data: bytes,
+    tags: list[str],
 ) -> None:
     """One event per tag set (distribution's shape), or one without a tag."""
     recorder = _recorder(request)
     if recorder is None:
         return
+    media_type, size = content_type or _declared_media_type(data), len(data)
     tagged: list[str | None] = list(tags) or [None]
     targets = [_manifest_target(name, digest, media_type, size, t) for t in tagged]
     await recorder.record([_event(recorder, request, "push", t) for t in targets])

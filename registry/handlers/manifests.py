@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -93,18 +91,8 @@ async def put_manifest(request: Request) -> Response:
     if extra_tags:
         headers["OCI-Tag"] = ", ".join(extra_tags)
     tags = [reference] if isinstance(reference, str) else extra_tags
-    pushed_type = media_type(request) or _declared_media_type(data)
-    await emit.manifest_pushed(request, name, result.digest, pushed_type, len(data), tags)
+    await emit.manifest_pushed(request, name, result.digest, media_type(request), data, tags)
     return empty(201, headers)
-
-
-def _declared_media_type(data: bytes) -> str:
-    """The manifest's own `mediaType` (for the push event when Content-Type was absent)."""
-    try:
-        declared = json.loads(data).get("mediaType")
-    except (ValueError, AttributeError):
-        return ""
-    return declared if isinstance(declared, str) else ""
 
 
 async def delete_manifest(request: Request) -> Response:
