@@ -26,7 +26,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from registry import errors
 from registry.auth import build_access
 from registry.client_address import ClientAddressMiddleware
+from registry.events.service import EventService
 from registry.handlers.base import API_VERSION, API_VERSION_HEADER
+from registry.readonly import ReadOnlyMiddleware
 from registry.routes import ROUTES
 from registry.settings import Settings
 from registry.shared import open_redis
@@ -129,7 +131,8 @@ def create_app(
             if extra_routes:
                 app.router.routes[0:0] = list(extra_routes)
             purger = None
-            if config.upload_purge_interval > 0:
+            app.state.events = EventService.open(config, storage)
+            if config.upload_purge_interval > 0 and not config.readonly:
                 purger = asyncio.create_task(
                     purge_uploads_forever(
                         registry_store, config.upload_ttl, config.upload_purge_interval
@@ -142,6 +145,8 @@ def create_app(
                     purger.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await purger
+                if app.state.events is not None:
+                    await app.state.events.close()
         finally:
             if app.state.redis is not None:
                 await app.state.redis.close()
@@ -152,7 +157,8 @@ def create_app(
         middleware=[
             Middleware(ClientAddressMiddleware, trusted=config.trusted_proxies),
             Middleware(RegistryMiddleware),
-        ],
+        ]
+        + ([Middleware(ReadOnlyMiddleware)] if config.readonly else []),
         exception_handlers={
             errors.RegistryError: _registry_error,
             HTTPException: _http_error,

@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import signal
 import sys
 from typing import Any
 
 from registry.settings import LOG_LEVELS, SettingsError, load_settings
+from registry.tls import TLSError, uvicorn_options
 
 
 def register(subparsers: Any) -> None:
@@ -42,6 +44,26 @@ def register(subparsers: Any) -> None:
         help="comma-separated proxy addresses or networks (CIDR) whose X-Forwarded-For/-Proto "
         "are believed; default none",
     )
+    parser.add_argument(
+        "--read-only",
+        action="store_const",
+        const=True,
+        dest="readonly",
+        help="refuse every write (405): pulls only, no background writers (backups, migrations)",
+    )
+    parser.add_argument(
+        "--shutdown-timeout",
+        type=int,
+        metavar="SECONDS",
+        help="after SIGTERM, how long in-flight requests may run before they are cut (default 30)",
+    )
+    parser.add_argument("--tls-cert", metavar="FILE", help="PEM certificate chain: serve HTTPS")
+    parser.add_argument("--tls-key", metavar="FILE", help="PEM private key of --tls-cert")
+    parser.add_argument(
+        "--tls-client-ca",
+        metavar="FILE",
+        help="PEM CA bundle: require client certificates signed by it",
+    )
     parser.set_defaults(func=serve)
 
 
@@ -52,6 +74,10 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def _exit_zero(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -68,8 +94,16 @@ def serve(args: argparse.Namespace) -> int:
             workers=args.workers,
             log_level=args.log_level,
             trusted_proxies=args.trusted_proxies,
+            readonly=args.readonly,
+            shutdown_timeout=args.shutdown_timeout,
+            tls_certificate=args.tls_cert,
+            tls_key=args.tls_key,
+            tls_client_ca=args.tls_client_ca,
         )
-    except SettingsError as exc:
+        tls_options = uvicorn_options(
+            settings.tls_certificate, settings.tls_key, settings.tls_client_ca
+        )
+    except (SettingsError, TLSError) as exc:
         print(f"pyreg serve: {exc}", file=sys.stderr)
         return 2
     if settings.auth:
@@ -93,6 +127,9 @@ def serve(args: argparse.Namespace) -> int:
         print("pyreg serve: memory:// storage cannot be shared by several workers", file=sys.stderr)
         return 2
     os.environ[SETTINGS_ENV] = settings.to_json()
+    # uvicorn drains on SIGTERM, then re-raises it with the handler found before it started:
+    # make that one exit 0 (a finished drain is a clean stop), not die of the signal.
+    signal.signal(signal.SIGTERM, _exit_zero)
     uvicorn.run(
         "registry.app:create_app_from_env",
         factory=True,
@@ -103,5 +140,8 @@ def serve(args: argparse.Namespace) -> int:
         # Never uvicorn's: it believes the leftmost X-Forwarded-For entry, which the client
         # writes. registry.client_address takes the rightmost one a trusted proxy added.
         proxy_headers=False,
+        # SIGTERM: stop accepting, let in-flight requests finish for this long, then exit 0
+        timeout_graceful_shutdown=settings.shutdown_timeout,
+        **tls_options,
     )
     return 0

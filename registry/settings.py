@@ -12,10 +12,15 @@ YAML keys (all optional; documented in docs/registry.md):
     trusted_proxies: ""                  # e.g. "10.0.0.1,10.0.0.2" or "10.0.0.0/8" (never "*")
     auth: null                           # passed as-is to registry.auth.build_access
     redis: ""                            # redis://host:6379/0: state shared by replicas
+    readonly: false                      # refuse every write (backups, migrations)
+    shutdown_timeout: 30                 # seconds in-flight requests get after SIGTERM
+    tls: {certificate: ..., key: ..., client_ca: ...}   # HTTPS (registry.tls)
+    notifications: {endpoints: [...]}    # webhooks (registry.events.config)
 
 Environment: PYREG_HOST, PYREG_PORT, PYREG_WORKERS, PYREG_LOG_LEVEL, PYREG_STORAGE,
 PYREG_UPLOAD_TTL, PYREG_UPLOAD_PURGE_INTERVAL, PYREG_MAX_MANIFEST_SIZE, PYREG_TRUSTED_PROXIES,
-PYREG_REDIS.
+PYREG_REDIS, PYREG_READONLY, PYREG_SHUTDOWN_TIMEOUT, PYREG_TLS_CERT, PYREG_TLS_KEY,
+PYREG_TLS_CLIENT_CA.
 """
 
 from __future__ import annotations
@@ -59,8 +64,15 @@ class Settings:
     # Empty: each process keeps its own lockout and no blob cache (registry/shared/).
     redis_url: str = ""
     redis_timeout: float = 1.0  # seconds per Redis call before falling back
+    readonly: bool = False  # refuse writes; no background writers (registry.readonly)
+    shutdown_timeout: int = 30  # seconds in-flight requests may finish after SIGTERM
+    tls_certificate: str = ""  # PEM chain; with tls_key, serve HTTPS (registry.tls)
+    tls_key: str = ""
+    tls_client_ca: str = ""  # PEM CA bundle: clients must present a certificate it signed
+    notifications: dict[str, Any] | None = None  # webhooks (registry.events.config)
 
     def __post_init__(self) -> None:
+        _check_operations(self)
         if not 0 <= self.port <= 65535:
             raise SettingsError(f"port {self.port} out of range")
         if self.workers < 1:
@@ -99,6 +111,7 @@ def _int(value: Any, key: str) -> int:
 def _from_mapping(raw: Mapping[str, Any]) -> dict[str, Any]:
     known = {"host", "port", "workers", "log_level", "storage", "max_manifest_size"}
     known |= {"uploads", "auth", "trusted_proxies", "redis"}
+    known |= OPERATIONS_KEYS
     unknown = set(raw) - known
     if unknown:
         raise SettingsError(f"unknown settings: {', '.join(sorted(unknown))}")
@@ -163,7 +176,62 @@ def _from_mapping(raw: Mapping[str, Any]) -> dict[str, Any]:
         raise SettingsError("auth: expected a mapping")
     if auth:
         out["auth"] = dict(auth)
+    out.update(_operations_from_mapping(raw))
     return out
+
+
+OPERATIONS_KEYS = frozenset({"readonly", "shutdown_timeout", "tls", "notifications"})
+
+
+def _bool(value: Any, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise SettingsError(f"{key}: expected true or false, got {value!r}")
+
+
+def _operations_from_mapping(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """readonly, shutdown_timeout, tls and notifications."""
+    out: dict[str, Any] = {}
+    if "readonly" in raw:
+        out["readonly"] = _bool(raw["readonly"], "readonly")
+    if "shutdown_timeout" in raw:
+        out["shutdown_timeout"] = _int(raw["shutdown_timeout"], "shutdown_timeout")
+    tls = raw.get("tls") or {}
+    if not isinstance(tls, Mapping):
+        raise SettingsError("tls: expected a mapping with certificate, key, client_ca")
+    unknown = set(tls) - {"certificate", "key", "client_ca"}
+    if unknown:
+        raise SettingsError(f"unknown settings: tls.{', tls.'.join(sorted(unknown))}")
+    for key in ("certificate", "key", "client_ca"):
+        if tls.get(key):
+            out[f"tls_{key}"] = str(tls[key])
+    notifications = raw.get("notifications")
+    if notifications is not None and not isinstance(notifications, Mapping):
+        raise SettingsError("notifications: expected a mapping with endpoints")
+    if notifications:
+        out["notifications"] = dict(notifications)
+    return out
+
+
+def _check_operations(settings: Settings) -> None:
+    if settings.shutdown_timeout < 0:
+        raise SettingsError("shutdown_timeout must not be negative")
+    if bool(settings.tls_certificate) != bool(settings.tls_key):
+        raise SettingsError("tls: certificate and key go together")
+    if settings.tls_client_ca and not settings.tls_certificate:
+        raise SettingsError("tls.client_ca needs tls.certificate and tls.key")
+    if settings.notifications:
+        from registry.events.config import parse_notifications
+
+        try:
+            parse_notifications(settings.notifications)
+        except ValueError as exc:
+            raise SettingsError(f"notifications: {exc}") from None
 
 
 _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
@@ -177,6 +245,11 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "PYREG_MAX_MANIFEST_SIZE": ("max_manifest_size", int),
     "PYREG_TRUSTED_PROXIES": ("trusted_proxies", str),
     "PYREG_REDIS": ("redis_url", str),
+    "PYREG_READONLY": ("readonly", lambda v: _bool(v, "PYREG_READONLY")),
+    "PYREG_SHUTDOWN_TIMEOUT": ("shutdown_timeout", int),
+    "PYREG_TLS_CERT": ("tls_certificate", str),
+    "PYREG_TLS_KEY": ("tls_key", str),
+    "PYREG_TLS_CLIENT_CA": ("tls_client_ca", str),
 }
 
 

@@ -35,7 +35,9 @@ def access(request: Request) -> AccessController:
 
 
 async def authorize(request: Request, needs: list[Access]) -> Principal:
-    return await access(request).authorize(request, needs)
+    principal = await access(request).authorize(request, needs)
+    request.state.principal = principal  # who did it, for events (registry.events.emit)
+    return principal
 
 
 def check_name(name: str) -> str:

@@ -9,6 +9,7 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from registry import errors
 from registry.auth.base import delete, pull
+from registry.events import emit
 from registry.handlers.base import authorize, empty, parse_digest, repo_name, store
 
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -55,6 +56,7 @@ async def get_blob(request: Request) -> Response:
     if request.method == "GET":
         url = await blobs.redirect_url(digest)
         if url is not None:
+            emit.blob_pulled(request, name, digest, size)
             return RedirectResponse(url, status_code=307, headers=headers)
     if request.headers.get("if-none-match") == etag:
         return empty(304, headers)
@@ -66,6 +68,7 @@ async def get_blob(request: Request) -> Response:
     headers["Content-Length"] = str(length)
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers, media_type="application/octet-stream")
+    emit.blob_pulled(request, name, digest, size)
     return StreamingResponse(
         blobs.read(digest, offset, length),
         status_code=status,
@@ -79,4 +82,5 @@ async def delete_blob(request: Request) -> Response:
     digest = parse_digest(request.path_params["digest"])
     await authorize(request, [delete(name)])
     await store(request).blobs.unlink(name, digest)
+    await emit.blob_deleted(request, name, digest)
     return empty(202, {"Docker-Content-Digest": str(digest)})

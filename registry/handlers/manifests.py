@@ -9,6 +9,7 @@ from ocispec.digest import Digest
 from ocispec.reference import valid_tag
 from registry import errors
 from registry.auth.base import delete, pull, push
+from registry.events import emit
 from registry.handlers.base import (
     authorize,
     content_length,
@@ -48,6 +49,9 @@ async def get_manifest(request: Request) -> Response:
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
     body = b"" if request.method == "HEAD" else stored.data
+    if body:
+        tag = reference if isinstance(reference, str) else None
+        emit.manifest_pulled(request, name, stored.digest, stored.media_type, len(body), tag)
     return Response(body, headers=headers, media_type=stored.media_type)
 
 
@@ -86,6 +90,8 @@ async def put_manifest(request: Request) -> Response:
         headers["OCI-Subject"] = str(result.subject)
     if extra_tags:
         headers["OCI-Tag"] = ", ".join(extra_tags)
+    tags = [reference] if isinstance(reference, str) else extra_tags
+    await emit.manifest_pushed(request, name, result.digest, media_type(request), data, tags)
     return empty(201, headers)
 
 
@@ -94,4 +100,5 @@ async def delete_manifest(request: Request) -> Response:
     reference = _existing_reference(request)
     await authorize(request, [delete(name)])
     await store(request).manifests.delete(name, reference)
+    await emit.manifest_deleted(request, name, reference)
     return empty(202)

@@ -11,6 +11,7 @@ from starlette.responses import Response
 from ocispec.reference import valid_repository_name
 from registry import errors
 from registry.auth.base import ANONYMOUS, Principal, credentials_cover, pull, push
+from registry.events import emit
 from registry.handlers.base import (
     access,
     authorize,
@@ -68,9 +69,9 @@ async def start_upload(request: Request) -> Response:
             return mounted
     elif "digest" in query:
         digest = parse_digest(query["digest"])
-        await registry_store.uploads.put_monolithic(
-            name, digest, request.stream(), content_length(request)
-        )
+        length = content_length(request)
+        await registry_store.uploads.put_monolithic(name, digest, request.stream(), length)
+        await emit.blob_pushed(request, name, digest, length)
         return _blob_created(name, str(digest))
     state = await registry_store.uploads.start(name, query.get("digest-algorithm", "sha256"))
     return empty(202, _session_headers(name, state))
@@ -91,6 +92,7 @@ async def _mount(
     if await blobs.is_linked(name, digest) and await blobs.exists(digest):
         return _blob_created(name, str(digest))  # already there: nothing to mount
     if await _may_pull(request, principal, source) and await blobs.mount(name, digest, source):
+        await emit.blob_pushed(request, name, digest, None, source=source)
         return _blob_created(name, str(digest))
     return None
 
@@ -137,6 +139,7 @@ async def put_upload(request: Request) -> Response:
             exc.headers.update(_session_headers(name, state))
             raise
     await uploads.commit(state, digest)
+    await emit.blob_pushed(request, name, digest, state.offset)
     return _blob_created(name, str(digest))
 
 

@@ -22,6 +22,10 @@
 ├── _catalog/<encoded name>                      one empty marker per repository (no bucket walk);
 │                                               flat and order-preserving (catalog_marker)
 ├── _gc/clock, _gc/trash/<alg>/<hex>             GC's storage-clock probe; blobs it is deleting
+├── _events/queue/<ns>-<rand>.json              one pending event record (events + endpoints
+│                                               still to deliver), oldest name first
+├── _events/dead/<endpoint>/<ns>-<rand>.json     records an endpoint refused maxattempts times
+├── _events/lease                                which process delivers events, until when
 ├── _auth/token-key.pem                          the token signing key, generated on first start
 │                                               when `auth.key` is not set (registry.auth.keys)
 └── _uploads/<uuid>/                             one upload session (any process may continue it)
@@ -45,6 +49,8 @@ CATALOG = "_catalog"
 UPLOADS = "_uploads"
 GC = "_gc"
 AUTH_KEY = "_auth/token-key.pem"
+EVENTS_QUEUE = "_events/queue"
+EVENTS_DEAD = "_events/dead"
 
 
 def blob_data(digest: Digest) -> str:
@@ -175,3 +181,20 @@ def upload_tail(upload_id: str, version: str) -> str:
 
 def upload_data(upload_id: str) -> str:
     return f"{upload_dir(upload_id)}/data"
+
+
+def event_record(record: str) -> str:
+    """A queued event record; `record` is `<ns>-<rand>.json` (registry.events.queue names it)."""
+    return f"{EVENTS_QUEUE}/{record}"
+
+
+def event_dead_dir(endpoint: str) -> str:
+    return f"{EVENTS_DEAD}/{endpoint}"
+
+
+def event_dead(endpoint: str, record: str) -> str:
+    return f"{event_dead_dir(endpoint)}/{record}"
+
+
+def events_lease() -> str:
+    return "_events/lease"

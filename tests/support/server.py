@@ -8,6 +8,9 @@
   `stop()` terminates it. `kill()` sends SIGKILL (a crash), `restart()` starts it again on the
   same storage and port. `url` is `http://127.0.0.1:<port>`; `pid` the server process.
   `config` (a dict) is written to a YAML file passed as `--config`; `env` adds environment.
+  With `tls.certificate` in `config`, `url` is `https://...`; `probe_options` go to the
+  readiness probe's `httpx.get` (default for HTTPS: no certificate check; pass an SSLContext
+  with a client certificate as `verify=` when the server requires one).
   Use it as a context manager, or through the fixture:
 - `registry_server` (function scope): a factory `start(storage_url, config=None, env=None)`
   returning a started `RegistryServer`; every server it started is stopped at teardown.
@@ -48,6 +51,7 @@ class RegistryServer:
         config: dict[str, Any] | None = None,
         env: dict[str, str] | None = None,
         startup_timeout: float = 60.0,
+        probe_options: dict[str, Any] | None = None,
     ) -> None:
         self.storage_url = storage_url
         self.config = config
@@ -57,10 +61,14 @@ class RegistryServer:
         self.process: subprocess.Popen[bytes] | None = None
         self._config_dir = tempfile.TemporaryDirectory(prefix="pyreg-server-")
         self.log_path = Path(self._config_dir.name) / "server.log"
+        tls = (config or {}).get("tls") or {}
+        self.scheme = "https" if tls.get("certificate") else "http"
+        default_probe: dict[str, Any] = {"verify": False} if self.scheme == "https" else {}
+        self.probe_options = default_probe if probe_options is None else probe_options
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     @property
     def pid(self) -> int:
@@ -89,7 +97,8 @@ class RegistryServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"pyreg serve exited early:\n{self.log()}")
             try:
-                if httpx.get(f"{self.url}/v2/", timeout=1.0).status_code < 500:
+                probe = httpx.get(f"{self.url}/v2/", timeout=1.0, **self.probe_options)
+                if probe.status_code < 500:
                     return
             except httpx.TransportError:
                 pass
