@@ -30,7 +30,7 @@ from registry.routes import ROUTES
 from registry.settings import Settings
 from registry.stores.repository import RegistryStore
 from storage_backends import open_backend
-from storage_backends.base import StorageBackend
+from storage_backends.base import StorageBackend, StorageFull, StorageUnavailable
 
 logger = logging.getLogger("registry")
 
@@ -44,6 +44,17 @@ def render_error(exc: errors.RegistryError) -> Response:
 async def _registry_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, errors.RegistryError)
     return render_error(exc)
+
+
+async def _storage_error(request: Request, exc: Exception) -> Response:
+    """A storage outage is the server's trouble, not the client's: 503 (507 when full) with
+    Retry-After, logged with its cause."""
+    assert isinstance(exc, StorageUnavailable)
+    cause = exc.__cause__ or exc
+    logger.error("storage failed on %s %s: %s (%r)", request.method, request.url.path, exc, cause)
+    kind = errors.STORAGE_FULL if isinstance(exc, StorageFull) else errors.STORAGE_UNAVAILABLE
+    retry = {"Retry-After": str(errors.STORAGE_RETRY_AFTER)}
+    return render_error(kind(f"{kind.default_message}: {exc.storage}", headers=retry))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -144,6 +155,7 @@ def create_app(
         exception_handlers={
             errors.RegistryError: _registry_error,
             HTTPException: _http_error,
+            StorageUnavailable: _storage_error,
         },
         lifespan=lifespan,
     )

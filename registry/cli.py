@@ -58,6 +58,7 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from registry.app import SETTINGS_ENV
+    from registry.http_limits import PROTOCOL
 
     try:
         settings = load_settings(
@@ -104,5 +105,8 @@ def serve(args: argparse.Namespace) -> int:
         # their address (and dodge the per-address login lockout).
         proxy_headers=bool(settings.trusted_proxies),
         forwarded_allow_ips=settings.trusted_proxies or None,
+        # Header size/URL caps and a header deadline (httptools has none): http_limits.py.
+        http=PROTOCOL,
+        timeout_keep_alive=settings.keep_alive_timeout,
     )
     return 0

@@ -11,6 +11,7 @@ YAML keys (all optional; documented in docs/registry.md):
     uploads: {ttl: 86400, purge_interval: 3600}
     trusted_proxies: ""                  # e.g. "10.0.0.1,10.0.0.2" or "*"
     auth: null                           # passed as-is to registry.auth.build_access
+    http: {max_header_size: 65536, max_url_size: 8192, header_timeout: 30, keep_alive: 5}
 
 Environment: PYREG_HOST, PYREG_PORT, PYREG_WORKERS, PYREG_LOG_LEVEL, PYREG_STORAGE,
 PYREG_UPLOAD_TTL, PYREG_UPLOAD_PURGE_INTERVAL, PYREG_MAX_MANIFEST_SIZE, PYREG_TRUSTED_PROXIES.
@@ -51,6 +52,12 @@ class Settings:
     # login lockout); set it to the proxy's address there.
     trusted_proxies: str = ""
     auth: dict[str, Any] | None = None
+    # HTTP layer limits (registry/http_limits.py): bytes of a request head (431 above), of its
+    # URL (414 above), seconds for a head to arrive (408), seconds an idle connection stays.
+    max_header_size: int = 64 * 1024
+    max_url_size: int = 8 * 1024
+    header_timeout: float = 30.0
+    keep_alive_timeout: int = 5
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -63,6 +70,10 @@ class Settings:
             raise SettingsError("upload ttl and max_manifest_size must be positive")
         if self.upload_purge_interval < 0:
             raise SettingsError("uploads.purge_interval must not be negative")
+        if min(self.max_header_size, self.max_url_size, self.keep_alive_timeout) < 1:
+            raise SettingsError("http limits must be positive")
+        if self.header_timeout <= 0:
+            raise SettingsError("http.header_timeout must be positive")
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -87,6 +98,7 @@ def _int(value: Any, key: str) -> int:
 def _from_mapping(raw: Mapping[str, Any]) -> dict[str, Any]:
     known = {"host", "port", "workers", "log_level", "storage", "max_manifest_size"}
     known |= {"uploads", "auth", "trusted_proxies"}
+    known |= {"http"}
     unknown = set(raw) - known
     if unknown:
         raise SettingsError(f"unknown settings: {', '.join(sorted(unknown))}")
@@ -125,6 +137,7 @@ def _from_mapping(raw: Mapping[str, Any]) -> dict[str, Any]:
         raise SettingsError(
             f"unknown settings: uploads.{', uploads.'.join(sorted(unknown_uploads))}"
         )
+    out.update(_http_section(raw.get("http")))
     proxies = raw.get("trusted_proxies")
     if isinstance(proxies, list) and all(isinstance(p, str) for p in proxies):
         out["trusted_proxies"] = ",".join(proxies)
@@ -138,6 +151,26 @@ def _from_mapping(raw: Mapping[str, Any]) -> dict[str, Any]:
     if auth:
         out["auth"] = dict(auth)
     return out
+
+
+def _http_section(http: Any) -> dict[str, Any]:
+    if http is None:
+        return {}
+    if not isinstance(http, Mapping):
+        raise SettingsError("http: expected a mapping")
+    keys = {"max_header_size": "max_header_size", "max_url_size": "max_url_size"}
+    keys |= {"keep_alive": "keep_alive_timeout"}
+    unknown = set(http) - set(keys) - {"header_timeout"}
+    if unknown:
+        raise SettingsError(f"unknown settings: http.{', http.'.join(sorted(unknown))}")
+    out = {field: _int(http[k], f"http.{k}") for k, field in keys.items() if k in http}
+    result: dict[str, Any] = dict(out)
+    if "header_timeout" in http:
+        try:
+            result["header_timeout"] = float(http["header_timeout"])
+        except (TypeError, ValueError):
+            raise SettingsError("http.header_timeout: expected a number of seconds") from None
+    return result
 
 
 _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
