@@ -28,11 +28,11 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from registry import errors
+from registry.app import SETTINGS_ENV
 from registry.settings import Settings
 
 #: the import string `pyreg serve` hands to uvicorn (so spawned workers find the class)
 PROTOCOL = "registry.http_limits:LimitedHttpToolsProtocol"
-SETTINGS_ENV = "PYREG_SETTINGS_JSON"  # the same variable registry.app reads
 # "GET " ... " HTTP/1.1\r\n" around the URL: a method up to 16 bytes fits in this slack
 _LINE_SLACK = 32
 
