@@ -148,3 +148,32 @@ async def test_renames_fsync_their_directory(
     part = await backend.multipart_upload_part("e/data", upload, 1, body(b"z"))
     await backend.multipart_complete("e/data", upload, [part])
     assert "e" in synced
+
+
+async def test_pyreg_gc_sweeps_what_a_crash_at_start_left(tmp_path: Path) -> None:
+    """The same leftovers through `pyreg gc`'s collector: a session directory holding only an
+    old `.tmp.*`, its orphaned `.multipart/` session, and a stray temp file elsewhere."""
+    from registry.gc import GarbageCollector
+
+    backend = FilesystemBackend(tmp_path / "storage")
+    await backend.open()
+    upload_id = "8c4c3f3a-0b7c-4a53-9d59-3d0d5d3e8a11"
+    multipart = await backend.multipart_create(paths.upload_data(upload_id))
+    session = backend.root / paths.upload_dir(upload_id)
+    session.mkdir(parents=True)
+    leftovers = [
+        session / ".tmp.0123abcd",
+        backend.root / "repositories" / "app" / ".tmp.feed",
+        *(backend.root / ".multipart" / multipart).rglob("*"),
+        backend.root / ".multipart" / multipart,
+    ]
+    for path in leftovers[:2]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half written")
+    past = time.time() - 7200
+    for path in leftovers:
+        os.utime(path, (past, past))
+    report = await GarbageCollector(backend, upload_ttl=3600).run()
+    assert report.uploads_purged + report.leftovers_swept >= 3
+    assert not any(path.exists() for path in leftovers)
+    assert not session.exists()
