@@ -30,7 +30,13 @@ from registry.routes import ROUTES
 from registry.settings import Settings
 from registry.stores.repository import RegistryStore
 from storage_backends import open_backend
-from storage_backends.base import StorageBackend, StorageFull, StorageUnavailable
+from storage_backends.base import (
+    InvalidPath,
+    StorageBackend,
+    StorageError,
+    StorageFull,
+    StorageUnavailable,
+)
 
 logger = logging.getLogger("registry")
 
@@ -47,14 +53,19 @@ async def _registry_error(request: Request, exc: Exception) -> Response:
 
 
 async def _storage_error(request: Request, exc: Exception) -> Response:
-    """A storage outage is the server's trouble, not the client's: 503 (507 when full) with
-    Retry-After, logged with its cause."""
-    assert isinstance(exc, StorageUnavailable)
+    """A storage failure is the server's trouble, not the client's: 503 (507 when full) with
+    Retry-After, logged with its cause. (An invalid key is a bug here: a plain 500.)"""
+    assert isinstance(exc, StorageError)
+    where = f"{request.method} {request.url.path}"
+    if isinstance(exc, InvalidPath):
+        logger.error("invalid storage key on %s", where, exc_info=exc)
+        return render_error(errors.RegistryError("internal server error"))
     cause = exc.__cause__ or exc
-    logger.error("storage failed on %s %s: %s (%r)", request.method, request.url.path, exc, cause)
+    logger.error("storage failed on %s: %s (%r)", where, exc, cause)
     kind = errors.STORAGE_FULL if isinstance(exc, StorageFull) else errors.STORAGE_UNAVAILABLE
+    storage = exc.storage if isinstance(exc, StorageUnavailable) else "storage backend"
     retry = {"Retry-After": str(errors.STORAGE_RETRY_AFTER)}
-    return render_error(kind(f"{kind.default_message}: {exc.storage}", headers=retry))
+    return render_error(kind(f"{kind.default_message}: {storage}", headers=retry))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -155,7 +166,7 @@ def create_app(
         exception_handlers={
             errors.RegistryError: _registry_error,
             HTTPException: _http_error,
-            StorageUnavailable: _storage_error,
+            StorageError: _storage_error,
         },
         lifespan=lifespan,
     )

@@ -22,8 +22,9 @@ import pytest
 
 from registry.app import create_app
 from registry.settings import Settings
-from storage_backends.base import StorageBackend
+from storage_backends.base import StorageBackend, StorageError
 from storage_backends.filesystem import FilesystemBackend
+from storage_backends.memory import MemoryBackend
 from storage_backends.s3 import S3Backend
 from tests.registry.helpers import digest_of
 from tests.support.moto_server import REGION, create_bucket
@@ -165,3 +166,19 @@ async def test_read_only_disk_is_503(tmpfs: Path) -> None:
         await asyncio.to_thread(subprocess.run, remount, check=True)
         response = await client.post("/v2/a/blobs/uploads/")
         _assert_outage(response, 503, "UNAVAILABLE", "filesystem storage")
+
+
+class _RefusingBackend(MemoryBackend):
+    """Storage that refuses one kind of write outright (as S3 does with AccessDenied)."""
+
+    async def put(self, path: str, data: bytes) -> None:
+        if path.startswith("_uploads/"):
+            raise StorageError(f"s3 {path}: AccessDenied")
+        await super().put(path, data)
+
+
+async def test_any_other_storage_error_is_503_not_500() -> None:
+    async with _client(_RefusingBackend()) as client:
+        response = await client.post("/v2/a/blobs/uploads/")
+        _assert_outage(response, 503, "UNAVAILABLE", "storage")
+        assert "AccessDenied" not in response.text  # the cause goes to the log only
