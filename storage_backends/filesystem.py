@@ -69,10 +69,11 @@ _FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 def _storage_error(backend: FilesystemBackend, exc: OSError) -> StorageUnavailable:
     """An OSError that escaped a method (EIO, ENOSPC, EROFS, a vanished mount...) as the
     interface's typed error, so the registry answers 503/507 instead of a 500."""
-    name = f"filesystem storage at {backend.root}"
+    # the root goes to the log (the message), not to clients (the name)
+    name = "filesystem storage"
     if exc.errno in _FULL:
-        return StorageFull(name, f"storage full: {exc}")
-    return StorageUnavailable(name, str(exc))
+        return StorageFull(name, f"storage full at {backend.root}: {exc}")
+    return StorageUnavailable(name, f"{backend.root}: {exc}")
 
 
 def _guarded(
