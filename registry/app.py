@@ -35,7 +35,13 @@ from registry.shared import open_redis
 from registry.shared.blobcache import RedisBlobCache
 from registry.stores.repository import RegistryStore
 from storage_backends import open_backend
-from storage_backends.base import StorageBackend
+from storage_backends.base import (
+    InvalidPath,
+    StorageBackend,
+    StorageError,
+    StorageFull,
+    StorageUnavailable,
+)
 
 logger = logging.getLogger("registry")
 
@@ -49,6 +55,22 @@ def render_error(exc: errors.RegistryError) -> Response:
 async def _registry_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, errors.RegistryError)
     return render_error(exc)
+
+
+async def _storage_error(request: Request, exc: Exception) -> Response:
+    """A storage failure is the server's trouble, not the client's: 503 (507 when full) with
+    Retry-After, logged with its cause. (An invalid key is a bug here: a plain 500.)"""
+    assert isinstance(exc, StorageError)
+    where = f"{request.method} {request.url.path}"
+    if isinstance(exc, InvalidPath):
+        logger.error("invalid storage key on %s", where, exc_info=exc)
+        return render_error(errors.RegistryError("internal server error"))
+    cause = exc.__cause__ or exc
+    logger.error("storage failed on %s: %s (%r)", where, exc, cause)
+    kind = errors.STORAGE_FULL if isinstance(exc, StorageFull) else errors.STORAGE_UNAVAILABLE
+    storage = exc.storage if isinstance(exc, StorageUnavailable) else "storage backend"
+    retry = {"Retry-After": str(errors.STORAGE_RETRY_AFTER)}
+    return render_error(kind(f"{kind.default_message}: {storage}", headers=retry))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -162,6 +184,7 @@ def create_app(
         exception_handlers={
             errors.RegistryError: _registry_error,
             HTTPException: _http_error,
+            StorageError: _storage_error,
         },
         lifespan=lifespan,
     )

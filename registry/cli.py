@@ -84,6 +84,7 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from registry.app import SETTINGS_ENV
+    from registry.http_limits import PROTOCOL
 
     try:
         settings = load_settings(
@@ -143,5 +144,8 @@ def serve(args: argparse.Namespace) -> int:
         # SIGTERM: stop accepting, let in-flight requests finish for this long, then exit 0
         timeout_graceful_shutdown=settings.shutdown_timeout,
         **tls_options,
+        # Header size/URL caps and a header deadline (httptools has none): http_limits.py.
+        http=PROTOCOL,
+        timeout_keep_alive=settings.keep_alive_timeout,
     )
     return 0

@@ -59,3 +59,13 @@ BLOB_UPLOAD_RANGE_INVALID = _code("BLOB_UPLOAD_INVALID", 416, "chunk out of orde
 ROUTE_UNKNOWN = _code("UNSUPPORTED", 404, "unknown API endpoint")
 METHOD_NOT_ALLOWED = _code("UNSUPPORTED", 405, "method not allowed on this endpoint")
 TAG_INVALID = _code("MANIFEST_INVALID", 400, "invalid tag")
+# Storage outages (storage_backends.base.StorageUnavailable/StorageFull), rendered by app.py:
+# the client may retry; nothing it sent was wrong.
+STORAGE_UNAVAILABLE = _code("UNAVAILABLE", 503, "storage unavailable, retry later")
+STORAGE_FULL = _code("UNKNOWN", 507, "storage full")
+#: seconds a client is told to wait before retrying after a storage outage
+STORAGE_RETRY_AFTER = 10
+# Request heads refused by the HTTP layer (registry/http_limits.py), before any handler runs.
+HEADERS_TOO_LARGE = _code("UNSUPPORTED", 431, "request header fields too large")
+URI_TOO_LONG = _code("UNSUPPORTED", 414, "request URI too long")
+REQUEST_TIMEOUT = _code("UNSUPPORTED", 408, "request headers did not arrive in time")

@@ -14,14 +14,17 @@ What is deleted (the sweep): a blob under `blobs/` that is not marked AND whose 
 `touched` mark are both older than the grace window (measured on the storage's own clock: GC
 writes `_gc/clock` and reads back its modification time, so replica clock skew does not
 matter). Then per-repository `_layers` links to swept blobs (older than the window) go too,
-and upload sessions untouched for longer than the upload TTL are purged.
+and upload sessions untouched for longer than the upload TTL are purged, as are temp files and
+multipart uploads that crashed writers left anywhere in the storage (by the same TTL).
 
 Why a concurrent push cannot lose. Every push path writes the blob's `touched` mark *before*
 it checks that the blob exists and relies on it: an upload commit before it publishes (the
 content may already exist), a mount before it links, a manifest PUT for its own bytes and
-every blob and child it references before its existence check. A manifest PUT also checks
-again, after writing its revision, that everything it references exists (and withdraws the
-revision with MANIFEST_BLOB_UNKNOWN otherwise); tags are written only after that. GC takes a
+every blob and child it references. A manifest PUT first checks read-only that its references
+exist (refusing early writes nothing), then writes the marks, then its revision, then checks
+again that everything it references exists (and withdraws the revision with
+MANIFEST_BLOB_UNKNOWN otherwise): that last check is the one it relies on, and it comes after
+the marks. Tags are written only after that. GC takes a
 blob away in two steps: it moves the data to `_gc/trash/`, then re-reads the `touched` mark;
 if the mark is now inside the grace window it moves the data back, else deletes it. Take any
 push that relies on blob B and a GC that sweeps B:
@@ -74,6 +77,7 @@ class GcReport:
     manifests_deleted: int = 0
     links_removed: int = 0
     uploads_purged: int = 0
+    leftovers_swept: int = 0  # temp files and multipart uploads crashes left behind
     blobs_kept: int = 0  # reachable blobs
     blobs_young: int = 0  # unreachable but inside the grace window
     deleted: list[Digest] = field(default_factory=list)
@@ -85,7 +89,8 @@ class GcReport:
         return (
             f"{verb} {self.blobs_deleted} blob(s), {self.bytes_freed} bytes; "
             f"{self.manifests_deleted} untagged manifest(s), {self.links_removed} link(s), "
-            f"{self.uploads_purged} stale upload(s); kept {self.blobs_kept} reachable, "
+            f"{self.uploads_purged} stale upload(s), {self.leftovers_swept} crash leftover(s); "
+            f"kept {self.blobs_kept} reachable, "
             f"{self.blobs_young} too young to delete"
         )
 
@@ -136,6 +141,11 @@ class GarbageCollector:
         report.uploads_purged = await self._store.uploads.purge(
             older_than=self._upload_ttl, dry_run=self._dry_run
         )
+        if not self._dry_run:
+            # Temp files a crashed write left anywhere else (blobs, links, state), by age.
+            report.leftovers_swept = await self._backend.sweep_leftovers(
+                "", self._upload_ttl, self._store.uploads.has_session
+            )
         return report
 
     async def _recover_trash(self) -> None:

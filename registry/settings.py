@@ -16,6 +16,7 @@ YAML keys (all optional; documented in docs/registry.md):
     shutdown_timeout: 30                 # seconds in-flight requests get after SIGTERM
     tls: {certificate: ..., key: ..., client_ca: ...}   # HTTPS (registry.tls)
     notifications: {endpoints: [...]}    # webhooks (registry.events.config)
+    http: {max_header_size: 65536, max_url_size: 8192, header_timeout: 30, keep_alive: 5}
 
 Environment: PYREG_HOST, PYREG_PORT, PYREG_WORKERS, PYREG_LOG_LEVEL, PYREG_STORAGE,
 PYREG_UPLOAD_TTL, PYREG_UPLOAD_PURGE_INTERVAL, PYREG_MAX_MANIFEST_SIZE, PYREG_TRUSTED_PROXIES,
@@ -70,6 +71,12 @@ class Settings:
     tls_key: str = ""
     tls_client_ca: str = ""  # PEM CA bundle: clients must present a certificate it signed
     notifications: dict[str, Any] | None = None  # webhooks (registry.events.config)
+    # HTTP layer limits (registry/http_limits.py): bytes of a request head (431 above), of its
+    # URL (414 above), seconds for a head to arrive (408), seconds an idle connection stays.
+    max_header_size: int = 64 * 1024
+    max_url_size: int = 8 * 1024
+    header_timeout: float = 30.0
+    keep_alive_timeout: int = 5
 
     def __post_init__(self) -> None:
         _check_operations(self)
@@ -87,6 +94,10 @@ class Settings:
             parse_trusted(self.trusted_proxies)
         except TrustedProxiesError as exc:
             raise SettingsError(str(exc)) from None
+        if min(self.max_header_size, self.max_url_size, self.keep_alive_timeout) < 1:
+            raise SettingsError("http limits must be positive")
+        if self.header_timeout <= 0:
+            raise SettingsError("http.header_timeout must be positive")
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -112,6 +123,7 @@ def _from_mapping(raw: Mapping[str, Any]) -> dict[str, Any]:
     known = {"host", "port", "workers", "log_level", "storage", "max_manifest_size"}
     known |= {"uploads", "auth", "trusted_proxies", "redis"}
     known |= OPERATIONS_KEYS
+    known |= {"http"}
     unknown = set(raw) - known
     if unknown:
         raise SettingsError(f"unknown settings: {', '.join(sorted(unknown))}")
@@ -150,6 +162,7 @@ def _from_mapping(raw: Mapping[str, Any]) -> dict[str, Any]:
         raise SettingsError(
             f"unknown settings: uploads.{', uploads.'.join(sorted(unknown_uploads))}"
         )
+    out.update(_http_section(raw.get("http")))
     proxies = raw.get("trusted_proxies")
     if isinstance(proxies, list) and all(isinstance(p, str) for p in proxies):
         out["trusted_proxies"] = ",".join(proxies)
@@ -232,6 +245,26 @@ def _check_operations(settings: Settings) -> None:
             parse_notifications(settings.notifications)
         except ValueError as exc:
             raise SettingsError(f"notifications: {exc}") from None
+
+
+def _http_section(http: Any) -> dict[str, Any]:
+    if http is None:
+        return {}
+    if not isinstance(http, Mapping):
+        raise SettingsError("http: expected a mapping")
+    keys = {"max_header_size": "max_header_size", "max_url_size": "max_url_size"}
+    keys |= {"keep_alive": "keep_alive_timeout"}
+    unknown = set(http) - set(keys) - {"header_timeout"}
+    if unknown:
+        raise SettingsError(f"unknown settings: http.{', http.'.join(sorted(unknown))}")
+    out = {field: _int(http[k], f"http.{k}") for k, field in keys.items() if k in http}
+    result: dict[str, Any] = dict(out)
+    if "header_timeout" in http:
+        try:
+            result["header_timeout"] = float(http["header_timeout"])
+        except (TypeError, ValueError):
+            raise SettingsError("http.header_timeout: expected a number of seconds") from None
+    return result
 
 
 _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {

@@ -14,6 +14,10 @@ Semantics every backend keeps:
   backend (S3: ListObjectsV2 with StartAfter and MaxKeys), so indexes kept as flat directories
   of small objects page without walking; a paged listing of an absent directory is `[]`.
   `walk(prefix)` yields every object key below a prefix, sorted.
+- Failures of the storage itself raise `StorageUnavailable` (or `StorageFull`), never a raw
+  OSError or client-library exception, so the registry answers 503/507 for them in one place.
+- `sweep_leftovers(prefix, older_than)` removes what a crash mid-write left behind (temp
+  files, multipart uploads never completed or aborted), by age.
 - Multipart: `multipart_create` then parts numbered from 1 (each at least `min_part_size` bytes
   but the last), `multipart_list_parts` recovers what was uploaded (so any replica can continue),
   `multipart_complete` publishes the concatenation atomically at `path`.
@@ -21,11 +25,13 @@ Semantics every backend keeps:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 CHUNK_SIZE = 1024 * 1024
+#: sweep_leftovers' question "is the multipart upload to this key still wanted?"
+Keep = Callable[[str], Awaitable[bool]]
 
 
 class StorageError(Exception):
@@ -42,6 +48,19 @@ class NotFound(StorageError):
 
 class InvalidPath(StorageError):
     """A key that escapes the storage root or is otherwise malformed."""
+
+
+class StorageUnavailable(StorageError):
+    """The storage could not do it now (connection refused or timed out, S3 5xx, EIO):
+    nobody's fault but the storage's; worth retrying later. `storage` names the backend."""
+
+    def __init__(self, storage: str, message: str) -> None:
+        super().__init__(f"{storage}: {message}")
+        self.storage = storage
+
+
+class StorageFull(StorageUnavailable):
+    """No space left (ENOSPC/EDQUOT; S3-compatible stores: quota exceeded, storage full)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +159,15 @@ class StorageBackend(Protocol):
     async def multipart_complete(self, path: str, upload_id: str, parts: list[Part]) -> None: ...
 
     async def multipart_abort(self, path: str, upload_id: str) -> None: ...
+
+    async def sweep_leftovers(
+        self, prefix: str, older_than: float, keep: Keep | None = None
+    ) -> int:
+        """Remove what crashed writers left below `prefix` and nobody touched for `older_than`
+        seconds: temp files of unfinished writes, multipart uploads to keys there (except
+        those whose target key `keep` vouches for). Returns how many went. A write in
+        progress keeps its leftovers fresh, so it is never swept."""
+        ...
 
     async def redirect_url(self, path: str, expires_in: int = 1200) -> str | None:
         """A URL a client may fetch the object from directly, or None (not supported/enabled)."""

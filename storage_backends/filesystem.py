@@ -24,15 +24,17 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import itertools
 import os
 import re
 import shutil
 import stat
+import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import Any, BinaryIO, Concatenate, ParamSpec, TypeVar
 
 import aiofiles
 import aiofiles.os
@@ -41,10 +43,13 @@ import aiofiles.threadpool
 from storage_backends.base import (
     CHUNK_SIZE,
     InvalidPath,
+    Keep,
     NotFound,
     Part,
     Stat,
     StorageError,
+    StorageFull,
+    StorageUnavailable,
     check_path,
     check_prefix,
 )
@@ -56,6 +61,51 @@ _UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
 _WRITE_SIZE = CHUNK_SIZE
 _WALK_BATCH = 1000
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
+# errnos that mean "no room": the disk or the user's quota is full, or a file hit its limit
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def _storage_error(backend: FilesystemBackend, exc: OSError) -> StorageUnavailable:
+    """An OSError that escaped a method (EIO, ENOSPC, EROFS, a vanished mount...) as the
+    interface's typed error, so the registry answers 503/507 instead of a 500."""
+    # the root goes to the log (the message), not to clients (the name)
+    name = "filesystem storage"
+    if exc.errno in _FULL:
+        return StorageFull(name, f"storage full at {backend.root}: {exc}")
+    return StorageUnavailable(name, f"{backend.root}: {exc}")
+
+
+def _guarded(
+    method: Callable[Concatenate[FilesystemBackend, _P], Coroutine[Any, Any, _T]],
+) -> Callable[Concatenate[FilesystemBackend, _P], Coroutine[Any, Any, _T]]:
+    async def wrapper(self: FilesystemBackend, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        try:
+            return await method(self, *args, **kwargs)
+        except OSError as exc:
+            raise _storage_error(self, exc) from exc
+
+    functools.update_wrapper(wrapper, method)
+    return wrapper
+
+
+def _guarded_stream(
+    method: Callable[Concatenate[FilesystemBackend, _P], AsyncIterator[_T]],
+) -> Callable[Concatenate[FilesystemBackend, _P], AsyncIterator[_T]]:
+    async def wrapper(
+        self: FilesystemBackend, /, *args: _P.args, **kwargs: _P.kwargs
+    ) -> AsyncIterator[_T]:
+        inner = method(self, *args, **kwargs)
+        try:
+            async for item in inner:
+                yield item
+        except OSError as exc:
+            raise _storage_error(self, exc) from exc
+        finally:
+            await inner.aclose()  # type: ignore[attr-defined]
+
+    functools.update_wrapper(wrapper, method)
+    return wrapper
 
 
 class FilesystemBackend:
@@ -102,6 +152,7 @@ class FilesystemBackend:
 
     # -- small objects -----------------------------------------------------------------------
 
+    @_guarded
     async def get(self, path: str) -> bytes:
         full = self._full(path)
         try:
@@ -109,6 +160,7 @@ class FilesystemBackend:
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise NotFound(path) from None
 
+    @_guarded
     async def put(self, path: str, data: bytes) -> None:
         target = self._full(path)
         await asyncio.to_thread(self._put_sync, target, data)
@@ -119,17 +171,20 @@ class FilesystemBackend:
         tmp = self._tmp_name(target)
         try:
             with _in_dir(tmp, lambda: open(tmp, "xb")) as f:
-                if data:  # an empty file has nothing to flush (the directory is not fsync'd)
+                if data:  # an empty mark has nothing to flush, and its rename is not fsync'd
                     f.write(data)
                     f.flush()
                     os.fsync(f.fileno())
             os.replace(tmp, target)
+            if data:
+                _fsync_dir(target.parent)
         except BaseException:
             _unlink_quiet(tmp)
             raise
 
     # -- streams -----------------------------------------------------------------------------
 
+    @_guarded_stream
     async def stream(
         self, path: str, offset: int = 0, length: int | None = None
     ) -> AsyncIterator[bytes]:
@@ -155,12 +210,13 @@ class FilesystemBackend:
         finally:
             await f.close()
 
+    @_guarded
     async def put_stream(self, path: str, chunks: AsyncIterable[bytes]) -> int:
         target = self._full(path)
         tmp = self._tmp_name(target)
         try:
             written = await self._write_file(tmp, chunks)
-            await asyncio.to_thread(os.replace, tmp, target)
+            await asyncio.to_thread(_replace_durably, tmp, target)
         except BaseException:
             await asyncio.to_thread(_unlink_quiet, tmp)
             raise
@@ -189,6 +245,7 @@ class FilesystemBackend:
 
     # -- metadata ----------------------------------------------------------------------------
 
+    @_guarded
     async def stat(self, path: str) -> Stat:
         full = self._full(path)
         try:
@@ -199,10 +256,12 @@ class FilesystemBackend:
             raise NotFound(path)  # a directory is a prefix, not an object
         return Stat(st.st_size, st.st_mtime)
 
+    @_guarded
     async def exists(self, path: str) -> bool:
         full = self._full(path)
         return await asyncio.to_thread(os.path.isfile, full)
 
+    @_guarded
     async def list_dir(
         self, prefix: str, start_after: str | None = None, limit: int | None = None
     ) -> list[str]:
@@ -223,6 +282,7 @@ class FilesystemBackend:
             raise NotFound(prefix)
         return names
 
+    @_guarded_stream
     async def walk(self, prefix: str) -> AsyncIterator[str]:
         keys = _walk_sync(self._dir(prefix), check_prefix(prefix), self.root)
         # The tree is walked in a worker thread a batch at a time: one hop per directory would
@@ -233,6 +293,7 @@ class FilesystemBackend:
 
     # -- deletion and moves ------------------------------------------------------------------
 
+    @_guarded
     async def delete(self, path: str) -> None:
         full = self._full(path)
         await asyncio.to_thread(self._delete_sync, full)
@@ -257,6 +318,7 @@ class FilesystemBackend:
                 raise
             directory = directory.parent
 
+    @_guarded
     async def delete_prefix(self, prefix: str) -> None:
         directory = self._dir(prefix)
         await asyncio.to_thread(self._delete_prefix_sync, directory)
@@ -275,6 +337,7 @@ class FilesystemBackend:
         shutil.rmtree(directory, ignore_errors=True)
         self._prune(directory.parent)
 
+    @_guarded
     async def move(self, src: str, dst: str) -> None:
         source, target = self._full(src), self._full(dst)
         await asyncio.to_thread(self._move_sync, src, source, target)
@@ -288,10 +351,12 @@ class FilesystemBackend:
             _in_dir(target, lambda: os.replace(source, target), source)
         except FileNotFoundError:
             raise NotFound(src) from None
+        _fsync_dir(target.parent)
         self._prune(source.parent)
 
     # -- multipart ---------------------------------------------------------------------------
 
+    @_guarded
     async def multipart_create(self, path: str) -> str:
         self._key(path)
         upload_id = uuid.uuid4().hex
@@ -310,6 +375,7 @@ class FilesystemBackend:
             raise NotFound(f"{path} (multipart {upload_id})")
         return directory
 
+    @_guarded
     async def multipart_upload_part(
         self,
         path: str,
@@ -333,10 +399,12 @@ class FilesystemBackend:
             raise
         return Part(number, st.st_size, _etag(st))
 
+    @_guarded
     async def multipart_list_parts(self, path: str, upload_id: str) -> list[Part]:
         directory = await self._session(path, upload_id)
         return await asyncio.to_thread(_list_parts, directory)
 
+    @_guarded
     async def multipart_complete(self, path: str, upload_id: str, parts: list[Part]) -> None:
         directory = await self._session(path, upload_id)
         target = self._full(path)
@@ -368,8 +436,10 @@ class FilesystemBackend:
             except BaseException:
                 _unlink_quiet(tmp)
                 raise
+        _fsync_dir(target.parent)
         shutil.rmtree(directory, ignore_errors=True)
 
+    @_guarded
     async def multipart_abort(self, path: str, upload_id: str) -> None:
         self._key(path)
         try:
@@ -381,6 +451,60 @@ class FilesystemBackend:
     async def redirect_url(self, path: str, expires_in: int = 1200) -> str | None:
         self._key(path)
         return None
+
+    # -- crash leftovers ---------------------------------------------------------------------
+
+    @_guarded
+    async def sweep_leftovers(
+        self, prefix: str, older_than: float, keep: Keep | None = None
+    ) -> int:
+        directory = self._dir(prefix)
+        base = check_prefix(prefix)
+        cutoff = time.time() - older_than
+        swept, sessions = await asyncio.to_thread(self._sweep_sync, directory, base, cutoff)
+        for session, target in sessions:
+            if keep is not None and target and await keep(target):
+                continue
+            await asyncio.to_thread(shutil.rmtree, session, True)
+            swept += 1
+        return swept
+
+    def _sweep_sync(
+        self, directory: Path, base: str, cutoff: float
+    ) -> tuple[int, list[tuple[Path, str]]]:
+        """Removes stale temp files; returns how many, and the stale multipart sessions."""
+        swept = 0
+        stale_sessions: list[tuple[Path, str]] = []
+        # Temp files: a write in progress rewrites its temp file at least every MiB.
+        for parent, dirs, files in os.walk(directory):
+            if Path(parent) == self.root and _MULTIPART_DIR in dirs:
+                dirs.remove(_MULTIPART_DIR)
+            for name in files:
+                if name.startswith(_TMP_PREFIX) and _older(Path(parent) / name, cutoff):
+                    _unlink_quiet(Path(parent) / name)
+                    swept += 1
+                    self._prune(Path(parent))
+        # Multipart uploads to keys below `base`, none of whose files changed since cutoff.
+        sessions = self.root / _MULTIPART_DIR
+        try:
+            entries = list(os.scandir(sessions))
+        except FileNotFoundError:
+            return swept, stale_sessions
+        for entry in entries:
+            session = Path(entry.path)
+            try:
+                target = _read_file(session / "target").decode()
+            except (FileNotFoundError, NotADirectoryError):
+                target = ""  # crashed while creating it: judged by age alone
+            if base and target and not (target == base or target.startswith(base + "/")):
+                continue
+            try:
+                stale = all(_older(f, cutoff) for f in [session, *session.iterdir()])
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # completed or aborted meanwhile
+            if stale:
+                stale_sessions.append((session, target))
+        return swept, stale_sessions
 
 
 # -- helpers running in worker threads -----------------------------------------------------
@@ -432,13 +556,36 @@ def _create_session(directory: Path, target: str) -> None:
 
 
 def _replace_and_stat(src: Path, dst: Path) -> os.stat_result:
-    os.replace(src, dst)
+    _replace_durably(src, dst)
     return os.stat(dst)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename in `directory` durable: without this a power cut after the rename may
+    bring back the old name (or none) although the file's bytes were fsync'd."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _replace_durably(src: Path, dst: Path) -> None:
+    os.replace(src, dst)
+    _fsync_dir(dst.parent)
 
 
 def _read_file(path: Path) -> bytes:
     with open(path, "rb") as f:
         return f.read()
+
+
+def _older(path: Path, cutoff: float) -> bool:
+    """Whether `path` was last modified before `cutoff` (a vanished path counts as old)."""
+    try:
+        return os.stat(path).st_mtime < cutoff
+    except FileNotFoundError:
+        return True
 
 
 def _unlink_quiet(path: Path) -> None:

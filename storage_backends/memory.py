@@ -9,6 +9,7 @@ from collections.abc import AsyncIterable, AsyncIterator
 
 from storage_backends.base import (
     CHUNK_SIZE,
+    Keep,
     NotFound,
     Part,
     Stat,
@@ -24,6 +25,7 @@ class MemoryBackend:
         self.max_part_size = max_part_size
         self._objects: dict[str, tuple[bytes, float]] = {}
         self._multipart: dict[str, tuple[str, dict[int, bytes]]] = {}
+        self._multipart_touched: dict[str, float] = {}  # upload id -> last create/part time
 
     async def open(self) -> None:
         return None
@@ -108,6 +110,7 @@ class MemoryBackend:
     async def multipart_create(self, path: str) -> str:
         upload_id = uuid.uuid4().hex
         self._multipart[upload_id] = (check_path(path), {})
+        self._multipart_touched[upload_id] = time.time()
         return upload_id
 
     def _session(self, path: str, upload_id: str) -> dict[int, bytes]:
@@ -131,6 +134,7 @@ class MemoryBackend:
         if size is not None and len(buf) != size:
             raise StorageError(f"part {number}: expected {size} bytes, got {len(buf)}")
         parts[number] = bytes(buf)
+        self._multipart_touched[upload_id] = time.time()
         return Part(number, len(buf), _etag(bytes(buf)))
 
     async def multipart_list_parts(self, path: str, upload_id: str) -> list[Part]:
@@ -154,6 +158,28 @@ class MemoryBackend:
 
     async def multipart_abort(self, path: str, upload_id: str) -> None:
         self._multipart.pop(upload_id, None)
+
+    async def sweep_leftovers(
+        self, prefix: str, older_than: float, keep: Keep | None = None
+    ) -> int:
+        # No temp objects here (puts are atomic in memory); only abandoned multipart uploads.
+        base = check_prefix(prefix)
+        cutoff = time.time() - older_than
+        stale = [
+            upload_id
+            for upload_id, (target, _) in self._multipart.items()
+            if (not base or target == base or target.startswith(base + "/"))
+            and self._multipart_touched.get(upload_id, 0.0) < cutoff
+        ]
+        swept = 0
+        for upload_id in stale:
+            entry = self._multipart.get(upload_id)
+            if entry is None or (keep is not None and await keep(entry[0])):
+                continue
+            self._multipart.pop(upload_id, None)
+            self._multipart_touched.pop(upload_id, None)
+            swept += 1
+        return swept
 
     async def redirect_url(self, path: str, expires_in: int = 1200) -> str | None:
         check_path(path)

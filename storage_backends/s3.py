@@ -2,7 +2,8 @@
 
 Keys map to `<prefix>/<path>` in the bucket. One client is created in `open()` and shared by
 every request until `close()`. Missing objects (NoSuchKey, 404) and unknown multipart uploads
-(NoSuchUpload) raise `NotFound`; every other S3 or connection failure raises `StorageError`.
+(NoSuchUpload) raise `NotFound`; connection failures, timeouts and S3 5xx raise
+`StorageUnavailable` (quota/storage full: `StorageFull`); other S3 refusals `StorageError`.
 
 Memory: nothing is buffered beyond one part. `put_stream` of unknown length fills one part
 buffer (`part_size`, 8 MiB by default, doubling every 1000 parts to stay under S3's 10000) and
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
 from contextlib import AsyncExitStack
 from typing import Any
@@ -29,10 +31,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from storage_backends.base import (
     CHUNK_SIZE,
+    Keep,
     NotFound,
     Part,
     Stat,
     StorageError,
+    StorageFull,
+    StorageUnavailable,
     check_path,
     check_prefix,
 )
@@ -40,6 +45,8 @@ from storage_backends.base import (
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 _MISSING = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchUpload"})
+# "No room" as S3-compatible stores say it (Ceph RGW quotas, MinIO's full disks).
+_FULL = frozenset({"QuotaExceeded", "XMinioStorageFull", "InsufficientStorage"})
 _STREAM_RESUMES = 3  # consecutive broken reads a stream survives
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
@@ -88,9 +95,15 @@ def _errors(what: str) -> Iterator[None]:
     except ClientError as e:
         if _code(e) in _MISSING:
             raise NotFound(what) from None
+        status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        if _code(e) in _FULL or status == 507:
+            raise StorageFull("s3 storage", f"storage full: {what}: {e}") from e
+        if status >= 500 or status == 429:  # S3's own trouble (SlowDown, InternalError...)
+            raise StorageUnavailable("s3 storage", f"{what}: {e}") from e
         raise StorageError(f"s3 {what}: {e}") from e
-    except (BotoCoreError, aiohttp.ClientError) as e:  # connection trouble, mid-body included
-        raise StorageError(f"s3 {what}: {e}") from e
+    except (BotoCoreError, aiohttp.ClientError, TimeoutError) as e:
+        # connection refused or timed out, mid-body included: the storage is not there
+        raise StorageUnavailable("s3 storage", f"{what}: {e}") from e
 
 
 class S3Backend:
@@ -113,6 +126,8 @@ class S3Backend:
         copy_part_size: int = 512 * MiB,
         max_pool_connections: int = 32,
         page_size: int = 1000,
+        max_attempts: int = 5,
+        connect_timeout: int = 10,
     ) -> None:
         if not bucket:
             raise ValueError("s3 storage needs a bucket: s3://BUCKET/PREFIX")
@@ -124,6 +139,8 @@ class S3Backend:
             raise ValueError("s3 part_size must be between 5 MiB and 5 GiB")
         if not self.min_part_size <= copy_part_size <= self.max_part_size:
             raise ValueError("s3 copy_part_size must be between 5 MiB and 5 GiB")
+        if max_attempts < 1 or connect_timeout < 1:
+            raise ValueError("s3 max_attempts and connect_timeout must be at least 1")
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.endpoint_url = endpoint_url
@@ -138,6 +155,9 @@ class S3Backend:
         self.copy_part_size = copy_part_size
         self.max_pool_connections = max_pool_connections
         self.page_size = page_size  # keys per ListObjectsV2/ListParts request (S3: at most 1000)
+        # How long an outage takes to become a 503: attempts per request, seconds per connect.
+        self.max_attempts = max_attempts
+        self.connect_timeout = connect_timeout
         self._stack: AsyncExitStack | None = None
         self._s3: Any = None
 
@@ -151,6 +171,8 @@ class S3Backend:
             "copy_part_size",
             "max_pool_connections",
             "page_size",
+            "max_attempts",
+            "connect_timeout",
         )
         kwargs: dict[str, Any] = {}
         for name, value in options.items():
@@ -178,7 +200,8 @@ class S3Backend:
             # payload, and a second pass over every part costs CPU on the hot path.
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
-            retries={"max_attempts": 5, "mode": "standard"},
+            retries={"max_attempts": self.max_attempts, "mode": "standard"},
+            connect_timeout=self.connect_timeout,
             # Presigned redirect URLs signed with SigV4 (botocore would presign with SigV2,
             # which newer S3s refuse and which cannot bind the expiry as tightly).
             signature_version="s3v4",
@@ -280,7 +303,9 @@ class S3Backend:
                 # version of the object (If-Match), instead of failing a long download.
                 failures += 1
                 if failures > _STREAM_RESUMES:
-                    raise StorageError(f"s3 {path}: reading failed at byte {position}: {e}") from e
+                    raise StorageUnavailable(
+                        "s3 storage", f"{path}: reading failed at byte {position}: {e}"
+                    ) from e
 
     async def _get_range(
         self,
@@ -619,6 +644,49 @@ class S3Backend:
                 )
         except NotFound:
             pass  # already completed or aborted
+
+    async def sweep_leftovers(
+        self, prefix: str, older_than: float, keep: Keep | None = None
+    ) -> int:
+        """Abort multipart uploads below `prefix` with no part newer than `older_than` seconds
+        (S3 writes have no temp objects; an incomplete multipart upload is the leftover)."""
+        cutoff = time.time() - older_than
+        swept = 0
+        paginator = self._client.get_paginator("list_multipart_uploads")
+        stale: list[tuple[str, str]] = []
+        with _errors(f"{prefix} (multipart uploads)"):
+            async for page in paginator.paginate(Bucket=self.bucket, Prefix=self._dir_key(prefix)):
+                for upload in page.get("Uploads", []):
+                    if upload["Initiated"].timestamp() < cutoff:
+                        stale.append((str(upload["Key"]), str(upload["UploadId"])))
+        for key, upload_id in stale:
+            with _errors(f"{key} (multipart {upload_id})"):
+                newest = 0.0
+                try:
+                    async for page in self._client.get_paginator("list_parts").paginate(
+                        Bucket=self.bucket, Key=key, UploadId=upload_id
+                    ):
+                        for part in page.get("Parts", []):
+                            newest = max(newest, part["LastModified"].timestamp())
+                except ClientError as e:
+                    if _code(e) in _MISSING:
+                        continue  # completed or aborted meanwhile
+                    raise
+                if newest >= cutoff:
+                    continue  # a slow upload still sending parts
+                path = key.removeprefix(f"{self.prefix}/") if self.prefix else key
+                if keep is not None and await keep(path):
+                    continue
+                try:
+                    await self._client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=key, UploadId=upload_id
+                    )
+                except ClientError as e:
+                    if _code(e) not in _MISSING:
+                        raise
+                    continue
+                swept += 1
+        return swept
 
     async def redirect_url(self, path: str, expires_in: int = 1200) -> str | None:
         key = self._key(path)

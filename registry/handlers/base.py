@@ -68,14 +68,27 @@ def parse_digest(value: str | None) -> Digest:
         raise errors.DIGEST_INVALID(str(exc), detail={"digest": value}) from None
 
 
+#: digits a byte count or offset in a header may have: 10**19 bytes is more than any blob, and
+#: int() refuses numbers past 4300 digits with a ValueError (a 500 if it got that far)
+MAX_DIGITS = 19
+
+
+def header_number(text: str) -> int | None:
+    """A non-negative decimal number from a header, or None when it is not ASCII digits or
+    longer than MAX_DIGITS (str.isdigit() also accepts digits int() refuses, such as "²")."""
+    if not text or len(text) > MAX_DIGITS or not (text.isascii() and text.isdigit()):
+        return None
+    return int(text)
+
+
 def content_length(request: Request) -> int | None:
     raw = request.headers.get("content-length")
     if raw is None:
         return None
-    # str.isdigit() also accepts digits int() refuses ("²"): ASCII digits only
-    if not (raw.isascii() and raw.isdigit()):
-        raise errors.SIZE_INVALID(f"invalid Content-Length {raw!r}")
-    return int(raw)
+    length = header_number(raw)
+    if length is None:
+        raise errors.SIZE_INVALID(f"invalid Content-Length {raw[:40]!r}")
+    return length
 
 
 def pagination(request: Request) -> tuple[int | None, str | None]:

@@ -10,9 +10,16 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from registry import errors
 from registry.auth.base import delete, pull
 from registry.events import emit
-from registry.handlers.base import authorize, empty, parse_digest, repo_name, store
+from registry.handlers.base import (
+    MAX_DIGITS,
+    authorize,
+    empty,
+    parse_digest,
+    repo_name,
+    store,
+)
 
-_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE_RE = re.compile(r"^bytes=([0-9]*)-([0-9]*)$")
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -25,9 +32,11 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
         return None
     first, last = match.groups()
     unsatisfiable = errors.RANGE_INVALID(
-        f"range {header!r} not satisfiable for {size} bytes",
+        f"range {header[:80]!r} not satisfiable for {size} bytes",
         headers={"Content-Range": f"bytes */{size}"},
     )
+    if len(first) > MAX_DIGITS or len(last) > MAX_DIGITS:
+        raise unsatisfiable  # past any blob's size (and past what int() parses): refused
     if not first:
         if not last:
             return None

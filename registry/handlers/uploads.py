@@ -17,6 +17,7 @@ from registry.handlers.base import (
     authorize,
     content_length,
     empty,
+    header_number,
     parse_digest,
     repo_name,
     store,
@@ -24,7 +25,7 @@ from registry.handlers.base import (
 from registry.stores.uploads import UploadState
 
 # The spec's `^[0-9]+-[0-9]+$`, tolerating the `bytes ` prefix and `/total` some clients send.
-_CONTENT_RANGE_RE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
+_CONTENT_RANGE_RE = re.compile(r"^(?:bytes[ =])?([0-9]+)-([0-9]+)(?:/(?:[0-9]+|\*))?$")
 
 
 def _session_headers(name: str, state: UploadState) -> dict[str, str]:
@@ -45,12 +46,15 @@ def _content_range(request: Request) -> tuple[int, int] | None:
     raw = request.headers.get("content-range")
     if raw is None:
         return None
+    invalid = errors.BLOB_UPLOAD_RANGE_INVALID(f"invalid Content-Range {raw[:80]!r}")
+    # The `/total` part may be as long as the header allows: the regex checks it, nothing
+    # converts it. The two positions go through header_number (bounded digits).
     match = _CONTENT_RANGE_RE.match(raw.strip())
     if match is None:
-        raise errors.BLOB_UPLOAD_RANGE_INVALID(f"invalid Content-Range {raw!r}")
-    start, end = int(match.group(1)), int(match.group(2))
-    if end < start:
-        raise errors.BLOB_UPLOAD_RANGE_INVALID(f"invalid Content-Range {raw!r}")
+        raise invalid
+    start, end = header_number(match.group(1)), header_number(match.group(2))
+    if start is None or end is None or end < start:
+        raise invalid
     length = end - start + 1
     declared = content_length(request)
     if declared is not None and declared != length:

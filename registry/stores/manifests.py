@@ -4,14 +4,21 @@ The bytes go to the global content store by digest; the repository keeps a revis
 (JSON: digest and media type as pushed) so GET answers with the exact Content-Type.
 A PUT requires every referenced blob or child manifest to be in the same repository
 (descriptors with `urls`, i.e. non-distributable layers, are exempt); `subject` need not exist.
+
+Bounded work per manifest: at most `MAX_DESCRIPTORS` descriptors (refused with MANIFEST_INVALID
+right after parsing, before any storage call); references are checked read-only first, in
+batches of `CHECK_BATCH` with at most `CHECK_CONCURRENCY` storage calls in flight, stopping at
+the first batch with a missing one, so a manifest that is refused writes nothing (not even
+in-use marks) and one request cannot fill the storage's thread pool or connection pool.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from ocispec import mediatypes as mt
 from ocispec.digest import Digest, DigestError, digest_bytes
@@ -24,6 +31,27 @@ from registry.stores.catalog import CatalogStore
 from registry.stores.referrers import ReferrerStore
 from registry.stores.tags import TagStore
 from storage_backends.base import NotFound, StorageBackend
+
+#: descriptors one manifest may carry (config + layers, or an index's manifests); Docker caps
+#: an image at 127 layers, so this leaves room for large artifacts and multi-platform indexes
+MAX_DESCRIPTORS = 1024
+#: references checked per round; a round with a missing one ends the check
+CHECK_BATCH = 64
+#: storage calls one manifest PUT keeps in flight at most
+CHECK_CONCURRENCY = 8
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+async def _bounded(items: Iterable[_T], call: Callable[[_T], Awaitable[_R]]) -> list[_R]:
+    """`call` on every item, at most CHECK_CONCURRENCY at a time, results in order."""
+    gate = asyncio.Semaphore(CHECK_CONCURRENCY)
+
+    async def one(item: _T) -> _R:
+        async with gate:
+            return await call(item)
+
+    return list(await asyncio.gather(*(one(item) for item in items)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +129,12 @@ class ManifestStore:
             raise errors.MANIFEST_INVALID(str(exc)) from None
         except RecursionError:  # absurdly nested JSON: malformed input, not a server fault
             raise errors.MANIFEST_INVALID("JSON nested too deeply") from None
+        count = len(parsed.manifests) if isinstance(parsed, Index) else len(parsed.references())
+        if count > MAX_DESCRIPTORS:
+            raise errors.MANIFEST_INVALID(
+                f"{count} descriptors; at most {MAX_DESCRIPTORS} per manifest",
+                detail={"descriptors": count, "limit": MAX_DESCRIPTORS},
+            )
         if isinstance(reference, Digest):
             digest = digest_bytes(data, reference.algorithm)
             if digest != reference:
@@ -110,11 +144,12 @@ class ManifestStore:
                 )
         else:
             digest = digest_bytes(data)
+        needed = list(dict.fromkeys(_stored_references(parsed)))  # each digest once, in order
+        # Read-only first: a manifest refused here has written nothing.
+        await self._require_references(name, needed)
         # Online GC safety (registry/gc.py): mark everything this push relies on as in use
-        # *before* checking it exists, and check again after the revision is written.
-        needed = _stored_references(parsed)
-        await asyncio.gather(*(self._blobs.touch(d) for d in {digest, *needed}))
-        await self._require_references(name, parsed)
+        # *before* the existence check it relies on (after the revision is written).
+        await _bounded([digest, *needed], self._blobs.touch)
         blob_key = paths.blob_data(digest)
         if not await self._backend.exists(blob_key):
             await self._backend.put(blob_key, data)
@@ -122,7 +157,7 @@ class ManifestStore:
         revision = paths.manifest_revision_link(name, digest)
         await self._backend.put(revision, link)
         checked = [digest, *needed]
-        present = await asyncio.gather(*(self._blobs.exists(d) for d in checked))
+        present = await _bounded(checked, self._blobs.exists)
         missing = [str(d) for d, ok in zip(checked, present, strict=True) if not ok]
         if missing:
             await self._backend.delete(revision)
@@ -140,14 +175,20 @@ class ManifestStore:
         await self._catalog.mark(name)
         return PutResult(digest, subject)
 
-    async def _require_references(self, name: str, parsed: Manifest | Index) -> None:
-        missing = []
-        for d in _stored_references(parsed):
+    async def _require_references(self, name: str, needed: list[Digest]) -> None:
+        """MANIFEST_BLOB_UNKNOWN unless every digest is in the repository, checked in bounded
+        rounds; the error lists the missing ones of the first round that has any."""
+
+        async def present(d: Digest) -> bool:
             linked = await self._blobs.is_linked(name, d) or await self.has(name, d)
-            if not linked or not await self._blobs.exists(d):
-                missing.append(str(d))
-        if missing:
-            raise errors.MANIFEST_BLOB_UNKNOWN(detail={"missing": missing})
+            return linked and await self._blobs.exists(d)
+
+        for start in range(0, len(needed), CHECK_BATCH):
+            batch = needed[start : start + CHECK_BATCH]
+            found = await _bounded(batch, present)
+            missing = [str(d) for d, ok in zip(batch, found, strict=True) if not ok]
+            if missing:
+                raise errors.MANIFEST_BLOB_UNKNOWN(detail={"missing": missing})
 
     async def delete(self, name: str, reference: Digest | str) -> None:
         """A tag: remove only that tag. A digest: the manifest and every tag pointing to it."""

@@ -26,7 +26,13 @@ from ocispec.digest import ALGORITHMS, Digest, DigestMismatch, Verifier
 from registry import errors
 from registry.stores import paths
 from registry.stores.blobs import BlobStore
-from storage_backends.base import NotFound, Part, StorageBackend, StorageError
+from storage_backends.base import (
+    NotFound,
+    Part,
+    StorageBackend,
+    StorageError,
+    StorageUnavailable,
+)
 
 #: the tail's part number at commit (S3 allows 1..10000, gaps included)
 TAIL_PART_NUMBER = 10000
@@ -169,6 +175,8 @@ class UploadStore:
                 new_parts, new_tail = await self._append_coalesced(state, counter)
             else:
                 new_parts, new_tail = await self._append_streamed(state, counter, length)
+        except StorageUnavailable:
+            raise  # the storage's fault, whatever arrived: 503, not the client's SIZE_INVALID
         except StorageError:
             if length is not None and counter.size != length:
                 raise errors.SIZE_INVALID(
@@ -241,43 +249,26 @@ class UploadStore:
     # -- completing --------------------------------------------------------------------------
 
     async def commit(self, state: UploadState, digest: Digest) -> Digest:
-        """Assemble, verify and publish the blob, link it into the session's repository."""
+        """Assemble, verify and publish the blob, link it into the session's repository.
+
+        Idempotent: a commit killed after joining the parts (the multipart upload is gone, the
+        joined data is in the session) is finished by the next PUT; one killed after
+        publishing answers BLOB_UPLOAD_UNKNOWN (the session's data went to the content store).
+        """
         backend = self._backend
         data_path = paths.upload_data(state.id)
-        parts = list(state.parts)
-        if parts or state.tail:
-            try:
-                if state.tail:
-                    # The last part number there is, so the short tail is last even when a
-                    # request that died before saving its state left stray parts after the
-                    # recorded ones.
-                    tail_bytes = await backend.get(state.tail)
-                    parts.append(
-                        await backend.multipart_upload_part(
-                            data_path,
-                            state.multipart_id,
-                            TAIL_PART_NUMBER,
-                            _once(tail_bytes),
-                            size=len(tail_bytes),
-                        )
-                    )
-                await backend.multipart_complete(data_path, state.multipart_id, parts)
-            except NotFound:
-                # The backend's upload is gone (aborted, purged, an S3 lifecycle rule): the
-                # session cannot complete, and saying so is the client's cue to start again.
-                await self._discard(state)
-                raise errors.BLOB_UPLOAD_UNKNOWN(detail={"uuid": state.id}) from None
-            except StorageError:
-                if not await self._parts_changed(state):
-                    raise  # the storage failed: a server-side error
-                await self._discard(state)
-                raise errors.BLOB_UPLOAD_INVALID(
-                    "the upload's data changed under it (concurrent requests on one "
-                    "session); start a new upload"
-                ) from None
-        else:
+        if await backend.exists(data_path):
+            # A commit died after the join (multipart complete is atomic: the data is whole).
             await backend.multipart_abort(data_path, state.multipart_id)
-            await backend.put(data_path, b"")
+        else:
+            try:
+                await self._join(state, data_path)
+            except NotFound:
+                # The multipart upload (or tail) is gone: an earlier commit joined it and
+                # published, or is doing so right now. Nothing is left to finish here.
+                if not await backend.exists(data_path):
+                    await backend.delete_prefix(paths.upload_dir(state.id))
+                    raise errors.BLOB_UPLOAD_UNKNOWN(detail={"uuid": state.id}) from None
         hashed = state.hashed
         if hashed and hashed.algorithm == digest.algorithm and hashed.size == state.offset:
             actual = Digest(digest.algorithm, hashed.hex)
@@ -293,6 +284,40 @@ class UploadStore:
         await self._blobs.link(state.name, digest)
         await backend.delete_prefix(paths.upload_dir(state.id))
         return digest
+
+    async def _join(self, state: UploadState, data_path: str) -> None:
+        """Concatenate the session's parts (and tail) into `data_path`, atomically."""
+        backend = self._backend
+        parts = list(state.parts)
+        if state.tail:
+            # The last part number there is, so the short tail is last even when a request
+            # that died before saving its state left stray parts after the recorded ones.
+            tail_bytes = await backend.get(state.tail)
+            parts.append(
+                await backend.multipart_upload_part(
+                    data_path,
+                    state.multipart_id,
+                    TAIL_PART_NUMBER,
+                    _once(tail_bytes),
+                    size=len(tail_bytes),
+                )
+            )
+        if not parts:
+            await backend.multipart_abort(data_path, state.multipart_id)
+            await backend.put(data_path, b"")
+            return
+        try:
+            await backend.multipart_complete(data_path, state.multipart_id, parts)
+        except (NotFound, StorageUnavailable):
+            raise
+        except StorageError:
+            if not await self._parts_changed(state):
+                raise  # the storage failed: a server-side error
+            await self._discard(state)
+            raise errors.BLOB_UPLOAD_INVALID(
+                "the upload's data changed under it (concurrent requests on one "
+                "session); start a new upload"
+            ) from None
 
     async def _parts_changed(self, state: UploadState) -> bool:
         """Whether a part the state records was rewritten since (its ETag differs): racing
@@ -353,13 +378,21 @@ class UploadStore:
         self, older_than: float, now: float | None = None, dry_run: bool = False
     ) -> int:
         """Remove sessions untouched for `older_than` seconds; returns how many went (dry:
-        how many would)."""
+        how many sessions would; leftovers are swept only for real).
+
+        First what crashes left behind (a session directory holding only a temp file, a
+        multipart upload whose state was never written), by age: nothing else refers to it.
+        """
         now = time.time() if now is None else now
+        # (the backend ages by its own clock: shift the window when `now` is given)
+        window = older_than - now + time.time()
+        purged = 0
+        if not dry_run:
+            purged = await self._backend.sweep_leftovers(paths.UPLOADS, window, self.has_session)
         try:
             ids = await self._backend.list_dir(paths.UPLOADS)
         except NotFound:
-            return 0
-        purged = 0
+            return purged
         for upload_id in ids:
             state: UploadState | None = None
             try:
@@ -385,6 +418,16 @@ class UploadStore:
             await self._backend.delete_prefix(paths.upload_dir(upload_id))
             purged += 1
         return purged
+
+    async def has_session(self, data_path: str) -> bool:
+        """Whether the multipart upload to `data_path` belongs to a session with a state: kept
+        by the leftover sweep whatever its age (the session's own TTL decides)."""
+        segments = data_path.split("/")
+        if len(segments) != 3 or segments[0] != paths.UPLOADS:
+            return False
+        if not _valid_upload_id(segments[1]) or data_path != paths.upload_data(segments[1]):
+            return False
+        return await self._backend.exists(paths.upload_state(segments[1]))
 
     async def _newest_mtime(self, prefix: str) -> float:
         newest = 0.0

@@ -1,4 +1,4 @@
-"""Process-tree RSS and CPU: children count, and the peak is caught while it lasts."""
+"""Process-tree RSS and CPU: children count, and the peak is caught however short it is."""
 
 from __future__ import annotations
 
@@ -33,13 +33,10 @@ def test_peak_rss_counts_children_and_keeps_the_peak() -> None:
     )
     try:
         assert parent.stdin is not None and parent.stdout is not None
-        with PeakRSS(parent.pid, interval=0.01) as peak:
+        # A sampling interval far longer than the allocation lives: only the kernel's
+        # high-water mark can see it, whatever the machine's load.
+        with PeakRSS(parent.pid, interval=3600) as peak:
             assert parent.stdout.readline() == "up\n"
-            # No fixed sleep: wait (bounded) until the sampler has seen the allocation, so a
-            # loaded machine cannot starve the sampler thread into missing it.
-            deadline = time.monotonic() + 60
-            while peak.peak - peak.start <= 60 * MIB and time.monotonic() < deadline:
-                time.sleep(0.01)
             parent.stdin.write("go\n")
             parent.stdin.flush()
             assert parent.stdout.readline() == "down\n"
