@@ -4,9 +4,6 @@ trusted proxy did not add, never the client-written leftmost one."""
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -26,10 +23,10 @@ from registry.client_address import (
     parse_trusted,
 )
 from tests.support.auth import auth_section, basic
+from tests.support.nginx import Nginx
 from tests.support.server import (
     REPO_ROOT,
     RegistryServer,
-    free_port,
     registry_server,  # noqa: F401
 )
 
@@ -114,25 +111,7 @@ async def test_the_scope_is_rewritten_in_place_for_the_access_log() -> None:
 
 # -- through the shipped nginx ---------------------------------------------------------------
 
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-SHIPPED_NGINX_CONF = REPO_ROOT / "deploy" / "compose" / "nginx.conf"
 VICTIM, ATTACKER, ROAMER = "127.0.0.2", "127.0.0.3", "127.0.0.4"  # loopback source addresses
-
-
-def nginx_conf(prefix: Path, port: int, upstream: str) -> str:
-    """The shipped nginx.conf with only the listen port and the upstream servers substituted,
-    plus where a process without root keeps its temp files and logs (the compiled-in paths are
-    the system's)."""
-    text = SHIPPED_NGINX_CONF.read_text()
-    text, listens = re.subn(r"listen\s+8080;", f"listen 127.0.0.1:{port};", text)
-    text, servers = re.subn(r"server\s+registry-[ab]:5000\b", f"server {upstream}", text)
-    assert listens == 1 and servers == 2, "the shipped nginx.conf changed shape"
-    paths = "".join(
-        f"    {kind}_temp_path {prefix / kind};\n"
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    paths += f"    access_log {prefix / 'access.log'};\n"
-    return text.replace("http {\n", "http {\n" + paths, 1)
 
 
 @pytest.fixture
@@ -142,8 +121,6 @@ def nginx_in_front(
 ) -> Iterator[tuple[str, Path]]:
     """A real `pyreg serve` with access control (3 failures lock an address out), trusting
     nginx's address only, behind the shipped nginx config. Yields nginx's URL."""
-    if not Path(NGINX).exists():
-        pytest.skip("nginx is not installed (Debian nginx-light)")
     config = {
         "trusted_proxies": "127.0.0.1",
         "auth": auth_section(
@@ -154,40 +131,8 @@ def nginx_in_front(
         ),
     }
     server = registry_server(f"file://{tmp_path / 'storage'}", config=config)
-    prefix = tmp_path / "nginx"
-    prefix.mkdir()
-    port = free_port()
-    conf = prefix / "nginx.conf"
-    conf.write_text(nginx_conf(prefix, port, f"127.0.0.1:{server.port}"))
-    directives = f"daemon off; pid {prefix / 'nginx.pid'}; error_log {prefix / 'error.log'};"
-    process = subprocess.Popen(
-        [NGINX, "-p", str(prefix), "-c", str(conf), "-g", directives],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                assert process.stderr is not None
-                pytest.fail(f"nginx exited: {process.stderr.read().decode(errors='replace')}")
-            try:
-                if httpx.get(f"{url}/v2/", timeout=5).status_code == 401:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("nginx did not come up")
-            time.sleep(0.1)
-        yield url, prefix
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with Nginx(tmp_path / "nginx", [f"127.0.0.1:{server.port}"]) as lb:
+        yield lb.url, lb.prefix
 
 
 def login_from(source: str, url: str, password: str, forged: str | None = None) -> int:
