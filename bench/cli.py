@@ -12,14 +12,18 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from bench import data
+from bench.backends import STORAGES, StorageSetup, storage_setup
 from bench.client_bench import ClientPlan, run_client_bench
 from bench.http_bench import BenchError, ServerPlan, run_server_bench
+from bench.listing import fill, measure_listing
 from bench.report import Report
-from bench.servers import PeerUnavailable, RunningRegistry, start_pyreg, start_reference
+from bench.servers import PeerUnavailable, RunningRegistry
 
 MIB = data.MIB
 RESULTS = Path(__file__).resolve().parent / "results"
 REGISTRIES = ("pyreg", "reference")
+#: may be named in --registries too: pyreg with a redis-server for its shared state and cache
+EXTRA_REGISTRIES = ("pyreg+redis",)
 CLIENTS = ("pyreg-client", "skopeo", "podman")
 
 
@@ -72,6 +76,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="GIB",
         help="refuse plans that would move more than this over loopback (40)",
     )
+    p.add_argument(
+        "--storage",
+        choices=STORAGES,
+        default="filesystem",
+        help="where the registries store: a temp dir each, or buckets on a throwaway Ceph "
+        "RGW on loopback (real S3; the reference registry on its s3 driver)",
+    )
+    p.add_argument(
+        "--listing",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also page through a tags list of N tags and a catalog of N repositories "
+        "(pages of 100; with --storage rgw, S3 requests per page); 0: off",
+    )
     p.add_argument("--workdir", type=Path, default=None, help="temp data here (default: /tmp)")
     p.add_argument("--results", type=Path, default=RESULTS, help="JSON output directory")
     return p
@@ -103,7 +122,7 @@ def _check(args: argparse.Namespace) -> list[str]:
     for name in ("manifests", "tag_lists", "concurrency"):
         if getattr(args, name) < 1:
             problems.append(f"--{name.replace('_', '-')} must be at least 1")
-    unknown = set(_names(args.registries)) - set(REGISTRIES)
+    unknown = set(_names(args.registries)) - set(REGISTRIES) - set(EXTRA_REGISTRIES)
     if args.client_registries is not None:
         unknown |= set(_names(args.client_registries)) - set(_names(args.registries))
     if unknown:
@@ -116,17 +135,14 @@ def _check(args: argparse.Namespace) -> list[str]:
 
 @contextlib.contextmanager
 def _registries(
-    names: list[str], workdir: Path, pyreg_args: list[str], report: Report
+    names: list[str], setup: StorageSetup, pyreg_args: list[str], report: Report
 ) -> Iterator[list[RunningRegistry]]:
     running: list[RunningRegistry] = []
     try:
         for name in names:
             try:
-                if name == "pyreg":
-                    running.append(start_pyreg(workdir, pyreg_args))
-                else:
-                    running.append(start_reference(workdir))
-                print(f"started {name} on {running[-1].host}", flush=True)
+                running.append(setup.start(name, pyreg_args))
+                print(f"started {name} on {running[-1].host} ({setup.kind})", flush=True)
             except PeerUnavailable as exc:
                 report.skip(f"registry {name}: {exc}")
         yield running
@@ -150,7 +166,13 @@ def run(args: argparse.Namespace) -> Report:
         if args.only in ("all", "client"):
             image = data.oci_image(workdir, args.image_size * 1_000_000, args.layers)
         print(f"generated data in {time.perf_counter() - started:.1f} s", flush=True)
-        with _registries(names, workdir, pyreg_args, report) as registries:
+        with contextlib.ExitStack() as stack:
+            try:
+                setup = stack.enter_context(storage_setup(args.storage, workdir))
+            except PeerUnavailable as exc:
+                report.skip(f"storage {args.storage}: {exc}")
+                return report
+            registries = stack.enter_context(_registries(names, setup, pyreg_args, report))
             if blob is not None and small is not None:
                 plan = ServerPlan(
                     blob, args.chunk * MIB, small, args.manifests, args.tag_lists,
@@ -161,6 +183,12 @@ def run(args: argparse.Namespace) -> Report:
                     asyncio.run(run_server_bench(registries, plan, report))
                 except (BenchError, OSError) as exc:
                     report.skip(f"server bench stopped: {exc!r}")
+                if args.listing:
+                    print(f"listing ({args.listing} tags and repositories)", flush=True)
+                    try:
+                        asyncio.run(_listing(registries, args, small, setup, report))
+                    except (BenchError, OSError) as exc:
+                        report.skip(f"listing bench stopped: {exc!r}")
             if image is not None:
                 print("client side", flush=True)
                 client_dir = workdir / "clients"
@@ -173,6 +201,30 @@ def run(args: argparse.Namespace) -> Report:
                     report,
                 )
     return report
+
+
+async def _listing(
+    registries: list[RunningRegistry],
+    args: argparse.Namespace,
+    small: list[tuple[str, bytes]],
+    setup: StorageSetup,
+    report: Report,
+) -> None:
+    import httpx
+
+    timeout = httpx.Timeout(300.0, connect=10.0)
+    async with contextlib.AsyncExitStack() as stack:
+        clients = {
+            r.name: await stack.enter_async_context(
+                httpx.AsyncClient(base_url=r.url, timeout=timeout)
+            )
+            for r in registries
+        }
+        for r in registries:
+            started = time.perf_counter()
+            await fill(clients[r.name], args.listing, small, 16)
+            print(f"  filled {r.name} in {time.perf_counter() - started:.1f} s", flush=True)
+        await measure_listing(registries, clients, args.listing, setup.s3_requests, report)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -27,6 +27,8 @@ class Measurement:
     # CPU seconds per run: the server's process tree (group "server") or the client command
     # (group "client")
     cpu: list[float] = field(default_factory=list)
+    # storage requests per operation (S3 requests counted at the gateway), when measured
+    storage_requests: float | None = None
 
     @property
     def median(self) -> float:
@@ -144,9 +146,12 @@ class Report:
                     if ours is not None and m is not ours and m.cpu_median > 0:
                         cpu_ratio = f"{ours.cpu_median / m.cpu_median:7.2f}"
                     cpu = f" {m.cpu_median:9.3f} {cpu_ratio:>7}"
+                    per_op = ""
+                    if m.storage_requests is not None:
+                        per_op = f"  S3 req/op {m.storage_requests:.1f}"
                     lines.append(
                         f"{scenario:<38} {m.peer:<22} {m.median:9.3f} {m.rate():>14} {ratio:>7}"
-                        f"{cpu}"
+                        f"{cpu}{per_op}"
                     )
         if self.memory:
             lines.append("\nServer memory (RSS of the registry's process tree)")

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -83,15 +84,44 @@ def _wait_ready(registry: RunningRegistry, timeout: float) -> None:
     raise PeerUnavailable(f"{registry.name} did not answer /v2/ within {timeout:.0f}s")
 
 
-def _spawn(name: str, argv: list[str], workdir: Path, host: str) -> RunningRegistry:
+def _spawn(
+    name: str,
+    argv: list[str],
+    workdir: Path,
+    host: str,
+    env: dict[str, str | None] | None = None,
+) -> RunningRegistry:
+    """`env`: changes to this process's environment (None removes a variable)."""
     log_path = workdir / f"{name}.log"
+    environ = None
+    if env is not None:
+        environ = {k: v for k, v in {**os.environ, **env}.items() if v is not None}
     with log_path.open("wb") as log:
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
+        process = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, cwd=workdir, env=environ
+        )
     return RunningRegistry(name, process, host, log_path)
 
 
-def start_pyreg(workdir: Path, extra_args: list[str], timeout: float = 30.0) -> RunningRegistry:
-    storage = workdir / "pyreg-storage"
+@dataclass(frozen=True)
+class S3Target:
+    """An S3 endpoint both registries store into (each in a bucket of its own)."""
+
+    endpoint: str
+    access_key: str
+    secret_key: str
+    region: str = "us-east-1"
+
+
+def start_pyreg(
+    workdir: Path,
+    extra_args: list[str],
+    timeout: float = 30.0,
+    storage_url: str | None = None,
+    name: str = "pyreg",
+    redis_url: str = "",
+) -> RunningRegistry:
+    storage = workdir / f"{name}-storage"
     storage.mkdir(parents=True, exist_ok=True)
     port = free_port()
     argv = [
@@ -104,15 +134,20 @@ def start_pyreg(workdir: Path, extra_args: list[str], timeout: float = 30.0) -> 
         "--port",
         str(port),
         "--storage",
-        f"file://{storage}",
+        storage_url or f"file://{storage}",
         *extra_args,
     ]
-    registry = _spawn("pyreg", argv, workdir, f"127.0.0.1:{port}")
+    env: dict[str, str | None] | None = {"PYREG_REDIS": redis_url} if redis_url else None
+    registry = _spawn(name, argv, workdir, f"127.0.0.1:{port}", env)
     _wait_ready(registry, timeout)
     return registry
 
 
-def start_reference(workdir: Path, timeout: float = 30.0) -> RunningRegistry:
+def start_reference(
+    workdir: Path, timeout: float = 30.0, s3: tuple[S3Target, str] | None = None
+) -> RunningRegistry:
+    """The reference registry on filesystem storage, or with `s3=(target, bucket)` on its
+    `s3` storage driver pointed at that endpoint."""
     binary = shutil.which(REFERENCE_BINARY)
     if binary is None:
         raise PeerUnavailable(
@@ -132,10 +167,26 @@ def start_reference(workdir: Path, timeout: float = 30.0) -> RunningRegistry:
         },
         "http": {"addr": f"127.0.0.1:{port}"},
     }
+    if s3 is not None:
+        target, bucket = s3
+        del config["storage"]["filesystem"]  # type: ignore[attr-defined]
+        config["storage"]["s3"] = {  # type: ignore[index]
+            "accesskey": target.access_key,
+            "secretkey": target.secret_key,
+            "region": target.region,
+            "regionendpoint": target.endpoint,
+            "bucket": bucket,
+            "rootdirectory": "/reference",
+            "secure": False,
+            "v4auth": True,
+            "chunksize": 16 * 1024 * 1024,
+        }
     config_path = workdir / "reference-config.yml"
     config_path.write_text(yaml.safe_dump(config))
+    # The Go AWS SDK (2.8.2's s3 driver) panics on AWS_CA_BUNDLE with its custom transport.
+    env: dict[str, str | None] | None = {"AWS_CA_BUNDLE": None} if s3 is not None else None
     registry = _spawn(
-        "reference", [binary, "serve", str(config_path)], workdir, f"127.0.0.1:{port}"
+        "reference", [binary, "serve", str(config_path)], workdir, f"127.0.0.1:{port}", env
     )
     _wait_ready(registry, timeout)
     return registry

@@ -269,6 +269,14 @@ class Rgw:
             )
         return self._client
 
+    def request_count(self) -> int:
+        """S3 requests the gateway has served so far (its `rgw.req` perf counter), to count
+        what an operation costs in S3 requests."""
+        asok = self.root / "run" / "ceph-client.rgw.a.asok"
+        dump = json.loads(self._run("ceph", "--admin-daemon", str(asok), "perf", "dump"))
+        count: int = dump["rgw"]["req"]
+        return count
+
     def create_bucket(self, name: str | None = None) -> str:
         bucket = name or f"test-{uuid.uuid4().hex[:20]}"
         self.client().create_bucket(Bucket=bucket)
