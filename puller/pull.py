@@ -45,7 +45,7 @@ from puller.api import RegistryClient
 from puller.progress import NullReporter, Reporter
 from puller.store import GraphStore, Lease, StoreError
 from puller.store.images import image_name
-from puller.store.limits import SizeCaps, UnpackBudget
+from puller.store.limits import SizeCapExceeded, SizeCaps, UnpackBudget
 
 DEFAULT_CONCURRENCY = 4
 DEFAULT_RETRIES = 5
@@ -289,6 +289,8 @@ class Puller:
                     layer.media_type,
                     budget,
                 )
+            except SizeCapExceeded as exc:  # names the layer itself
+                raise PullError(str(exc)) from exc
             except StoreError as exc:  # bad compression, diffID mismatch, unsafe tar entry
                 raise PullError(f"layer {layer.digest}: {exc}") from exc
 

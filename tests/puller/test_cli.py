@@ -383,3 +383,32 @@ def test_a_layer_1500_directories_deep_loads_unpacks_and_prunes(
     code, out, err = run(capsys, "prune")
     assert code == 0 and "1 unpacked layers" in out, err
     assert home.layers.list() == [] and home.content.list() == []
+
+
+def test_pull_stops_at_the_size_caps(
+    docker_registry: DockerRegistry,
+    home: GraphStore,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two layers of 3 MiB of zeros (a few KiB of gzip each): over a 2 MiB layer cap, and
+    together over a 5 MiB pull cap."""
+    image = build_image([[file("a", bytes(3 << 20))], [file("b", bytes(3 << 20))]])
+    assert max(len(layer.blob) for layer in image.layers) < 64 * 1024
+    ref = f"{docker_registry.host}/cli/bomb:v1"
+    put_image(home, str(Reference.parse(ref)), image)
+    assert main(["push", "-q", ref]) == 0
+    capsys.readouterr()
+    fresh = GraphStore(tmp_path / "fresh-home")
+    monkeypatch.setenv("PYREG_HOME", str(fresh.root))
+    monkeypatch.setenv("PYREG_MAX_LAYER_SIZE", "2M")
+    code, _, err = run(capsys, "pull", "-q", ref)
+    assert code == 1 and "is larger than 2 MiB uncompressed" in err
+    assert err.startswith("pyreg: error: layer sha256:") and err.count("sha256:") == 1
+    assert any(f"layer {layer.digest} " in err for layer in image.layers)
+    code, _, err = run(capsys, "pull", "-q", "--max-layer-size", "4M", "--max-pull-size", "5M", ref)
+    assert code == 1 and "pass 5 MiB uncompressed" in err and "--max-pull-size" in err
+    assert fresh.images.list() == {} and fresh.layers.list() == []
+    code, _, err = run(capsys, "pull", "-q", "--max-layer-size", "4M", "--max-pull-size", "7M", ref)
+    assert code == 0, err
