@@ -170,7 +170,8 @@ def load(store: GraphStore, path: Path, repository: str | None = None) -> list[s
             Reference.parse(repository)
         except ReferenceError as exc:
             raise LayoutError(f"invalid repository for loaded images: {exc}") from None
-    with _open_source(path) as src:
+    # a prune waits until the load is done: what it writes is named only at the end
+    with store.leases.shared(), _open_source(path) as src:
         if src.exists("oci-layout") and src.exists("index.json"):
             return _load_oci(store, src, repository or _default_repository(path))
         if src.exists("manifest.json"):
