@@ -20,6 +20,7 @@ from ocispec.digest import digest_bytes
 from ocispec.models import chain_ids
 from puller.layout import LayoutError, load, save
 from puller.store import GraphStore, NotInStore, assemble_rootfs
+from puller.store.limits import SizeCapExceeded
 from tests.support.images import (
     build_image,
     file,
@@ -391,3 +392,17 @@ def test_a_prune_waits_for_a_running_load(tmp_path: Path) -> None:
     assert prune.returncode == 0 and out.startswith("Removed 0 blobs")
     assemble_rootfs(store, chain_ids(image.diff_ids), tmp_path / "rootfs")
     assert (tmp_path / "rootfs/b").read_bytes() == b"second"
+
+
+def test_load_applies_the_size_caps_per_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    image = build_image([[file("a", bytes(3 << 20))], [file("b", bytes(3 << 20))]])
+    layout_dir = write_oci_layout(tmp_path / "layout", {"v1": image})
+    store = GraphStore(tmp_path / "store")
+    monkeypatch.setenv("PYREG_MAX_PULL_SIZE", "5M")
+    with pytest.raises(SizeCapExceeded, match=f"layer {image.layers[1].digest}: .* pass 5 MiB"):
+        load(store, layout_dir, "r/app")
+    assert store.images.list() == {}
+    monkeypatch.setenv("PYREG_MAX_PULL_SIZE", "7M")
+    assert load(store, layout_dir, "r/app") == ["docker.io/r/app:v1"]
