@@ -20,7 +20,7 @@ from ocispec import mediatypes as mt
 from ocispec.digest import Digest, DigestError, DigestMismatch, digest_bytes
 from puller.auth import RegistryAuth
 from puller.credentials import Credentials
-from puller.transport import RetryPolicy, make_client
+from puller.transport import RetryPolicy, base_url, make_client
 
 MANIFEST_ACCEPT = ", ".join(
     [mt.OCI_INDEX, mt.OCI_MANIFEST, mt.DOCKER_MANIFEST_LIST, mt.DOCKER_MANIFEST]
@@ -155,7 +155,10 @@ class RegistryClient:
         retry: RetryPolicy | None = None,
     ) -> None:
         self.registry = registry
-        self.auth = RegistryAuth(credentials, transport=transport)
+        origin = httpx.URL(base_url(registry, insecure))
+        # --insecure may fall back to plain HTTP on the same host: that is the registry too
+        origins = (origin, origin.copy_with(scheme="http")) if insecure else (origin,)
+        self.auth = RegistryAuth(credentials, transport=transport, origins=origins)
         self.http = make_client(
             registry, insecure=insecure, auth=self.auth, transport=transport, retry=retry
         )

@@ -9,10 +9,13 @@ POST form with `grant_type=refresh_token` when config.json holds an identity tok
 Once a challenge is known, later requests get their token *before* they are sent, so a
 streamed upload body never has to be replayed after a 401.
 
-Credentials never go where the user did not send them: a challenge is only taken from the
-registry's own origin (not from a host a redirect led to, e.g. object storage), and a password
-or refresh token goes to a realm over plain HTTP only on loopback or on the very host of an
-insecure (plain HTTP) registry; anywhere else the realm must be HTTPS.
+Credentials never go where the user did not send them: `Authorization` (Basic or Bearer) is
+only ever set on requests to the registry's own origin (scheme, host, port), never on an upload
+`Location` or `Link: rel=next` URL on another host, and httpx drops it on a redirect to another
+origin (blob GETs sent to object storage or a CDN); a challenge is only taken from that origin
+too. A password or refresh token goes to a realm over plain HTTP only on loopback or on the very
+host of an insecure (plain HTTP) registry; anywhere else the realm must be HTTPS. The token
+service's answer is read streaming and refused beyond MAX_TOKEN_BODY.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import ipaddress
+import json
 import re
 import time
 from collections.abc import AsyncGenerator
@@ -34,6 +38,8 @@ from puller.credentials import Credentials
 _NAME_RE = re.compile(r"^/v2/(?P<name>.+?)/(?:blobs|manifests|tags|referrers)/")
 _PARAM_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))')
 MIN_EXPIRES_IN = 60  # token.md: a token lives at least 60 s when the server says nothing
+#: a token answer is a small JSON object (Docker Hub's: a few KiB); more is refused unread
+MAX_TOKEN_BODY = 1024 * 1024
 CLIENT_ID = "pyreg"
 
 
@@ -102,8 +108,12 @@ class RegistryAuth(httpx.Auth):
         credentials: Credentials | None = None,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
+        origins: tuple[str | httpx.URL, ...] = (),
     ) -> None:
+        """`origins`: the registry's own origin(s), the only ones that get credentials; when
+        empty, the origin of the first request is taken."""
         self.credentials = credentials
+        self.origins = {_origin(httpx.URL(o)) for o in origins}
         self.challenge: Challenge | None = None
         self._registry_url: httpx.URL | None = None  # where the challenge came from
         self._tokens: dict[tuple[str, str, str], _Token] = {}
@@ -123,13 +133,21 @@ class RegistryAuth(httpx.Auth):
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        if not self.origins:
+            self.origins.add(_origin(request.url))
+        if not self.is_registry(request.url):
+            # an upload Location or a next-page Link on another host: no credentials, and its
+            # 401 does not choose our auth either
+            request.headers.pop("Authorization", None)
+            yield request
+            return
         scopes = scopes_for(request)
         if self.challenge is not None:
             await self._authorize(request, scopes)
         response = yield request
         if response.status_code != 401:
             return
-        if not _same_origin(response.request.url, request.url):
+        if not self.is_registry(response.request.url):
             return  # a redirect's target (object storage, another host) does not pick our auth
         challenge = _pick(response.headers.get_list("WWW-Authenticate"))
         if challenge is None:
@@ -148,6 +166,10 @@ class RegistryAuth(httpx.Auth):
         self.challenge = challenge
         await self._authorize(request, scopes, force=stale)
         yield request  # httpx reads and closes the 401 itself
+
+    def is_registry(self, url: httpx.URL) -> bool:
+        """Whether `url` is on the registry's own origin (the only one given credentials)."""
+        return _origin(url) in self.origins
 
     def _has_password(self) -> bool:
         return bool(self.credentials and self.credentials.username and self.credentials.password)
@@ -201,38 +223,47 @@ class RegistryAuth(httpx.Auth):
                 f"refusing to send credentials to the token realm {realm} over plain HTTP "
                 "(only HTTPS, loopback or the insecure registry's own host)"
             )
-        try:
-            if refresh_token:
-                form = {
+        kwargs: dict[str, Any]
+        if refresh_token:
+            method = "POST"
+            kwargs = {
+                "data": {
                     "grant_type": "refresh_token",
                     "refresh_token": refresh_token,
                     "service": service,
                     "client_id": CLIENT_ID,
                     "scope": " ".join(scopes),
                 }
-                response = await self._client.post(realm, data=form)
-            else:
-                params: list[tuple[str, str | int | float | bool | None]] = [
-                    ("service", service),
-                    ("client_id", CLIENT_ID),
-                ]
-                params += [("scope", s) for s in scopes]
-                auth = None
-                if self._has_password():
-                    assert creds is not None and creds.username and creds.password
-                    params.append(("account", creds.username))
-                    auth = httpx.BasicAuth(creds.username, creds.password)
-                response = await self._client.get(realm, params=params, auth=auth)
+            }
+        else:
+            method = "GET"
+            params: list[tuple[str, str | int | float | bool | None]] = [
+                ("service", service),
+                ("client_id", CLIENT_ID),
+            ]
+            params += [("scope", s) for s in scopes]
+            kwargs = {"params": params}
+            if self._has_password():
+                assert creds is not None and creds.username and creds.password
+                params.append(("account", creds.username))
+                kwargs["auth"] = httpx.BasicAuth(creds.username, creds.password)
+        try:
+            async with self._client.stream(method, realm, **kwargs) as response:
+                data = await _read_capped(response, MAX_TOKEN_BODY)
         except httpx.HTTPError as exc:
             raise AuthError(f"token service {realm} unreachable: {exc}") from None
+        if data is None:
+            raise AuthError(
+                f"token service {realm} answered more than {MAX_TOKEN_BODY} bytes: refused"
+            )
         if response.status_code != 200:
-            detail = response.text[:200].strip()
+            detail = data[:200].decode("utf-8", "replace").strip()
             raise AuthError(
                 f"token service {realm} answered {response.status_code}"
                 + (f": {detail}" if detail else "")
             )
         try:
-            body = response.json()
+            body = json.loads(data)
         except ValueError:
             raise AuthError(f"token service {realm} did not answer JSON") from None
         value = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
@@ -264,8 +295,18 @@ def _pick(headers: list[str]) -> Challenge | None:
     return None
 
 
-def _same_origin(a: httpx.URL, b: httpx.URL) -> bool:
-    return (a.scheme, a.host, a.port) == (b.scheme, b.host, b.port)
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return (url.scheme, url.host, url.port)  # httpx normalises a default port to None
+
+
+async def _read_capped(response: httpx.Response, limit: int) -> bytes | None:
+    """The body, or None as soon as it passes `limit` bytes (the rest is never read)."""
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
 
 
 def _is_loopback_host(host: str) -> bool:

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import getpass
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -31,6 +32,7 @@ from puller.pull import Puller, PullError, choose_platform, host_platform_spec
 from puller.push import Pusher, PushError
 from puller.store import GraphStore, StoreError, assemble_rootfs, prune
 from puller.store.images import image_name
+from puller.store.limits import SizeCaps, parse_size
 
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
     RegistryError,
@@ -169,7 +171,10 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
     async def body(client: RegistryClient) -> Any:
         with _reporter(args) as reporter:
-            puller = Puller(client, store, reporter=reporter, concurrency=args.concurrency)
+            caps = SizeCaps.from_env(args.max_layer_size, args.max_pull_size)
+            puller = Puller(
+                client, store, reporter=reporter, concurrency=args.concurrency, caps=caps
+            )
             return await puller.pull(ref, platform)
 
     result = _run(_with_client(ref, args, body))
@@ -364,6 +369,9 @@ def cmd_unpack(args: argparse.Namespace) -> int:
     if missing:
         raise CommandError(f"layer {missing[0]} is not in the store: pull the image again")
     target.mkdir(parents=True, exist_ok=True)
+    # owner-only by default (as umoci): the image's setuid files and device nodes must not
+    # be reachable by other local users through the new tree
+    os.chmod(target, args.mode)
     assemble_rootfs(store, chains, target)
     if not args.quiet:
         print(f"Unpacked {len(chains)} layers into {target}")
@@ -447,6 +455,23 @@ def _net(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _size(value: str) -> int:
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _octal_mode(value: str) -> int:
+    try:
+        mode = int(value, 8)
+    except ValueError:
+        mode = -1
+    if not 0 <= mode <= 0o7777:
+        raise argparse.ArgumentTypeError(f"not an octal mode: {value!r}")
+    return mode
+
+
 def _quiet(p: argparse.ArgumentParser, what: str = "print only the digest") -> None:
     p.add_argument("-q", "--quiet", action="store_true", help=what)
 
@@ -473,6 +498,18 @@ def register(subparsers: Any) -> None:
     p.add_argument("reference", help="[host[:port]/]name[:tag][@digest]")
     p.add_argument("--platform", help="os/arch[/variant] to take from an index (default: host)")
     p.add_argument("--concurrency", type=int, default=4, help="parallel downloads (default 4)")
+    p.add_argument(
+        "--max-layer-size",
+        type=_size,
+        help="refuse a layer larger than this uncompressed (e.g. 2G; default "
+        "$PYREG_MAX_LAYER_SIZE or 16G)",
+    )
+    p.add_argument(
+        "--max-pull-size",
+        type=_size,
+        help="refuse an image whose layers add up to more than this uncompressed "
+        "(default $PYREG_MAX_PULL_SIZE or 64G)",
+    )
     _quiet(p)
     _net(p)
 
@@ -507,6 +544,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("reference")
     p.add_argument("directory")
     p.add_argument("--platform", help="os/arch[/variant] when REF is an index (default: host)")
+    p.add_argument(
+        "--mode",
+        type=_octal_mode,
+        default=0o700,
+        help="permissions of DIR itself, octal (default 0700: owner only)",
+    )
     _quiet(p, "print nothing")
 
     p = add("load", cmd_load, "Load images from an OCI layout (dir or tar) or a docker save tar")

@@ -45,6 +45,7 @@ from puller.store import GraphStore
 from puller.store._fs import atomic_write
 from puller.store.errors import NotInStore, StoreError
 from puller.store.images import image_name
+from puller.store.limits import UnpackBudget
 from puller.store.unpack import sniff_media_type
 
 REF_NAME = "org.opencontainers.image.ref.name"
@@ -170,7 +171,8 @@ def load(store: GraphStore, path: Path, repository: str | None = None) -> list[s
             Reference.parse(repository)
         except ReferenceError as exc:
             raise LayoutError(f"invalid repository for loaded images: {exc}") from None
-    with _open_source(path) as src:
+    # a prune waits until the load is done: what it writes is named only at the end
+    with store.leases.shared(), _open_source(path) as src:
         if src.exists("oci-layout") and src.exists("index.json"):
             return _load_oci(store, src, repository or _default_repository(path))
         if src.exists("manifest.json"):
@@ -210,8 +212,11 @@ def _register_image(store: GraphStore, manifest: Manifest) -> None:
             f"for {len(manifest.layers)} layers"
         )
     parent: Digest | None = None
+    budget = UnpackBudget()  # the size caps of the environment, the pull cap per image
     for layer, diff_id in zip(manifest.layers, config.diff_ids, strict=True):
-        parent = store.layers.register(parent, diff_id, layer.digest, layer.media_type).chain_id
+        parent = store.layers.register(
+            parent, diff_id, layer.digest, layer.media_type, budget
+        ).chain_id
 
 
 def _host_platform() -> tuple[str, str]:

@@ -8,6 +8,11 @@ disk, in this run (retries) or the next one (the partial file is kept). Each lay
 registered in the layer graph (unpacked, diffID checked) as soon as its blob is in, side by
 side with the others; the name is recorded last, so it never points at an incomplete image.
 
+Unpacking stops at the size caps (store/limits.py: per layer and for the whole pull). A pull
+holds a lease on every blob and layer it uses, taken before it looks for them (store/leases.py),
+so a concurrent `pyreg prune` keeps them; and before recording the name it checks that all of
+them are still in the store, failing loudly otherwise.
+
 When a tag resolves to an index, the name records the chosen platform's manifest (as podman
 does); the index itself is kept in the content store.
 """
@@ -18,6 +23,7 @@ import asyncio
 import platform as host_platform
 import re
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -37,8 +43,9 @@ from ocispec.models import (
 from ocispec.reference import Reference
 from puller.api import RegistryClient
 from puller.progress import NullReporter, Reporter
-from puller.store import GraphStore, StoreError
+from puller.store import GraphStore, Lease, StoreError
 from puller.store.images import image_name
+from puller.store.limits import SizeCapExceeded, SizeCaps, UnpackBudget
 
 DEFAULT_CONCURRENCY = 4
 DEFAULT_RETRIES = 5
@@ -122,8 +129,15 @@ class Puller:
         concurrency: int = DEFAULT_CONCURRENCY,
         retries: int = DEFAULT_RETRIES,
         backoff: float = 0.2,
+        caps: SizeCaps | None = None,
+        checkpoint: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
+        """`caps`: uncompressed size caps (default: from the environment, limits.py).
+        `checkpoint(step)` is awaited between steps ("fetched": everything is in the store,
+        the name is not recorded yet); a seam for tests to act in between."""
         self.client = client
+        self.caps = caps
+        self.checkpoint = checkpoint
         self.store = store
         self.reporter: Reporter = reporter or NullReporter()
         self._semaphore = asyncio.Semaphore(concurrency)
@@ -131,11 +145,22 @@ class Puller:
         self.backoff = backoff
 
     async def pull(self, ref: Reference, platform: Platform | None = None) -> PullResult:
+        budget = UnpackBudget(self.caps or SizeCaps.from_env())
+        lease = await asyncio.to_thread(self.store.leases.open)
+        try:
+            return await self._pull(ref, platform, lease, budget)
+        finally:
+            lease.close()
+
+    async def _pull(
+        self, ref: Reference, platform: Platform | None, lease: Lease, budget: UnpackBudget
+    ) -> PullResult:
         repo = ref.repository
         fetched = await self.client.get_manifest(repo, ref.identifier)
         resolved = fetched.digest
         parsed = _parse(fetched.data, fetched.media_type)
         data, digest = fetched.data, fetched.digest
+        await asyncio.to_thread(lease.add, [resolved])
         if isinstance(parsed, Index):
             await self._store_bytes(data, digest)
             entry = choose_platform(parsed, platform or host_platform_spec())
@@ -144,10 +169,11 @@ class Puller:
             if not isinstance(parsed, Manifest):
                 raise PullError(f"{ref}: the index entry for {entry.platform} is not an image")
             data, digest = child.data, child.digest
+            await asyncio.to_thread(lease.add, [digest])
         result = PullResult(ref, image_name(ref), digest, resolved)
         complete = False
         try:
-            await self._fetch_image(ref, parsed, result)
+            chains = await self._fetch_image(ref, parsed, result, lease, budget)
             await self._store_bytes(data, digest)
             complete = True
         finally:
@@ -156,14 +182,39 @@ class Puller:
             manifests = (resolved, digest) if complete else ()
             held = (*result.existing, *result.downloaded, *manifests)
             self.store.sources.record(ref.registry, repo, *held)
+        if self.checkpoint is not None:
+            await self.checkpoint("fetched")
+        blobs = [resolved, digest, parsed.config.digest, *(d.digest for d in parsed.layers)]
+        await asyncio.to_thread(self._verify, ref, blobs, chains)
         self.store.images.set(result.name, digest)  # last: the name points at a whole image
         return result
+
+    def _verify(self, ref: Reference, blobs: list[Digest], chains: list[Digest]) -> None:
+        """Everything the name will reach is in the store (a lease keeps a concurrent prune
+        from removing it; this makes sure nothing else did either)."""
+        missing = [f"blob {d}" for d in dict.fromkeys(blobs) if not self.store.content.has(d)]
+        missing += [f"layer {c}" for c in chains if self.store.layers.get(c) is None]
+        if missing:
+            raise PullError(
+                f"{ref}: {missing[0]} vanished from the local store during the pull"
+                + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+                + "; the image is not recorded: pull it again"
+            )
 
     async def _store_bytes(self, data: bytes, digest: Digest) -> None:
         if not self.store.content.has(digest):
             await asyncio.to_thread(self.store.content.write_bytes, data, digest)
 
-    async def _fetch_image(self, ref: Reference, manifest: Manifest, result: PullResult) -> None:
+    async def _fetch_image(
+        self,
+        ref: Reference,
+        manifest: Manifest,
+        result: PullResult,
+        lease: Lease,
+        budget: UnpackBudget,
+    ) -> list[Digest]:
+        """Fetch the config and layers, register the layers; the chainIDs (none for an
+        artifact that is not an image)."""
         is_image = manifest.config.media_type in mt.CONFIGS
         if is_image and manifest.config.size > MAX_CONFIG_BYTES:
             # checked before downloading: a hostile registry's giant config (say, millions of
@@ -172,6 +223,9 @@ class Puller:
                 f"{ref}: image config of {manifest.config.size} bytes "
                 f"(more than {MAX_CONFIG_BYTES}) refused"
             )
+        await asyncio.to_thread(
+            lease.add, [manifest.config.digest, *(d.digest for d in manifest.layers)]
+        )
         # one task per distinct blob: images may repeat a layer (e.g. empty ones)
         tasks: dict[Digest, asyncio.Task[None]] = {}
         for desc in (manifest.config, *manifest.layers):
@@ -182,7 +236,7 @@ class Puller:
             await tasks[manifest.config.digest]  # the config: needed for the diff_ids
             if not is_image:
                 await asyncio.gather(*tasks.values())
-                return
+                return []
             config = ImageConfig.parse(
                 await asyncio.to_thread(self.store.content.read_bytes, manifest.config.digest)
             )
@@ -192,18 +246,20 @@ class Puller:
                     f"the manifest {len(manifest.layers)}"
                 )
             chains = chain_ids(config.diff_ids)
+            await asyncio.to_thread(lease.add, (), chains)
             parents: list[Digest | None] = [None, *chains[:-1]]
             # each layer unpacks as soon as its blob is in; the graph does not need the
             # parent registered first, so layers unpack side by side
             registrations = [
                 asyncio.create_task(
-                    self._register(tasks[layer.digest], parent, diff_id, chain, layer)
+                    self._register(tasks[layer.digest], parent, diff_id, chain, layer, budget)
                 )
                 for layer, diff_id, chain, parent in zip(
                     manifest.layers, config.diff_ids, chains, parents, strict=True
                 )
             ]
             await asyncio.gather(*registrations)
+            return chains
         except ManifestError as exc:
             raise PullError(f"{ref}: {exc}") from None
         finally:
@@ -220,13 +276,21 @@ class Puller:
         diff_id: Digest,
         chain: Digest,
         layer: Descriptor,
+        budget: UnpackBudget,
     ) -> None:
         await asyncio.shield(download)  # shared by repeated layers: do not cancel it here
         if self.store.layers.get(chain) is None:
             try:
                 await asyncio.to_thread(
-                    self.store.layers.register, parent, diff_id, layer.digest, layer.media_type
+                    self.store.layers.register,
+                    parent,
+                    diff_id,
+                    layer.digest,
+                    layer.media_type,
+                    budget,
                 )
+            except SizeCapExceeded as exc:  # names the layer itself
+                raise PullError(str(exc)) from exc
             except StoreError as exc:  # bad compression, diffID mismatch, unsafe tar entry
                 raise PullError(f"layer {layer.digest}: {exc}") from exc
 
@@ -296,6 +360,9 @@ async def pull(
     reporter: Reporter | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
     retries: int = DEFAULT_RETRIES,
+    caps: SizeCaps | None = None,
 ) -> PullResult:
-    puller = Puller(client, store, reporter=reporter, concurrency=concurrency, retries=retries)
+    puller = Puller(
+        client, store, reporter=reporter, concurrency=concurrency, retries=retries, caps=caps
+    )
     return await puller.pull(ref, platform)

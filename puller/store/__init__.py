@@ -13,6 +13,7 @@ from puller.store.errors import LayerError, NotInStore, StoreError
 from puller.store.gc import PruneReport, prune
 from puller.store.images import ImageIndex
 from puller.store.layers import LayerGraph, LayerRecord
+from puller.store.leases import Lease, Leases
 from puller.store.rootfs import assemble_rootfs
 from puller.store.sources import BlobSources
 
@@ -30,6 +31,7 @@ class GraphStore:
     layers: LayerGraph
     images: ImageIndex
     sources: BlobSources
+    leases: Leases
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -37,6 +39,7 @@ class GraphStore:
         self.layers = LayerGraph(self.root, self.content)
         self.images = ImageIndex(self.root / "images.json")
         self.sources = BlobSources(self.root / "sources.json")
+        self.leases = Leases(self.root)
 
     @classmethod
     def default(cls) -> GraphStore:
@@ -52,6 +55,8 @@ __all__ = [
     "LayerError",
     "LayerGraph",
     "LayerRecord",
+    "Lease",
+    "Leases",
     "NotInStore",
     "PruneReport",
     "StoreError",

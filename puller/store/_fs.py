@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import json
 import os
-import shutil
 import stat
 import tempfile
 from collections.abc import Callable, Iterator
@@ -51,49 +51,99 @@ def force_rmtree(path: Path) -> None:
     """Remove a tree even when it holds read-only or unsearchable directories (0555, 0500,
     0300, 0000: as unpacked layers and rootfs trees of a non-root user do).
 
-    On a refusal the parent and the entry itself (a real directory, never a symlink: rmtree
-    checked it) get u+rwx and the entry is removed again, a directory with its own rmtree.
+    Neither recursive nor deep: the subdirectories of each directory below the top are moved
+    up into the top directory (renamed), so every operation is on a path at most two levels
+    below it and a tree thousands of directories deep (shutil.rmtree recursed once per level:
+    RecursionError) costs no more than a flat one. On a refusal the directory concerned (a
+    real directory, never a symlink: listed as one by its parent) gets u+rwx once and the step
+    is tried again; the parent of the tree itself is never changed.
     """
-    retried: set[str] = set()
-    top = str(path)
-
-    def onerror(func: Callable[..., Any], p: str, exc_info: Any) -> None:
-        if isinstance(exc_info[1], FileNotFoundError):
-            return
-        if p in retried:  # granting access did not help (not our file): give up
-            raise exc_info[1]
-        retried.add(p)
-        if p != top:  # the parent of the tree itself is not ours to change
-            with contextlib.suppress(OSError):
-                os.chmod(os.path.dirname(p), stat.S_IRWXU)
-        try:
-            st = os.lstat(p)
-        except FileNotFoundError:
-            return
-        if stat.S_ISDIR(st.st_mode):
-            with contextlib.suppress(OSError):
-                os.chmod(p, stat.S_IRWXU)
-            # rmtree gives up on a directory it could not open or list: start it over
-            shutil.rmtree(p, onerror=onerror)
-        else:
-            os.unlink(p)
-
-    if not os.path.lexists(path):
+    top = os.fspath(path)
+    try:
+        st = os.lstat(top)
+    except FileNotFoundError:
         return
-    if os.path.isdir(path) and not os.path.islink(path):
-        # onerror, not onexc: Python 3.11 (removed only in 3.14).
-        shutil.rmtree(path, onerror=onerror)
-    else:
-        os.unlink(path)
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(top)
+        return
+    granted: set[str] = set()
+    spare = itertools.count()
+
+    def grant(exc: OSError, *directories: str) -> None:
+        """u+rwx for the first of `directories` not granted yet; else the refusal stands."""
+        for directory in directories:
+            if directory not in granted and isinstance(exc, PermissionError):
+                granted.add(directory)
+                os.chmod(directory, stat.S_IRWXU)
+                return
+        raise exc  # granting access did not help (not our file) or cannot
+
+    def listing(directory: str) -> list[tuple[str, bool]]:
+        while True:
+            try:
+                with os.scandir(directory) as it:
+                    return [(e.path, e.is_dir(follow_symlinks=False)) for e in it]
+            except OSError as exc:
+                grant(exc, directory)
+
+    def unlink(directory: str, entry: str) -> None:
+        while True:
+            try:
+                os.unlink(entry)
+                return
+            except FileNotFoundError:
+                return
+            except OSError as exc:
+                grant(exc, directory)
+
+    def hoist(directory: str, sub: str) -> None:
+        """Move `sub` (a directory inside `directory`) up into the top directory."""
+        target = os.path.join(top, f".rm-{next(spare)}")
+        while True:
+            if os.path.lexists(target):
+                target = os.path.join(top, f".rm-{next(spare)}")
+                continue
+            try:
+                os.rename(sub, target)
+                return
+            except OSError as exc:
+                # both parents change, and a moved directory's ".." is rewritten
+                grant(exc, directory, top, sub)
+
+    def rmdir(parent: str, directory: str) -> None:
+        while True:
+            try:
+                os.rmdir(directory)
+                return
+            except FileNotFoundError:
+                return
+            except OSError as exc:
+                if parent == directory:
+                    raise  # the tree's own parent is not ours to change
+                grant(exc, parent)
+
+    while entries := listing(top):
+        for entry, is_dir in entries:
+            if not is_dir:
+                unlink(top, entry)
+                continue
+            for child, child_is_dir in listing(entry):
+                if child_is_dir:
+                    hoist(entry, child)
+                else:
+                    unlink(entry, child)
+            rmdir(top, entry)
+    rmdir(top, top)
 
 
 @contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock held on `path` (created if needed) for the block's duration."""
+def file_lock(path: Path, shared: bool = False) -> Iterator[None]:
+    """An advisory lock held on `path` (created if needed) for the block's duration:
+    exclusive, or `shared` with other shared holders."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)

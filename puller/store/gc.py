@@ -2,8 +2,9 @@
 
 Marks, from every manifest the image index names: the manifest, an index's children that are
 present, the config, the layer blobs, and the chainIDs of the config's diffIDs (so shared lower
-layers stay). Sweeps the rest, plus abandoned partial downloads and interrupted unpacks. Not
-meant to run while a pull into the same store is in flight (its blobs are not named yet).
+layers stay), and what running pulls hold (leases.py: their blobs are not named yet). Sweeps
+the rest, plus abandoned partial downloads, interrupted unpacks and its own interrupted
+deletes (`layers/.del-*`, removed without recursion however deep the tree).
 """
 
 from __future__ import annotations
@@ -55,8 +56,18 @@ def referenced(store: GraphStore) -> tuple[set[Digest], set[Digest]]:
 
 
 def prune(store: GraphStore) -> PruneReport:
+    """Mark and sweep under the store's exclusive GC lock, keeping what running pulls hold
+    (their leases, see leases.py) as well as what image names reach."""
+    with store.leases.exclusive():
+        return _prune(store)
+
+
+def _prune(store: GraphStore) -> PruneReport:
     report = PruneReport()
     keep_blobs, keep_layers = referenced(store)
+    held_blobs, held_layers = store.leases.held()
+    keep_blobs |= held_blobs
+    keep_layers |= held_layers
     for record in store.layers.list():
         if record.chain_id not in keep_layers:
             store.layers.delete(record.chain_id)

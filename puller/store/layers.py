@@ -28,6 +28,7 @@ from ocispec.models import chain_ids
 from puller.store._fs import file_lock, force_rmtree, fsync_dir, try_lock
 from puller.store.content import ContentStore
 from puller.store.errors import LayerError
+from puller.store.limits import UnpackBudget
 from puller.store.unpack import compression_of, unpack_layer
 
 
@@ -99,12 +100,19 @@ class LayerGraph:
             raise LayerError(f"layer {chain_id}: unreadable meta.json: {exc}") from None
 
     def register(
-        self, parent: Digest | None, diff_id: Digest, blob: Digest, media_type: str
+        self,
+        parent: Digest | None,
+        diff_id: Digest,
+        blob: Digest,
+        media_type: str,
+        budget: UnpackBudget | None = None,
     ) -> LayerRecord:
         """Unpack `blob` as the layer on top of `parent` (once); verify its diff_id.
 
         The blob must be in the content store (its digest was verified when it was written
         there). The parent need not be registered yet, so layers can be unpacked concurrently.
+        `budget` caps the uncompressed size (a pull shares one across its layers); by default
+        the caps of the environment (limits.py).
         """
         if compression_of(media_type) is None:
             raise LayerError(f"not a layer media type: {media_type!r}")
@@ -124,7 +132,8 @@ class LayerGraph:
             try:
                 (tmp / "rootfs").mkdir()
                 os.chmod(tmp / "rootfs", 0o755)
-                result = unpack_layer(blob_path, media_type, tmp / "rootfs", diff_id)
+                meter = (budget or UnpackBudget()).meter(str(blob))
+                result = unpack_layer(blob_path, media_type, tmp / "rootfs", diff_id, meter)
                 record = LayerRecord(
                     chain_id=chain_id,
                     parent=parent,

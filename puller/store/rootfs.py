@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -67,26 +68,27 @@ def _read_xattrs(path: str) -> dict[str, bytes]:
 def apply_layer_dir(applier: Applier, record: LayerRecord) -> None:
     implicit = set(record.implicit_dirs)
     inodes: dict[tuple[int, int], str] = {}
-    _apply_dir(applier, record.unpacked_dir, "", implicit, inodes, record.modes)
+    # Depth-first, parents before children, with an explicit stack of directories being
+    # walked: a layer thousands of directories deep must not hit the recursion limit.
+    stack = [("", _enter_dir(applier, record.unpacked_dir, ""))]
+    while stack:
+        rel, entries = stack[-1]
+        e = next(entries, None)
+        if e is None:
+            stack.pop()
+            continue
+        path = f"{rel}/{e.name}" if rel else e.name
+        if _apply_entry(applier, e, path, implicit, inodes, record.modes):
+            stack.append((path, _enter_dir(applier, record.unpacked_dir, path)))
     for path, linkname in sorted(record.hardlinks.items()):
         applier.apply(Entry(path, "hardlink", linkname=linkname))
 
 
-def _apply_dir(
-    applier: Applier,
-    src_root: Path,
-    rel: str,
-    implicit: set[str],
-    inodes: dict[tuple[int, int], str],
-    modes: dict[str, int],
-) -> None:
+def _enter_dir(applier: Applier, src_root: Path, rel: str) -> Iterator[os.DirEntry[str]]:
+    """Apply a layer directory's opaque marker and whiteouts; its other entries, in order."""
     with os.scandir(os.path.join(src_root, rel) if rel else src_root) as it:
         entries = sorted(it, key=lambda e: e.name)
     names = {e.name for e in entries}
-
-    def join(name: str) -> str:
-        return f"{rel}/{name}" if rel else name
-
     if OPAQUE_MARKER in names:
         applier.clear(rel)
     for e in entries:
@@ -97,34 +99,42 @@ def _apply_dir(
             and e.name != OPAQUE_MARKER
             and hidden not in ("", ".", "..")
         ):
-            applier.remove(join(hidden))
-    for e in entries:
-        if e.name.startswith(WHITEOUT_PREFIX):
-            continue
-        path = join(e.name)
-        st = e.stat(follow_symlinks=False)
-        kind = _kind(st.st_mode)
-        if kind is None:
-            continue
-        mode = st.st_mode
-        if path in modes:  # kept readable on disk by a rootless registration
-            mode = stat.S_IFMT(mode) | modes[path]
-        entry = Entry(path, kind, mode, st.st_uid, st.st_gid, st.st_mtime)
-        entry.xattrs = _read_xattrs(e.path)
-        if kind == "dir":
-            if path in implicit:
-                applier.ensure_dir(path)
-            else:
-                applier.directory(entry)
-            _apply_dir(applier, src_root, path, implicit, inodes, modes)
-            continue
-        if kind == "symlink":
-            entry.linkname = os.readlink(e.path)
-        elif kind in ("chardev", "blockdev"):
-            entry.devmajor, entry.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-        elif kind == "file" and st.st_nlink > 1:
-            first = inodes.setdefault((st.st_dev, st.st_ino), path)
-            if first != path:
-                applier.apply(Entry(path, "hardlink", linkname=first))
-                continue
-        applier.apply(entry, Path(e.path) if kind == "file" else None)
+            applier.remove(f"{rel}/{hidden}" if rel else hidden)
+    return iter([e for e in entries if not e.name.startswith(WHITEOUT_PREFIX)])
+
+
+def _apply_entry(
+    applier: Applier,
+    e: os.DirEntry[str],
+    path: str,
+    implicit: set[str],
+    inodes: dict[tuple[int, int], str],
+    modes: dict[str, int],
+) -> bool:
+    """Apply one entry of a layer directory; True when it is a directory to walk into."""
+    st = e.stat(follow_symlinks=False)
+    kind = _kind(st.st_mode)
+    if kind is None:
+        return False
+    mode = st.st_mode
+    if path in modes:  # kept readable on disk by a rootless registration
+        mode = stat.S_IFMT(mode) | modes[path]
+    entry = Entry(path, kind, mode, st.st_uid, st.st_gid, st.st_mtime)
+    entry.xattrs = _read_xattrs(e.path)
+    if kind == "dir":
+        if path in implicit:
+            applier.ensure_dir(path)
+        else:
+            applier.directory(entry)
+        return True
+    if kind == "symlink":
+        entry.linkname = os.readlink(e.path)
+    elif kind in ("chardev", "blockdev"):
+        entry.devmajor, entry.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    elif kind == "file" and st.st_nlink > 1:
+        first = inodes.setdefault((st.st_dev, st.st_ino), path)
+        if first != path:
+            applier.apply(Entry(path, "hardlink", linkname=first))
+            return False
+    applier.apply(entry, Path(e.path) if kind == "file" else None)
+    return False

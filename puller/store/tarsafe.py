@@ -77,16 +77,25 @@ def resolve(
     *,
     follow_last: bool = False,
     grant: Callable[[list[str]], None] | None = None,
+    known: set[str] | frozenset[str] = frozenset(),
 ) -> list[str]:
     """The real components (no symlinks) of `rel` under `root`, following inside links only.
 
     Missing components are kept as they are (they will be created). Raises UnsafeEntry when a
     symlink to be followed is absolute or climbs above the root, or on a symlink loop.
     `grant(done)` is called for each directory before one of its entries is looked at (so
-    that a non-root caller can make it searchable first).
+    that a non-root caller can make it searchable first). `known`: resolved paths the caller
+    knows to be real directories (every prefix of one too) that it has made accessible: when
+    `rel`'s parent is one, only the last component is looked at (a deep tree must not cost a
+    system call per level for every entry).
     """
-    pending = list(reversed([p for p in rel.split("/") if p]))
+    parts = [p for p in rel.split("/") if p]
+    pending = list(reversed(parts))
     done: list[str] = []
+    if len(parts) > 1 and "." not in parts and ".." not in parts:
+        parent = "/".join(parts[:-1])
+        if parent in known:
+            done, pending = parts[:-1], [parts[-1]]
     hops = 0
     while pending:
         comp = pending.pop()
@@ -99,7 +108,7 @@ def resolve(
             continue
         if grant is not None and done:
             grant(done)
-        path = os.path.join(root, *done, comp)
+        path = os.path.join(root, "/".join([*done, comp]))
         if (pending or follow_last) and os.path.islink(path):
             hops += 1
             if hops > MAX_SYMLINK_HOPS:
@@ -181,16 +190,19 @@ class Applier:
     modes: dict[str, int] = field(default_factory=dict)
     _dirs: dict[str, _DirMeta] = field(default_factory=dict)
     _granted: dict[str, int] = field(default_factory=dict)
+    # resolved paths checked or made real directories (and, as non-root, accessible) by this
+    # applier; whatever replaces or removes one drops it and everything below (_forget)
+    _known: set[str] = field(default_factory=set)
 
     def _resolve(self, rel: str, *, follow_last: bool = False) -> list[str]:
         grant = None if self.as_root else self._grant
-        return resolve(self.root, rel, follow_last=follow_last, grant=grant)
+        return resolve(self.root, rel, follow_last=follow_last, grant=grant, known=self._known)
 
     def _grant(self, parts: list[str]) -> None:
         """As non-root: give the real directory `parts` u+rwx until `finish()` restores it."""
         if self.as_root or not parts:
             return
-        path = os.path.join(self.root, *parts)
+        path = os.path.join(self.root, "/".join(parts))
         try:
             st = os.lstat(path)
         except OSError:
@@ -211,21 +223,29 @@ class Applier:
         return resolved, os.path.join(self.root, resolved)
 
     def _make_parents(self, parts: list[str], rel: str) -> None:
-        current = str(self.root)
-        for i, comp in enumerate(parts):
-            current = os.path.join(current, comp)
+        if "/".join(parts) in self._known:
+            return  # and so is every prefix
+        start, prefix = 0, ""
+        if len(parts) > 1 and "/".join(parts[:-1]) in self._known:
+            start, prefix = len(parts) - 1, "/".join(parts[:-1])  # only the last is new
+        for i in range(start, len(parts)):
+            comp = parts[i]
+            prefix = f"{prefix}/{comp}" if prefix else comp
+            if prefix in self._known:
+                continue
+            current = os.path.join(self.root, prefix)
             try:
                 st = os.lstat(current)
             except FileNotFoundError:
                 os.mkdir(current, 0o755)
                 os.chmod(current, 0o755)
-                self.implicit_dirs.add("/".join(parts[: i + 1]))
+                self.implicit_dirs.add(prefix)
+                self._known.add(prefix)
                 continue
             if not stat.S_ISDIR(st.st_mode):
-                raise LayerError(
-                    f"layer entry {rel!r}: {'/'.join(parts[: i + 1])!r} is not a directory"
-                )
+                raise LayerError(f"layer entry {rel!r}: {prefix!r} is not a directory")
             self._grant(parts[: i + 1])
+            self._known.add(prefix)
 
     def _owner(self, fd_or_path: int | str, entry: Entry) -> None:
         if self.as_root:
@@ -316,7 +336,7 @@ class Applier:
         parts = self._resolve(clean_name(linkname))
         if not parts:
             raise UnsafeEntry(linkname, "hardlink to the root directory")
-        src = os.path.join(self.root, *parts)
+        src = os.path.join(self.root, "/".join(parts))
         if not os.path.lexists(src):
             return None
         if os.path.isdir(src) and not os.path.islink(src):
@@ -347,6 +367,8 @@ class Applier:
             os.mkdir(dst, 0o700)
             if not metadata:
                 os.chmod(dst, 0o755)
+        self._grant(resolved.split("/"))
+        self._known.add(resolved)
         if metadata:
             self.implicit_dirs.discard(resolved)
             self._dirs[resolved] = _DirMeta(
@@ -363,7 +385,7 @@ class Applier:
         parts = self._resolve(rel)
         if not parts:
             return
-        path = os.path.join(self.root, *parts)
+        path = os.path.join(self.root, "/".join(parts))
         if os.path.lexists(path):
             _remove(path)
         self._forget("/".join(parts))
@@ -377,11 +399,14 @@ class Applier:
         for pending in (self._dirs, self.modes, self._granted):
             for key in [k for k in pending if below(k)]:
                 del pending[key]
+        # only a known directory has known paths below it (they were reached through it)
+        if resolved in self._known:
+            self._known.difference_update([k for k in self._known if below(k)])
 
     def clear(self, rel: str) -> None:
         """Opaque directory: delete everything currently inside `rel`."""
         parts = self._resolve(rel, follow_last=True)
-        path = os.path.join(self.root, *parts)
+        path = os.path.join(self.root, "/".join(parts))
         if not (os.path.isdir(path) and not os.path.islink(path)):
             return
         self._grant(parts)
@@ -393,7 +418,9 @@ class Applier:
         todo = sorted({*self._dirs, *self._granted}, key=lambda p: p.count("/"), reverse=True)
         for rel in todo:
             path = os.path.join(self.root, rel)
-            if not os.path.isdir(path) or _through_symlink(self.root, rel):
+            if not os.path.isdir(path) or (
+                rel not in self._known and _through_symlink(self.root, rel)
+            ):
                 continue  # chmod/chown/utime follow symlinks: never on a path that has one
             meta = self._dirs.get(rel)
             mode = stat.S_IMODE(meta.mode) if meta is not None else self._granted[rel]
@@ -410,6 +437,7 @@ class Applier:
                 os.utime(path, (meta.mtime, meta.mtime))
         self._dirs.clear()
         self._granted.clear()
+        self._known.clear()  # modes were put back: nothing is known accessible any more
 
 
 def _through_symlink(root: Path, rel: str) -> bool:
@@ -423,14 +451,26 @@ def _through_symlink(root: Path, rel: str) -> bool:
 
 
 def iter_tree(root: Path, rel: str = "") -> Iterator[tuple[str, os.DirEntry[str]]]:
-    """(relative path, entry) of everything under root, parents before children, sorted."""
-    with os.scandir(os.path.join(root, rel) if rel else root) as it:
-        entries = sorted(it, key=lambda e: e.name)
-    for e in entries:
-        path = f"{rel}/{e.name}" if rel else e.name
+    """(relative path, entry) of everything under root, parents before children, sorted.
+
+    Depth-first like a recursive walk, but with an explicit stack: a tree thousands of
+    directories deep must not hit Python's recursion limit."""
+    stack: list[tuple[str, Iterator[os.DirEntry[str]]]] = [(rel, _sorted_entries(root, rel))]
+    while stack:
+        parent, entries = stack[-1]
+        e = next(entries, None)
+        if e is None:
+            stack.pop()
+            continue
+        path = f"{parent}/{e.name}" if parent else e.name
         yield path, e
         if e.is_dir(follow_symlinks=False):
-            yield from iter_tree(root, path)
+            stack.append((path, _sorted_entries(root, path)))
+
+
+def _sorted_entries(root: Path, rel: str) -> Iterator[os.DirEntry[str]]:
+    with os.scandir(os.path.join(root, rel) if rel else root) as it:
+        return iter(sorted(it, key=lambda e: e.name))
 
 
 __all__ = [

@@ -14,6 +14,7 @@ import hashlib
 import posixpath
 import tarfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -69,15 +70,19 @@ _TAR_KINDS = {
 
 
 class _HashingReader:
-    """A read-only file object that hashes what passes through it."""
+    """A read-only file object that hashes what passes through it; `meter` is told the size
+    of every piece before it is handed on (and may refuse it: a size cap)."""
 
-    def __init__(self, raw: BinaryIO) -> None:
+    def __init__(self, raw: BinaryIO, meter: Callable[[int], None] | None = None) -> None:
         self._raw = raw
+        self._meter = meter
         self.hash = hashlib.sha256()
         self.size = 0
 
     def read(self, n: int = -1) -> bytes:
         data = self._raw.read(n)
+        if self._meter is not None:
+            self._meter(len(data))
         self.hash.update(data)
         self.size += len(data)
         return data
@@ -134,11 +139,19 @@ class UnpackResult:
     modes: dict[str, int] = field(default_factory=dict)
 
 
-def unpack_layer(blob: Path, media_type: str, target: Path, diff_id: Digest | None) -> UnpackResult:
+def unpack_layer(
+    blob: Path,
+    media_type: str,
+    target: Path,
+    diff_id: Digest | None,
+    meter: Callable[[int], None] | None = None,
+) -> UnpackResult:
     """Unpack one layer blob into `target`, keeping whiteouts as empty marker files.
 
-    Raises LayerError (UnsafeEntry for escapes, DigestMismatch-carrying LayerError when the
-    diff_id differs). On error `target` may hold a partial tree: the caller discards it.
+    Raises LayerError (UnsafeEntry for escapes and sparse members, DigestMismatch-carrying
+    LayerError when the diff_id differs, whatever `meter` raises when the uncompressed
+    stream passes a size cap: see limits.py). On error `target` may hold a partial tree: the
+    caller discards it.
     """
     applier = Applier(target)
     # A non-root user could not read back a directory or file the layer makes unreadable to
@@ -147,7 +160,7 @@ def unpack_layer(blob: Path, media_type: str, target: Path, diff_id: Digest | No
     hardlinks: dict[str, str] = {}
     try:
         with open(blob, "rb") as raw:
-            hashing = _HashingReader(decompressed(raw, media_type))
+            hashing = _HashingReader(decompressed(raw, media_type), meter)
             # bufsize: tarfile reads 10 KiB records by default, which starves the decompressor
             with tarfile.open(fileobj=hashing, mode="r|", bufsize=_CHUNK) as tf:  # type: ignore[call-overload]
                 for member in tf:
@@ -185,6 +198,10 @@ def _apply_member(
             return  # aufs bookkeeping (.wh..wh.plnk and friends), meaningless here
         applier.apply(Entry(path, "file", 0o600, mtime=member.mtime))
         return
+    if member.issparse():
+        # GNU/PAX sparse members are refused: their holes would be written out as zeros, so
+        # a few KiB of tar would fill the disk (a cap on the tar's size does not see them)
+        raise UnsafeEntry(member.name, "sparse files are not supported")
     kind = _TAR_KINDS.get(member.type)
     if kind is None:
         applier.skipped.append(path)

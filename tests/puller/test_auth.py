@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import httpx
@@ -12,14 +13,23 @@ import pytest
 
 from ocispec.reference import Reference
 from puller.api import RegistryClient, Unauthorized
-from puller.auth import AuthError, RegistryAuth, parse_www_authenticate, scopes_for
+from puller.auth import (
+    MAX_TOKEN_BODY,
+    AuthError,
+    RegistryAuth,
+    parse_www_authenticate,
+    scopes_for,
+)
 from puller.credentials import Credentials
 from puller.pull import pull
 from puller.push import push
 from puller.store import GraphStore
+from pyreg.cli import main as cli_main
 from tests.puller.conftest import put_image
 from tests.support.docker_registry import DockerRegistry, TokenAuthConfig, start_registry
 from tests.support.images import build_image, file
+from tests.support.loopback_http import LoopbackHTTPServer
+from tests.support.split_origin import SplitOrigin
 from tests.support.token_server import ISSUER, SERVICE, TokenServer
 
 USERS = {"alice": "s3cret"}
@@ -310,3 +320,118 @@ async def test_a_redirect_target_cannot_take_over_auth() -> None:
     )
     assert not [r for r in seen if r.url.host == "evil.example"]
     assert all("authorization" not in r.headers for r in seen if r.url.host == "storage.example")
+
+
+# -- credentials stay on the registry's origin --------------------------------------------------
+
+
+@pytest.fixture(params=["basic", "bearer"])
+def any_auth_registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DockerRegistry]:
+    if request.param == "basic":
+        registry = start_registry(tmp_path / "basic-registry", users=USERS)
+        try:
+            yield registry
+        finally:
+            registry.stop()
+        return
+    with TokenServer(tmp_path / "token", USERS) as server:
+        config = TokenAuthConfig(server.realm, SERVICE, ISSUER, server.rootcertbundle)
+        registry = start_registry(tmp_path / "token-registry", token=config)
+        try:
+            yield registry
+        finally:
+            registry.stop()
+
+
+@pytest.mark.interop
+def test_credentials_never_go_to_another_origin(
+    any_auth_registry: DockerRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`pyreg push` and `pyreg pull` (and a catalog read page by page) through a registry
+    whose upload Locations, blob GETs (307) and next-page Links lead to another port: that
+    origin never sees Authorization."""
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))
+    with SplitOrigin(any_auth_registry.host) as split:
+        ref = f"{split.front}/private/app:v1"
+        home = tmp_path / "home"
+        monkeypatch.setenv("PYREG_HOME", str(home))
+        image = build_image([[file("a", b"split")], [file("b", b"origin")]])
+        put_image(GraphStore(home), ref, image)
+        assert cli_main(["login", "-u", "alice", "-p", "s3cret", split.front]) == 0
+        assert cli_main(["push", "-q", "--concurrency", "1", ref]) == 0
+        assert cli_main(["tag", ref, f"{split.front}/private/other:v1"]) == 0
+        assert cli_main(["push", "-q", f"{split.front}/private/other:v1"]) == 0
+        monkeypatch.setenv("PYREG_HOME", str(tmp_path / "fresh"))
+        assert cli_main(["pull", "-q", ref]) == 0
+        assert asyncio.run(_catalog_page_by_page(split.front)) == ["private/app", "private/other"]
+    uploads = [path for method, path, _ in split.foreign_seen if method == "PUT"]
+    assert len(uploads) == 3 and all("/blobs/uploads/" in path for path in uploads)
+    assert any("/blobs/sha256:" in path for _, path, _ in split.foreign_seen)  # redirected
+    assert any("/_catalog" in path for _, path, _ in split.foreign_seen)  # next page
+    leaked = [seen for seen in split.foreign_seen if seen[2] is not None]
+    assert leaked == []
+    assert any(auth for _, _, auth in split.front_seen)  # the registry itself did get them
+
+
+async def _catalog_page_by_page(registry: str) -> list[str]:
+    async with RegistryClient(registry, credentials=Credentials("alice", "s3cret")) as client:
+        return await client.catalog(page_size=1)
+
+
+# -- the token service's answer is capped --------------------------------------------------------
+
+
+class _EndlessTokenService(BaseHTTPRequestHandler):
+    """A registry whose token realm answers 200 with 64 MiB of blanks before a valid token:
+    read whole, it would even be accepted."""
+
+    protocol_version = "HTTP/1.1"
+    sent: list[int] = []
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        if self.path == "/v2/":
+            port = self.server.server_address[1]  # type: ignore[index]
+            self.send_response(401)
+            self.send_header(
+                "WWW-Authenticate", f'Bearer realm="http://127.0.0.1:{port}/token",service="x"'
+            )
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if self.path.startswith("/v2/"):
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        sent = 0
+        try:
+            for _ in range(1024):
+                self.wfile.write(b" " * 65536)
+                sent += 65536
+            self.wfile.write(b'{"token": "t"}')
+        except OSError:
+            pass  # the client hung up
+        finally:
+            self.sent.append(sent)
+
+
+async def test_an_endless_token_answer_is_refused_unread() -> None:
+    _EndlessTokenService.sent = []
+    server = LoopbackHTTPServer(_EndlessTokenService)
+    server.start()
+    try:
+        async with RegistryClient(f"127.0.0.1:{server.port}") as client:
+            with pytest.raises(AuthError, match=f"more than {MAX_TOKEN_BODY} bytes"):
+                await client.ping()
+    finally:
+        server.stop()
+    assert len(_EndlessTokenService.sent) == 1
+    assert _EndlessTokenService.sent[0] < 32 * 1024 * 1024  # stopped long before the end

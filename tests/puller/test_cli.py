@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import stat
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +24,9 @@ from tests.support.docker_registry import (
 )
 from tests.support.images import (
     build_image,
+    chardev,
     file,
+    register_image,
     sample_image,
     write_docker_archive,
     write_oci_layout,
@@ -337,3 +340,75 @@ def test_commands_run_on_uvloop_when_installed(monkeypatch: pytest.MonkeyPatch) 
     assert _run(loop_type()) is uvloop.Loop
     monkeypatch.setitem(sys.modules, "uvloop", None)  # not installed: asyncio's own loop
     assert _run(loop_type()) is not uvloop.Loop
+
+
+# -- hardening: unpack's target mode, deep trees ------------------------------------------------
+
+
+def test_unpack_makes_the_target_owner_only_unless_told(
+    home: GraphStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The rootfs holds the image's setuid files and device nodes: other users stay out."""
+    image = build_image([[file("usr/bin/su", b"#!", mode=0o4755), chardev("dev/sda", 8, 0)]])
+    register_image(home, image, "example.com/unpack/mode:v1")
+    target = tmp_path / "rootfs"
+    assert run(capsys, "unpack", "-q", "example.com/unpack/mode:v1", str(target))[0] == 0
+    assert stat.S_IMODE(target.stat().st_mode) == 0o700
+    assert (target / "usr/bin/su").stat().st_mode & stat.S_ISUID
+    existing = tmp_path / "existing"
+    existing.mkdir(mode=0o755)
+    assert run(capsys, "unpack", "-q", "example.com/unpack/mode:v1", str(existing))[0] == 0
+    assert stat.S_IMODE(existing.stat().st_mode) == 0o700
+    wide = tmp_path / "wide"
+    cmd = ("unpack", "-q", "--mode", "0755", "example.com/unpack/mode:v1", str(wide))
+    assert run(capsys, *cmd)[0] == 0
+    assert stat.S_IMODE(wide.stat().st_mode) == 0o755
+    with pytest.raises(SystemExit):
+        main(["unpack", "--mode", "u+rwx", "example.com/unpack/mode:v1", str(tmp_path / "x")])
+
+
+def test_a_layer_1500_directories_deep_loads_unpacks_and_prunes(
+    home: GraphStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deep = "/".join(["d"] * 1500)  # deeper than Python's recursion limit
+    image = build_image([[file(f"{deep}/bottom", b"deep")]])
+    layout_dir = write_oci_layout(tmp_path / "layout", {"v1": image})
+    code, out, err = run(capsys, "load", "-r", "example.com/deep/app", str(layout_dir))
+    assert code == 0, err
+    target = tmp_path / "rootfs"
+    code, _, err = run(capsys, "unpack", "-q", "example.com/deep/app:v1", str(target))
+    assert code == 0, err
+    assert (target / deep / "bottom").read_bytes() == b"deep"
+    assert run(capsys, "rmi", "example.com/deep/app:v1")[0] == 0
+    code, out, err = run(capsys, "prune")
+    assert code == 0 and "1 unpacked layers" in out, err
+    assert home.layers.list() == [] and home.content.list() == []
+
+
+def test_pull_stops_at_the_size_caps(
+    docker_registry: DockerRegistry,
+    home: GraphStore,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two layers of 3 MiB of zeros (a few KiB of gzip each): over a 2 MiB layer cap, and
+    together over a 5 MiB pull cap."""
+    image = build_image([[file("a", bytes(3 << 20))], [file("b", bytes(3 << 20))]])
+    assert max(len(layer.blob) for layer in image.layers) < 64 * 1024
+    ref = f"{docker_registry.host}/cli/bomb:v1"
+    put_image(home, str(Reference.parse(ref)), image)
+    assert main(["push", "-q", ref]) == 0
+    capsys.readouterr()
+    fresh = GraphStore(tmp_path / "fresh-home")
+    monkeypatch.setenv("PYREG_HOME", str(fresh.root))
+    monkeypatch.setenv("PYREG_MAX_LAYER_SIZE", "2M")
+    code, _, err = run(capsys, "pull", "-q", ref)
+    assert code == 1 and "is larger than 2 MiB uncompressed" in err
+    assert err.startswith("pyreg: error: layer sha256:") and err.count("sha256:") == 1
+    assert any(f"layer {layer.digest} " in err for layer in image.layers)
+    code, _, err = run(capsys, "pull", "-q", "--max-layer-size", "4M", "--max-pull-size", "5M", ref)
+    assert code == 1 and "pass 5 MiB uncompressed" in err and "--max-pull-size" in err
+    assert fresh.images.list() == {} and fresh.layers.list() == []
+    code, _, err = run(capsys, "pull", "-q", "--max-layer-size", "4M", "--max-pull-size", "7M", ref)
+    assert code == 0, err

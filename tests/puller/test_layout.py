@@ -6,7 +6,10 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
+import threading
+import time
 from pathlib import Path
 from typing import Literal
 
@@ -17,6 +20,7 @@ from ocispec.digest import digest_bytes
 from ocispec.models import chain_ids
 from puller.layout import LayoutError, load, save
 from puller.store import GraphStore, NotInStore, assemble_rootfs
+from puller.store.limits import SizeCapExceeded
 from tests.support.images import (
     build_image,
     file,
@@ -346,3 +350,59 @@ def test_save_docker_manifest_list_converts_children(tmp_path: Path) -> None:
     other = GraphStore(tmp_path / "other")
     assert load(other, tmp_path / "out") == [f"{NAME}:multi"]
     assert len(other.layers.list()) == 2
+
+
+def _waiting_for_a_lock(pid: int) -> bool:
+    """Whether process `pid` is blocked on a file lock (`/proc/locks` lists waiters as `->`)."""
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if "->" in fields and str(pid) in fields:
+            return True
+    return False
+
+
+def test_a_prune_waits_for_a_running_load(tmp_path: Path) -> None:
+    """The load is held mid-way (its last layer blob is a FIFO not yet written); a real
+    `pyreg prune` process started then waits for it instead of sweeping its unnamed blobs."""
+    image = build_image([[file("a", b"first")], [file("b", b"second")]])
+    layout_dir = write_oci_layout(tmp_path / "layout", {"v1": image})
+    last = layout_dir / "blobs" / "sha256" / image.layers[-1].digest.hex
+    last.unlink()
+    os.mkfifo(last)
+    store = GraphStore(tmp_path / "store")
+    loaded: list[list[str]] = []
+    loader = threading.Thread(target=lambda: loaded.append(load(store, layout_dir, "r/app")))
+    loader.start()
+    deadline = time.monotonic() + 60
+    while not store.content.has(image.layers[0].digest):  # the load got as far as the FIFO
+        assert loader.is_alive() and time.monotonic() < deadline
+        time.sleep(0.02)
+    env = {**os.environ, "PYREG_HOME": str(store.root)}
+    prune = subprocess.Popen(
+        [sys.executable, "-m", "pyreg", "prune"], env=env, stdout=subprocess.PIPE, text=True
+    )
+    while prune.poll() is None and not _waiting_for_a_lock(prune.pid):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    with open(last, "wb") as fifo:  # let the load finish
+        fifo.write(image.layers[-1].blob)
+    loader.join(60)
+    out, _ = prune.communicate(timeout=60)
+    assert loaded == [["docker.io/r/app:v1"]]
+    assert prune.returncode == 0 and out.startswith("Removed 0 blobs")
+    assemble_rootfs(store, chain_ids(image.diff_ids), tmp_path / "rootfs")
+    assert (tmp_path / "rootfs/b").read_bytes() == b"second"
+
+
+def test_load_applies_the_size_caps_per_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    image = build_image([[file("a", bytes(3 << 20))], [file("b", bytes(3 << 20))]])
+    layout_dir = write_oci_layout(tmp_path / "layout", {"v1": image})
+    store = GraphStore(tmp_path / "store")
+    monkeypatch.setenv("PYREG_MAX_PULL_SIZE", "5M")
+    with pytest.raises(SizeCapExceeded, match=f"layer {image.layers[1].digest}: .* pass 5 MiB"):
+        load(store, layout_dir, "r/app")
+    assert store.images.list() == {}
+    monkeypatch.setenv("PYREG_MAX_PULL_SIZE", "7M")
+    assert load(store, layout_dir, "r/app") == ["docker.io/r/app:v1"]

@@ -21,9 +21,9 @@ from ocispec.digest import digest_bytes
 from ocispec.models import Index, Platform, chain_ids
 from ocispec.reference import Reference
 from puller.api import RegistryClient
-from puller.pull import PullError, choose_platform, pull
+from puller.pull import Puller, PullError, choose_platform, pull
 from puller.push import push
-from puller.store import GraphStore
+from puller.store import GraphStore, assemble_rootfs
 from tests.puller.conftest import put_image
 from tests.support.docker_registry import DockerRegistry
 from tests.support.flaky_proxy import FlakyProxy
@@ -444,3 +444,66 @@ async def test_pull_records_its_sources_in_one_write(
     assert len(writes) == 1  # one fsync'd rewrite of sources.json, not one per blob
     for digest in [*image.blobs(), image.digest]:
         assert store.sources.repositories(ref.registry, digest) == ["team/app"]
+
+
+# -- prune during a pull -----------------------------------------------------------------------
+
+
+def _prune_process(store: GraphStore) -> str:
+    """`pyreg prune` as its own process on the same store; its output."""
+    env = {**os.environ, "PYREG_HOME": str(store.root)}
+    done = subprocess.run(
+        [sys.executable, "-m", "pyreg", "prune"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.mark.interop
+async def test_prune_during_a_pull_keeps_what_the_pull_holds(
+    docker_registry: DockerRegistry, store: GraphStore, tmp_path: Path
+) -> None:
+    image = sample_image()
+    ref = await _seed(docker_registry, tmp_path, "lease/app:v1", image)
+    stray = store.content.write_bytes(b"no image names this")
+    outputs: list[str] = []
+
+    async def prune_now(step: str) -> None:
+        # everything is fetched and unpacked, nothing is named yet: what a prune would sweep
+        assert step == "fetched" and store.images.list() == {}
+        outputs.append(await asyncio.to_thread(_prune_process, store))
+
+    async with RegistryClient(ref.registry) as client:
+        result = await Puller(client, store, checkpoint=prune_now).pull(ref)
+
+    assert len(outputs) == 1 and outputs[0].startswith("Removed 1 blobs"), outputs
+    assert not store.content.has(stray)  # the prune did run
+    assert result.digest == image.digest and store.images.get(str(ref)) == image.digest
+    target = tmp_path / "rootfs"
+    assemble_rootfs(store, chain_ids(image.diff_ids), target)
+    assert (target / "etc/hostname").read_text() == "top\n"
+    assert list((store.root / "leases").iterdir()) == []  # the lease went with the pull
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("lose", ["config", "layer"])
+async def test_a_pull_whose_content_vanished_fails_loudly(
+    docker_registry: DockerRegistry, store: GraphStore, tmp_path: Path, lose: str
+) -> None:
+    image = sample_image()
+    ref = await _seed(docker_registry, tmp_path, f"vanish/{lose}:v1", image)
+
+    async def remove(step: str) -> None:
+        if lose == "config":
+            store.content.delete(image.config_digest)
+        else:
+            store.layers.delete(chain_ids(image.diff_ids)[1])
+
+    async with RegistryClient(ref.registry) as client:
+        with pytest.raises(PullError, match="vanished from the local store"):
+            await Puller(client, store, checkpoint=remove).pull(ref)
+    assert store.images.list() == {}

@@ -60,3 +60,31 @@ def test_prune_removes_abandoned_partials_and_unpacks_but_not_live_ones(tmp_path
 def test_prune_empty_store(tmp_path: Path) -> None:
     report = prune(GraphStore(tmp_path))
     assert (report.blobs, report.layers, report.partials) == ([], [], 0)
+
+
+DEPTH = 1500  # deeper than Python's recursion limit (1000)
+
+
+def _deep_dirs(root: Path, depth: int) -> Path:
+    """`root/d/d/.../d` (`depth` levels, one-letter names), made without recursion."""
+    current = root
+    for _ in range(depth):
+        current = current / "d"
+        current.mkdir(parents=True)
+    return current
+
+
+def test_prune_recovers_from_its_own_deep_leftovers(tmp_path: Path) -> None:
+    """A prune killed while deleting a deep layer leaves `layers/.del-*/`: the next prune
+    removes it (a recursive removal raised RecursionError on every later prune)."""
+    store = GraphStore(tmp_path / "store")
+    image = build_image([[file("a", b"1")]])
+    chain = register_image(store, image)
+    leftover = tmp_path / "store/layers/.del-killed/layer/rootfs"
+    (_deep_dirs(leftover, DEPTH) / "f").write_bytes(b"x")
+    os.chmod(leftover / "d" / "d", 0o500)  # as a rootless layer tree may have it
+
+    report = prune(store)
+
+    assert report.layers == chain
+    assert not [p for p in (tmp_path / "store/layers").iterdir() if p.name.startswith(".del-")]
