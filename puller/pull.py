@@ -35,10 +35,10 @@ from ocispec.models import (
     parse_manifest,
 )
 from ocispec.reference import Reference
-from puller.api import RegistryClient
 from puller.progress import NullReporter, Reporter
 from puller.store import GraphStore, StoreError
 from puller.store.images import image_name
+from regclient.api import RegistryClient
 
 DEFAULT_CONCURRENCY = 4
 DEFAULT_RETRIES = 5

@@ -11,12 +11,12 @@ import httpx
 import pytest
 
 from ocispec.reference import Reference
-from puller.api import RegistryClient, Unauthorized
-from puller.auth import AuthError, RegistryAuth, parse_www_authenticate, scopes_for
-from puller.credentials import Credentials
 from puller.pull import pull
 from puller.push import push
 from puller.store import GraphStore
+from regclient.api import RegistryClient, Unauthorized
+from regclient.auth import AuthError, RegistryAuth, parse_www_authenticate, scopes_for
+from regclient.credentials import Credentials
 from tests.puller.conftest import put_image
 from tests.support.docker_registry import DockerRegistry, TokenAuthConfig, start_registry
 from tests.support.images import build_image, file
