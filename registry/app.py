@@ -26,6 +26,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from registry import errors
 from registry.auth import build_access
 from registry.handlers.base import API_VERSION, API_VERSION_HEADER
+from registry.proxy.cache import ProxyCache
+from registry.proxy.config import parse_proxy_config
+from registry.proxy.middleware import ProxyMiddleware
 from registry.routes import ROUTES
 from registry.settings import Settings
 from registry.stores.repository import RegistryStore
@@ -118,6 +121,7 @@ def create_app(
             registry_store = RegistryStore(storage)
             app.state.store = registry_store
             app.state.access = controller
+            app.state.proxy = ProxyCache(parse_proxy_config(config.proxy), registry_store)
             extra_routes = getattr(controller, "routes", None)
             if extra_routes:
                 app.router.routes[0:0] = list(extra_routes)
@@ -131,6 +135,7 @@ def create_app(
             try:
                 yield
             finally:
+                await app.state.proxy.aclose()
                 if purger is not None:
                     purger.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -140,7 +145,7 @@ def create_app(
 
     app = Starlette(
         routes=list(ROUTES),
-        middleware=[Middleware(RegistryMiddleware)],
+        middleware=[Middleware(RegistryMiddleware), Middleware(ProxyMiddleware)],
         exception_handlers={
             errors.RegistryError: _registry_error,
             HTTPException: _http_error,

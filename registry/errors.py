@@ -59,3 +59,6 @@ BLOB_UPLOAD_RANGE_INVALID = _code("BLOB_UPLOAD_INVALID", 416, "chunk out of orde
 ROUTE_UNKNOWN = _code("UNSUPPORTED", 404, "unknown API endpoint")
 METHOD_NOT_ALLOWED = _code("UNSUPPORTED", 405, "method not allowed on this endpoint")
 TAG_INVALID = _code("MANIFEST_INVALID", 400, "invalid tag")
+# Pull-through cache (registry.proxy): the upstream failed and nothing cached could answer.
+UPSTREAM_ERROR = _code("UNKNOWN", 502, "the upstream registry failed")
+UPSTREAM_UNAVAILABLE = _code("UNAVAILABLE", 503, "the upstream registry is unavailable")

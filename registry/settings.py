@@ -11,6 +11,7 @@ YAML keys (all optional; documented in docs/registry.md):
     uploads: {ttl: 86400, purge_interval: 3600}
     trusted_proxies: ""                  # e.g. "10.0.0.1,10.0.0.2" or "*"
     auth: null                           # passed as-is to registry.auth.build_access
+    proxy: null                          # pull-through cache upstreams (registry.proxy.config)
 
 Environment: PYREG_HOST, PYREG_PORT, PYREG_WORKERS, PYREG_LOG_LEVEL, PYREG_STORAGE,
 PYREG_UPLOAD_TTL, PYREG_UPLOAD_PURGE_INTERVAL, PYREG_MAX_MANIFEST_SIZE, PYREG_TRUSTED_PROXIES.
@@ -27,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from registry.proxy.config import ProxyConfigError, parse_proxy_config
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
@@ -51,6 +54,7 @@ class Settings:
     # login lockout); set it to the proxy's address there.
     trusted_proxies: str = ""
     auth: dict[str, Any] | None = None
+    proxy: dict[str, Any] | None = None  # registry.proxy.config, checked in __post_init__
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -63,6 +67,10 @@ class Settings:
             raise SettingsError("upload ttl and max_manifest_size must be positive")
         if self.upload_purge_interval < 0:
             raise SettingsError("uploads.purge_interval must not be negative")
+        try:
+            parse_proxy_config(self.proxy)
+        except ProxyConfigError as exc:
+            raise SettingsError(str(exc)) from None
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -87,6 +95,7 @@ def _int(value: Any, key: str) -> int:
 def _from_mapping(raw: Mapping[str, Any]) -> dict[str, Any]:
     known = {"host", "port", "workers", "log_level", "storage", "max_manifest_size"}
     known |= {"uploads", "auth", "trusted_proxies"}
+    known |= {"proxy"}
     unknown = set(raw) - known
     if unknown:
         raise SettingsError(f"unknown settings: {', '.join(sorted(unknown))}")
@@ -137,6 +146,11 @@ def _from_mapping(raw: Mapping[str, Any]) -> dict[str, Any]:
         raise SettingsError("auth: expected a mapping")
     if auth:
         out["auth"] = dict(auth)
+    proxy = raw.get("proxy")
+    if proxy is not None and not isinstance(proxy, Mapping):
+        raise SettingsError("proxy: expected a mapping")
+    if proxy:
+        out["proxy"] = dict(proxy)
     return out
 
 

@@ -10,6 +10,7 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from registry import errors
 from registry.auth.base import delete, pull
 from registry.handlers.base import authorize, empty, parse_digest, repo_name, store
+from registry.proxy import hooks as proxy
 
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
@@ -48,6 +49,9 @@ async def get_blob(request: Request) -> Response:
     name = repo_name(request)
     digest = parse_digest(request.path_params["digest"])
     await authorize(request, [pull(name)])
+    mirrored = await proxy.blob_response(request, name, digest)  # a miss of a mirrored repository
+    if mirrored is not None:
+        return mirrored
     blobs = store(request).blobs
     size = await blobs.size(name, digest)
     etag = f'"{digest}"'

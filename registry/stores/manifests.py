@@ -93,8 +93,12 @@ class ManifestStore:
         data: bytes,
         content_type: str | None,
         extra_tags: list[str] | None = None,
+        require_references: bool = True,
     ) -> PutResult:
-        """Store a manifest under a tag or its digest (plus `extra_tags`, spec end-7b)."""
+        """Store a manifest under a tag or its digest (plus `extra_tags`, spec end-7b).
+
+        `require_references=False` is for the pull-through cache (registry.proxy): a mirrored
+        manifest is stored before its blobs, which arrive when clients ask for them."""
         try:
             parsed = parse_manifest(data, content_type)
         except ManifestError as exc:
@@ -114,14 +118,15 @@ class ManifestStore:
         # *before* checking it exists, and check again after the revision is written.
         needed = _stored_references(parsed)
         await asyncio.gather(*(self._blobs.touch(d) for d in {digest, *needed}))
-        await self._require_references(name, parsed)
+        if require_references:
+            await self._require_references(name, parsed)
         blob_key = paths.blob_data(digest)
         if not await self._backend.exists(blob_key):
             await self._backend.put(blob_key, data)
         link = json.dumps({"digest": str(digest), "mediaType": parsed.media_type}).encode()
         revision = paths.manifest_revision_link(name, digest)
         await self._backend.put(revision, link)
-        checked = [digest, *needed]
+        checked = [digest, *needed] if require_references else [digest]
         present = await asyncio.gather(*(self._blobs.exists(d) for d in checked))
         missing = [str(d) for d, ok in zip(checked, present, strict=True) if not ok]
         if missing:

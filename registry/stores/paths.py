@@ -22,6 +22,10 @@
 ├── _catalog/<encoded name>                      one empty marker per repository (no bucket walk);
 │                                               flat and order-preserving (catalog_marker)
 ├── _gc/clock, _gc/trash/<alg>/<hex>             GC's storage-clock probe; blobs it is deleting
+├── _proxy/checked/<name>/_tag/<tag>             pull-through cache: when a mirrored tag was last
+│                                               confirmed with its upstream (JSON: time, digest)
+├── _proxy/leases/<alg>/<hex>                    the replica fetching this blob from an upstream
+│                                               now (JSON: owner, expires); registry.proxy
 ├── _auth/token-key.pem                          the token signing key, generated on first start
 │                                               when `auth.key` is not set (registry.auth.keys)
 └── _uploads/<uuid>/                             one upload session (any process may continue it)
@@ -45,6 +49,7 @@ CATALOG = "_catalog"
 UPLOADS = "_uploads"
 GC = "_gc"
 AUTH_KEY = "_auth/token-key.pem"
+PROXY = "_proxy"
 
 
 def blob_data(digest: Digest) -> str:
@@ -175,3 +180,12 @@ def upload_tail(upload_id: str, version: str) -> str:
 
 def upload_data(upload_id: str) -> str:
     return f"{upload_dir(upload_id)}/data"
+
+
+def proxy_tag_checked(name: str, tag: str) -> str:
+    # `_tag` cannot be a name component (components start with [a-z0-9]): no clash with names
+    return f"{PROXY}/checked/{name}/_tag/{tag}"
+
+
+def proxy_lease(digest: Digest) -> str:
+    return f"{PROXY}/leases/{digest.algorithm}/{digest.hex}"
