@@ -4,11 +4,14 @@ the mirror in process so its counters can be read."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from ocispec.digest import digest_bytes
+from regclient.api import RegistryClient
+from regclient.credentials import Credentials
 from registry.gc import GarbageCollector
 from storage_backends.filesystem import FilesystemBackend
 from tests.registry.helpers import error_codes
@@ -20,7 +23,9 @@ from tests.registry.proxy.conftest import (
     push_with,
     upstream_config,
 )
-from tests.support.docker_registry import DockerRegistry, start_registry
+from tests.support.docker_registry import DockerRegistry, TokenAuthConfig, start_registry
+from tests.support.images import Image
+from tests.support.token_server import ISSUER, SERVICE, TokenServer
 
 
 def _gets(upstream: DockerRegistry, mark: int, what: str) -> list[str]:
@@ -212,3 +217,43 @@ async def test_concurrent_manifest_misses_are_one_upstream_request(
         )
         assert {a.content for a in answers} == {img.manifest}
         assert len(_gets(upstream, mark, "/manifests/")) == 1
+
+
+async def _seed_with_token(registry: DockerRegistry, img: Image) -> None:
+    async def once(data: bytes) -> AsyncIterator[bytes]:
+        yield data
+
+    async with RegistryClient(registry.host, credentials=Credentials("mirror", "s3cret")) as c:
+        for digest, data in img.blobs().items():
+            session = await c.start_upload("team/app")
+            await c.finish_upload(session, digest, once(data), len(data))
+        await c.put_manifest("team/app", "v1", img.manifest, img.manifest_media_type)
+
+
+async def test_upstream_token_flow_with_credentials_and_anonymous(
+    tmp_path: Path, mirror: Mirror
+) -> None:
+    users = {"mirror": "s3cret"}
+    with TokenServer(tmp_path / "token", users, anonymous_pull=True) as tokens:
+        config = TokenAuthConfig(tokens.realm, SERVICE, ISSUER, tokens.rootcertbundle)
+        locked = start_registry(tmp_path / "token-registry", token=config)
+        try:
+            img = image("v1")
+            await _seed_with_token(locked, img)
+            creds = {"username": "mirror", "password": "s3cret"}
+            async with mirror(upstream_config(locked.url, credentials=creds)) as (client, _):
+                assert await pull(client, "up/team/app", "v1") == img.manifest
+            assert any(r.user == "mirror" and r.scopes for r in tokens.requests)
+        finally:
+            locked.stop()
+    with TokenServer(tmp_path / "token2", users, anonymous_pull=True) as tokens:
+        config = TokenAuthConfig(tokens.realm, SERVICE, ISSUER, tokens.rootcertbundle)
+        public = start_registry(tmp_path / "token-registry2", token=config)
+        try:
+            other = image("anonymous")  # not cached by the first half
+            await _seed_with_token(public, other)
+            async with mirror(upstream_config(public.url, tag_ttl=0)) as (client, _):
+                assert await pull(client, "up/team/app", "v1") == other.manifest
+            assert any(r.user is None and r.scopes for r in tokens.requests), tokens.requests
+        finally:
+            public.stop()

@@ -126,3 +126,21 @@ async def test_pyreg_serve_as_the_upstream(tmp_path: Path, storage: Path) -> Non
                 assert await pull(client, "up/team/app", "v1") == img.manifest
                 upstream.stop()
                 assert await pull(client, "up/team/app", "v1") == img.manifest
+
+
+async def test_two_replicas_on_shared_storage_fetch_a_blob_once(
+    upstream: DockerRegistry, storage: Path
+) -> None:
+    digest = await _push_blob(upstream.url, "team/big", os.urandom(BIG))
+    config = {"proxy": upstream_config(upstream.url)}
+    with (
+        RegistryServer(f"file://{storage}", config) as one,
+        RegistryServer(f"file://{storage}", config) as two,
+    ):
+        mark = upstream.mark()
+        urls = [f"{m.url}/v2/up/team/big/blobs/{digest}" for m in (one, two)]
+        async with httpx.AsyncClient(timeout=120) as client:
+            results = await asyncio.gather(*(_fetch(client, urls[i % 2]) for i in range(10)))
+        assert results == [(200, str(digest))] * 10
+        gets = [r for r in upstream.requests_since(mark) if r.method == "GET"]
+        assert len(gets) == 1, gets  # the other replica waited on the lease in storage
