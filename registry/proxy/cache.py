@@ -178,7 +178,7 @@ class ProxyCache:
         """The blob can be served from storage (linking content another repository holds
         once the upstream confirms this repository has it: never a private blob by digest)."""
         blobs = self.store.blobs
-        if await blobs.is_linked(target.local, digest) and await blobs.exists(digest):
+        if await blobs.is_linked(target.local, digest):  # one request: cached pulls stay cheap
             self.stats.hits += 1
             return True
         if not await blobs.exists(digest):
@@ -219,7 +219,7 @@ class ProxyCache:
                 # Another replica is fetching it: wait for the blob to appear (or its lease
                 # to lapse, when that replica died), instead of a second upstream request.
                 if await self.store.blobs.exists(digest):
-                    await self.store.blobs.link(target.local, digest)
+                    await self._adopt(target, digest)
                     fetch.stored_elsewhere()
                     return
                 await asyncio.sleep(LEASE_POLL)
@@ -238,10 +238,20 @@ class ProxyCache:
                 await lease.release()
             self._blobs.pop((target.local, digest), None)
 
+    async def _adopt(self, target: Target, digest: Digest) -> None:
+        """Serve a blob someone else put in storage: already linked here by the fetch that
+        stored it, or linked once the upstream confirms this repository has it (the same
+        digest may have come in through another mirrored repository)."""
+        if await self.store.blobs.is_linked(target.local, digest):
+            return
+        if await self.upstream_blob_size(target, digest) is None:
+            raise errors.BLOB_UNKNOWN(detail={"digest": str(digest)})
+        await self.store.blobs.link(target.local, digest)
+
     async def _download(self, target: Target, digest: Digest, fetch: BlobFetch) -> None:
         if await self.store.blobs.exists(digest):
             # published meanwhile (a lapsed lease, a fetch that just finished)
-            await self.store.blobs.link(target.local, digest)
+            await self._adopt(target, digest)
             fetch.stored_elsewhere()
             return
         client = self.client(target.upstream)

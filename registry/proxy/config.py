@@ -63,8 +63,6 @@ class Upstream:
 class ProxyConfig:
     upstreams: tuple[Upstream, ...] = ()
     lease_ttl: float = DEFAULT_LEASE_TTL
-    #: optional cap on cached blob bytes; least recently used blobs are evicted (None: no cap)
-    max_bytes: int | None = None
 
     def by_namespace(self, namespace: str) -> Upstream | None:
         return next((u for u in self.upstreams if u.namespace == namespace), None)
@@ -157,7 +155,7 @@ def parse_proxy_config(raw: Mapping[str, Any] | None) -> ProxyConfig:
         return ProxyConfig()
     if not isinstance(raw, Mapping):
         raise ProxyConfigError("proxy: expected a mapping")
-    unknown = set(raw) - {"upstreams", "lease_ttl", "max_bytes"}
+    unknown = set(raw) - {"upstreams", "lease_ttl"}
     if unknown:
         raise ProxyConfigError(f"proxy: unknown keys {', '.join(sorted(unknown))}")
     items = raw.get("upstreams") or []
@@ -172,13 +170,7 @@ def parse_proxy_config(raw: Mapping[str, Any] | None) -> ProxyConfig:
         raise ProxyConfigError("proxy: two upstreams share a namespace")
     if sum(u.default for u in upstreams) > 1:
         raise ProxyConfigError("proxy: at most one upstream can be the default")
-    max_bytes = raw.get("max_bytes")
-    if max_bytes is not None and (
-        isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0
-    ):
-        raise ProxyConfigError("proxy.max_bytes: expected a positive number of bytes")
     return ProxyConfig(
         upstreams=upstreams,
-        lease_ttl=_number(raw, "lease_ttl", DEFAULT_LEASE_TTL, "proxy"),
-        max_bytes=max_bytes,
+        lease_ttl=max(_number(raw, "lease_ttl", DEFAULT_LEASE_TTL, "proxy"), 1.0),
     )
