@@ -14,6 +14,7 @@ from pathlib import Path
 from bench import data
 from bench.client_bench import ClientPlan, run_client_bench
 from bench.http_bench import BenchError, ServerPlan, run_server_bench
+from bench.proxy_bench import run_proxy_bench
 from bench.report import Report
 from bench.servers import PeerUnavailable, RunningRegistry, start_pyreg, start_reference
 
@@ -41,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", type=int, default=3, metavar="N", help="image layers (3)")
     p.add_argument("--repeat", type=int, default=3, metavar="N", help="runs; median (3)")
     p.add_argument("--concurrency", type=int, default=8, metavar="N", help="requests (8)")
-    p.add_argument("--only", choices=("all", "server", "client"), default="all", help="which part")
+    p.add_argument(
+        "--only", choices=("all", "server", "client", "proxy"), default="all", help="which part"
+    )
     p.add_argument(
         "--registries",
         default=",".join(REGISTRIES),
@@ -89,7 +92,10 @@ def planned_traffic(args: argparse.Namespace, registries: int) -> int:
     client = 0
     if args.only in ("all", "client"):
         client = (1 + 2 * 3) * args.image_size * 1_000_000  # seed + 3 clients, push/pull
-    total: int = registries * args.repeat * (server + client)
+    proxy = 0
+    if args.only in ("all", "proxy"):
+        proxy = 6 * args.image_size * 1_000_000  # seed, local copy, four pulls (one via two hops)
+    total: int = registries * args.repeat * (server + client) + args.repeat * proxy
     return total
 
 
@@ -147,10 +153,11 @@ def run(args: argparse.Namespace) -> Report:
         if args.only in ("all", "server"):
             blob = data.large_blob(workdir, args.size * MIB)
             small = data.small_blobs(args.small_count, args.small_size * 1024)
-        if args.only in ("all", "client"):
+        if args.only in ("all", "client", "proxy"):
             image = data.oci_image(workdir, args.image_size * 1_000_000, args.layers)
         print(f"generated data in {time.perf_counter() - started:.1f} s", flush=True)
-        with _registries(names, workdir, pyreg_args, report) as registries:
+        side_by_side = names if args.only != "proxy" else []  # the proxy part starts its own
+        with _registries(side_by_side, workdir, pyreg_args, report) as registries:
             if blob is not None and small is not None:
                 plan = ServerPlan(
                     blob, args.chunk * MIB, small, args.manifests, args.tag_lists,
@@ -161,7 +168,7 @@ def run(args: argparse.Namespace) -> Report:
                     asyncio.run(run_server_bench(registries, plan, report))
                 except (BenchError, OSError) as exc:
                     report.skip(f"server bench stopped: {exc!r}")
-            if image is not None:
+            if image is not None and args.only != "proxy":
                 print("client side", flush=True)
                 client_dir = workdir / "clients"
                 client_dir.mkdir()
@@ -172,7 +179,27 @@ def run(args: argparse.Namespace) -> Report:
                     ClientPlan(image, client_dir, args.repeat),
                     report,
                 )
+        if image is not None and args.only in ("all", "proxy"):
+            print("pull-through cache", flush=True)
+            _proxy_part(workdir, image, args.repeat, pyreg_args, report)
     return report
+
+
+def _proxy_part(
+    workdir: Path, image: data.Image, repeat: int, pyreg_args: list[str], report: Report
+) -> None:
+    """The reference registry as the upstream, a fresh `pyreg serve` mirror per run."""
+    proxy_dir = workdir / "proxy"
+    proxy_dir.mkdir()
+    try:
+        upstream = start_reference(proxy_dir)
+    except PeerUnavailable as exc:
+        report.skip(f"proxy bench: {exc}")
+        return
+    try:
+        run_proxy_bench(upstream, ClientPlan(image, proxy_dir, repeat), pyreg_args, report)
+    finally:
+        upstream.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
