@@ -23,6 +23,7 @@ from tests.registry.proxy.conftest import (
     push_with,
     upstream_config,
 )
+from tests.support.auth import auth_section, basic
 from tests.support.docker_registry import DockerRegistry, TokenAuthConfig, start_registry
 from tests.support.images import Image
 from tests.support.token_server import ISSUER, SERVICE, TokenServer
@@ -257,3 +258,28 @@ async def test_upstream_token_flow_with_credentials_and_anonymous(
             assert any(r.user is None and r.scopes for r in tokens.requests), tokens.requests
         finally:
             public.stop()
+
+
+async def test_access_rules_apply_to_mirrored_namespaces(
+    upstream: DockerRegistry, mirror: Mirror, tmp_path: Path
+) -> None:
+    img = image("v1")
+    await push_image(upstream.url, "team/app", "v1", img)
+    await push_image(upstream.url, "corp/secret", "v1", image("secret"))
+    config = upstream_config(upstream.url)
+    config["upstreams"].append({"url": upstream.url, "namespace": "corp", "name": "corp"})
+    rules = [
+        {"repository": "up/**", "pull": ["anonymous"]},
+        {"repository": "corp/**", "pull": ["alice"], "push": ["alice"]},
+    ]
+    auth = auth_section(tmp_path, {"alice": "pw"}, rules)
+    async with mirror(config, auth=auth) as (client, cache):
+        assert await pull(client, "up/team/app", "v1") == img.manifest  # anonymous pull
+        hidden = await client.get("/v2/corp/corp/secret/manifests/v1")
+        assert hidden.status_code == 401
+        assert cache.stats.misses == 1 + len(img.blobs())  # nothing fetched for the refusal
+        pulled = await client.get("/v2/corp/corp/secret/manifests/v1", headers=basic("alice", "pw"))
+        assert pulled.status_code == 200
+        # push rights do not open a mirrored namespace to pushes
+        push = await client.post("/v2/corp/x/blobs/uploads/", headers=basic("alice", "pw"))
+        assert (push.status_code, error_codes(push)) == (403, ["DENIED"])
