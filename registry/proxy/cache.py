@@ -114,9 +114,7 @@ class ProxyCache:
             raise up.as_client_error(target.upstream, exc) from None
         self.stats.misses += 1
         self.stats.upstream_bytes += len(fetched.data)
-        await self.store.manifests.put(
-            target.local, digest, fetched.data, fetched.media_type, require_references=False
-        )
+        await self._store_manifest(target, digest, fetched.data, fetched.media_type)
 
     async def _revalidate(self, target: Target, tag: str) -> None:
         """Ask the upstream what `tag` is now; fetch the manifest only if it changed."""
@@ -155,10 +153,24 @@ class ProxyCache:
             raise up.as_client_error(target.upstream, exc) from None
         self.stats.misses += 1
         self.stats.upstream_bytes += len(fetched.data)
-        await self.store.manifests.put(
-            target.local, tag, fetched.data, fetched.media_type, require_references=False
-        )
+        await self._store_manifest(target, tag, fetched.data, fetched.media_type)
         await self._mark_checked(target.local, tag, fetched.digest)
+
+    async def _store_manifest(
+        self, target: Target, reference: Digest | str, data: bytes, media_type: str
+    ) -> None:
+        try:
+            await self.store.manifests.put(
+                target.local, reference, data, media_type or None, require_references=False
+            )
+        except (errors.MANIFEST_INVALID, errors.DIGEST_INVALID) as exc:
+            # what the upstream sent is not a manifest this registry can store: its fault
+            self._failed(target.upstream, f"manifest {target.remote}:{reference}", exc)
+            raise errors.UPSTREAM_ERROR(
+                f"upstream {target.upstream.name} sent a manifest this registry cannot store: "
+                f"{exc.message}",
+                detail={"upstream": target.upstream.name, "reference": str(reference)},
+            ) from None
 
     async def _checked(self, name: str, tag: str) -> tuple[float, Digest] | None:
         """When `tag` was last confirmed with the upstream, and to which digest."""
