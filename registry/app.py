@@ -122,6 +122,7 @@ def create_app(
             app.state.store = registry_store
             app.state.access = controller
             app.state.proxy = ProxyCache(parse_proxy_config(config.proxy), registry_store)
+            app.state.proxy.start()
             extra_routes = getattr(controller, "routes", None)
             if extra_routes:
                 app.router.routes[0:0] = list(extra_routes)

@@ -22,7 +22,8 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
 
 from ocispec.digest import Digest
 from regclient.api import RegistryClient
@@ -30,6 +31,7 @@ from registry import errors
 from registry.proxy import upstream as up
 from registry.proxy.blobfetch import BlobFetch
 from registry.proxy.config import ProxyConfig, Upstream
+from registry.proxy.evict import AccessLog, Evictor
 from registry.proxy.lease import Lease
 from registry.proxy.mapping import Target
 from registry.proxy.singleflight import SingleFlight
@@ -53,6 +55,18 @@ class ProxyCache:
         self._manifests: SingleFlight[None] = SingleFlight()
         self._blobs: dict[tuple[str, Digest], BlobFetch] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.access = AccessLog(store.backend)
+        self.evictor = Evictor(config, store)
+
+    def start(self) -> None:
+        """Background work: eviction passes when a size cap is configured."""
+        if self.config.max_bytes is not None:
+            self._spawn(self.evictor.run_forever())
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def aclose(self) -> None:
         for task in list(self._tasks):
@@ -192,6 +206,8 @@ class ProxyCache:
         blobs = self.store.blobs
         if await blobs.is_linked(target.local, digest):  # one request: cached pulls stay cheap
             self.stats.hits += 1
+            if self.config.max_bytes is not None:
+                await self.access.touch(digest)
             return True
         if not await blobs.exists(digest):
             return False
@@ -216,9 +232,7 @@ class ProxyCache:
         fetch = self._blobs.get(key)
         if fetch is None:
             fetch = self._blobs[key] = BlobFetch()
-            task = asyncio.create_task(self._fetch_blob(target, digest, fetch))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._fetch_blob(target, digest, fetch))
         return fetch
 
     async def _fetch_blob(self, target: Target, digest: Digest, fetch: BlobFetch) -> None:

@@ -11,6 +11,9 @@
           tag_ttl: 300                     # seconds a cached tag is served without asking
           allow_push: false                # pushes to docker.io/... are refused (default)
       lease_ttl: 60                        # cross-replica fetch lease (seconds)
+      max_bytes: 50000000000               # optional cap on cached blob bytes (LRU eviction)
+      evict_interval: 300                  # seconds between eviction passes
+      evict_grace: 600                     # blobs touched this recently are kept
 
 Credentials: `username` with one of `password`, `password_file`, `password_env` (a variable
 name), or `token` / `token_env` (an OAuth2 refresh token, docker's identitytoken). A secret
@@ -32,6 +35,8 @@ from regclient.credentials import Credentials
 
 DEFAULT_TAG_TTL = 300.0
 DEFAULT_LEASE_TTL = 60.0
+DEFAULT_EVICT_INTERVAL = 300.0
+DEFAULT_EVICT_GRACE = 600.0
 
 
 class ProxyConfigError(ValueError):
@@ -63,6 +68,12 @@ class Upstream:
 class ProxyConfig:
     upstreams: tuple[Upstream, ...] = ()
     lease_ttl: float = DEFAULT_LEASE_TTL
+    #: cap on the bytes of blobs only mirrored repositories hold; None: no cap
+    max_bytes: int | None = None
+    evict_interval: float = DEFAULT_EVICT_INTERVAL  # seconds between eviction passes
+    #: a blob touched (pushed, mounted, fetched) this recently is never evicted: a push may
+    #: be relying on it (the same rule as GC's grace, registry/gc.py)
+    evict_grace: float = DEFAULT_EVICT_GRACE
 
     def by_namespace(self, namespace: str) -> Upstream | None:
         return next((u for u in self.upstreams if u.namespace == namespace), None)
@@ -155,7 +166,7 @@ def parse_proxy_config(raw: Mapping[str, Any] | None) -> ProxyConfig:
         return ProxyConfig()
     if not isinstance(raw, Mapping):
         raise ProxyConfigError("proxy: expected a mapping")
-    unknown = set(raw) - {"upstreams", "lease_ttl"}
+    unknown = set(raw) - {"upstreams", "lease_ttl", "max_bytes", "evict_interval", "evict_grace"}
     if unknown:
         raise ProxyConfigError(f"proxy: unknown keys {', '.join(sorted(unknown))}")
     items = raw.get("upstreams") or []
@@ -173,4 +184,15 @@ def parse_proxy_config(raw: Mapping[str, Any] | None) -> ProxyConfig:
     return ProxyConfig(
         upstreams=upstreams,
         lease_ttl=max(_number(raw, "lease_ttl", DEFAULT_LEASE_TTL, "proxy"), 1.0),
+        max_bytes=_max_bytes(raw.get("max_bytes")),
+        evict_interval=max(_number(raw, "evict_interval", DEFAULT_EVICT_INTERVAL, "proxy"), 1.0),
+        evict_grace=_number(raw, "evict_grace", DEFAULT_EVICT_GRACE, "proxy"),
     )
+
+
+def _max_bytes(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ProxyConfigError("proxy.max_bytes: expected a positive number of bytes")
+    return value

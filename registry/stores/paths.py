@@ -26,6 +26,8 @@
 │                                               confirmed with its upstream (JSON: time, digest)
 ├── _proxy/leases/<alg>/<hex>                    the replica fetching this blob from an upstream
 │                                               now (JSON: owner, expires); registry.proxy
+├── _proxy/access/<alg>/<hex>                    empty; its mtime: when the cache last served
+│                                               the blob (least-recently-used eviction)
 ├── _auth/token-key.pem                          the token signing key, generated on first start
 │                                               when `auth.key` is not set (registry.auth.keys)
 └── _uploads/<uuid>/                             one upload session (any process may continue it)
@@ -189,3 +191,7 @@ def proxy_tag_checked(name: str, tag: str) -> str:
 
 def proxy_lease(digest: Digest) -> str:
     return f"{PROXY}/leases/{digest.algorithm}/{digest.hex}"
+
+
+def proxy_access(digest: Digest) -> str:
+    return f"{PROXY}/access/{digest.algorithm}/{digest.hex}"

@@ -4,6 +4,7 @@ the mirror in process so its counters can be read."""
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from tests.registry.proxy.conftest import (
 )
 from tests.support.auth import auth_section, basic
 from tests.support.docker_registry import DockerRegistry, TokenAuthConfig, start_registry
-from tests.support.images import Image
+from tests.support.images import Image, build_image, file
 from tests.support.token_server import ISSUER, SERVICE, TokenServer
 
 
@@ -283,3 +284,39 @@ async def test_access_rules_apply_to_mirrored_namespaces(
         # push rights do not open a mirrored namespace to pushes
         push = await client.post("/v2/corp/x/blobs/uploads/", headers=basic("alice", "pw"))
         assert (push.status_code, error_codes(push)) == (403, ["DENIED"])
+
+
+def _random_image(seed: int) -> Image:
+    return build_image([[file("data", random.Random(seed).randbytes(100_000))]], "")
+
+
+async def test_size_cap_evicts_the_least_recently_served_blobs(
+    upstream: DockerRegistry, mirror: Mirror, storage_dir: Path
+) -> None:
+    x, y, z, pushed = (_random_image(seed) for seed in range(4))
+    for tag, img in (("x", x), ("y", y), ("z", z), ("pushed", pushed)):
+        await push_image(upstream.url, "team/app", tag, img)
+
+    def size(img: Image) -> int:
+        return sum(len(b) for b in img.blobs().values())
+
+    def stored(img: Image) -> bool:
+        digest = img.layers[0].digest
+        return (storage_dir / "blobs/sha256" / digest.hex[:2] / digest.hex / "data").exists()
+
+    config = upstream_config(upstream.url)
+    config.update(max_bytes=size(x) + size(z), evict_grace=0)
+    async with mirror(config) as (client, cache):
+        for tag in ("pushed", "x", "y", "z"):
+            await pull(client, "up/team/app", tag)
+            await asyncio.sleep(0.05)  # distinct mtimes
+        await pull(client, "up/team/app", "x")  # served again: now the most recent
+        await push_with(client, "mine/app", "v1", pushed)  # also in an ordinary repository
+        report = await cache.evictor.run_once()
+        assert report.evicted >= 1
+        assert not stored(y)  # least recently served
+        assert stored(x) and stored(z)
+        assert stored(pushed)  # linked by an ordinary repository: never evicted
+        misses = cache.stats.misses
+        await pull(client, "up/team/app", "y")  # fetched again
+        assert cache.stats.misses > misses

@@ -74,7 +74,8 @@ def test_credentials_from_config_file_and_environment(
             },
             "contains another",
         ),
-        ({"max_bytes": 10}, "unknown keys max_bytes"),
+        ({"max_bytes": 0}, "max_bytes"),
+        ({"max_bytes": "1G"}, "max_bytes"),
     ],
 )
 def test_refused(raw: dict[str, Any], message: str) -> None:
