@@ -23,6 +23,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from ocispec.digest import Digest
@@ -43,6 +44,17 @@ from storage_backends.base import StorageError
 logger = logging.getLogger("registry.proxy")
 
 LEASE_POLL = 0.25  # seconds between looks at a blob another replica is fetching
+STALE_RETRY = 30.0  # seconds a tag served stale waits before its upstream is asked again
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    at: float  # time.time() of the last answer from the upstream (or of its failure)
+    digest: Digest
+    stale: bool  # the upstream failed then: the tag is served stale until asked again
+
+    def fresh_until(self, tag_ttl: float) -> float:
+        return self.at + (STALE_RETRY if self.stale else tag_ttl)
 
 
 class ProxyCache:
@@ -107,9 +119,12 @@ class ProxyCache:
             await self._manifests.do(key, lambda: self._fetch_by_digest(target, reference))
             return
         checked = await self._checked(target.local, reference)
-        if checked is not None and time.time() - checked[0] < target.upstream.tag_ttl:
-            if await manifests.has(target.local, checked[1]):
-                self.stats.hits += 1
+        if checked is not None and time.time() < checked.fresh_until(target.upstream.tag_ttl):
+            if await manifests.has(target.local, checked.digest):
+                if checked.stale:
+                    self.stats.stale_serves += 1
+                else:
+                    self.stats.hits += 1
                 return
         key = ("tag", target.local, reference)
         await self._manifests.do(key, lambda: self._revalidate(target, reference))
@@ -163,6 +178,9 @@ class ProxyCache:
                     local,
                     target.upstream.name,
                 )
+                # ask again only after STALE_RETRY: a down upstream must not cost every pull
+                # its connect timeouts
+                await self._mark_checked(target.local, tag, local, stale=True)
                 return
             raise up.as_client_error(target.upstream, exc) from None
         self.stats.misses += 1
@@ -186,16 +204,16 @@ class ProxyCache:
                 detail={"upstream": target.upstream.name, "reference": str(reference)},
             ) from None
 
-    async def _checked(self, name: str, tag: str) -> tuple[float, Digest] | None:
-        """When `tag` was last confirmed with the upstream, and to which digest."""
+    async def _checked(self, name: str, tag: str) -> Checked | None:
+        """When `tag` was last confirmed with the upstream (or found stale), to which digest."""
         try:
             raw = json.loads(await self.store.backend.get(paths.proxy_tag_checked(name, tag)))
-            return float(raw["checked"]), Digest.parse(raw["digest"])
+            return Checked(float(raw["checked"]), Digest.parse(raw["digest"]), bool(raw["stale"]))
         except (StorageError, ValueError, KeyError, TypeError):
             return None
 
-    async def _mark_checked(self, name: str, tag: str, digest: Digest) -> None:
-        body = {"checked": time.time(), "digest": str(digest)}
+    async def _mark_checked(self, name: str, tag: str, digest: Digest, stale: bool = False) -> None:
+        body = {"checked": time.time(), "digest": str(digest), "stale": stale}
         await self.store.backend.put(paths.proxy_tag_checked(name, tag), json.dumps(body).encode())
 
     # -- blobs ----------------------------------------------------------------------------------

@@ -79,6 +79,10 @@ async def test_stale_tags_are_served_when_the_upstream_is_down(
         upstream.stop()
         assert await pull(client, "up/team/app", "v1") == img.manifest
         assert cache.stats.stale_serves == 1 and cache.stats.upstream_errors >= 1
+        asked = cache.stats.upstream_requests
+        assert await pull(client, "up/team/app", "v1") == img.manifest
+        # a down upstream is asked again only after a pause, not on every pull
+        assert (cache.stats.upstream_requests, cache.stats.stale_serves) == (asked, 2)
         missing = await client.get("/v2/up/team/app/manifests/v2")
         assert missing.status_code == 503, missing.text
         assert error_codes(missing) == ["UNAVAILABLE"]
