@@ -16,8 +16,9 @@ from bench.backends import STORAGES, StorageSetup, storage_setup
 from bench.client_bench import ClientPlan, run_client_bench
 from bench.http_bench import BenchError, ServerPlan, run_server_bench
 from bench.listing import fill, measure_listing
+from bench.proxy_bench import run_proxy_bench
 from bench.report import Report
-from bench.servers import PeerUnavailable, RunningRegistry
+from bench.servers import PeerUnavailable, RunningRegistry, start_reference
 
 MIB = data.MIB
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -45,7 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", type=int, default=3, metavar="N", help="image layers (3)")
     p.add_argument("--repeat", type=int, default=3, metavar="N", help="runs; median (3)")
     p.add_argument("--concurrency", type=int, default=8, metavar="N", help="requests (8)")
-    p.add_argument("--only", choices=("all", "server", "client"), default="all", help="which part")
+    p.add_argument(
+        "--only", choices=("all", "server", "client", "proxy"), default="all", help="which part"
+    )
     p.add_argument(
         "--registries",
         default=",".join(REGISTRIES),
@@ -108,7 +111,10 @@ def planned_traffic(args: argparse.Namespace, registries: int) -> int:
     client = 0
     if args.only in ("all", "client"):
         client = (1 + 2 * 3) * args.image_size * 1_000_000  # seed + 3 clients, push/pull
-    total: int = registries * args.repeat * (server + client)
+    proxy = 0
+    if args.only in ("all", "proxy"):
+        proxy = 6 * args.image_size * 1_000_000  # seed, local copy, four pulls (one via two hops)
+    total: int = registries * args.repeat * (server + client) + args.repeat * proxy
     return total
 
 
@@ -163,16 +169,17 @@ def run(args: argparse.Namespace) -> Report:
         if args.only in ("all", "server"):
             blob = data.large_blob(workdir, args.size * MIB)
             small = data.small_blobs(args.small_count, args.small_size * 1024)
-        if args.only in ("all", "client"):
+        if args.only in ("all", "client", "proxy"):
             image = data.oci_image(workdir, args.image_size * 1_000_000, args.layers)
         print(f"generated data in {time.perf_counter() - started:.1f} s", flush=True)
+        side_by_side = names if args.only != "proxy" else []  # the proxy part starts its own
         with contextlib.ExitStack() as stack:
             try:
                 setup = stack.enter_context(storage_setup(args.storage, workdir))
             except PeerUnavailable as exc:
                 report.skip(f"storage {args.storage}: {exc}")
                 return report
-            registries = stack.enter_context(_registries(names, setup, pyreg_args, report))
+            registries = stack.enter_context(_registries(side_by_side, setup, pyreg_args, report))
             if blob is not None and small is not None:
                 plan = ServerPlan(
                     blob, args.chunk * MIB, small, args.manifests, args.tag_lists,
@@ -189,7 +196,7 @@ def run(args: argparse.Namespace) -> Report:
                         asyncio.run(_listing(registries, args, small, setup, report))
                     except (BenchError, OSError) as exc:
                         report.skip(f"listing bench stopped: {exc!r}")
-            if image is not None:
+            if image is not None and args.only != "proxy":
                 print("client side", flush=True)
                 client_dir = workdir / "clients"
                 client_dir.mkdir()
@@ -200,6 +207,9 @@ def run(args: argparse.Namespace) -> Report:
                     ClientPlan(image, client_dir, args.repeat),
                     report,
                 )
+        if image is not None and args.only in ("all", "proxy"):
+            print("pull-through cache", flush=True)
+            _proxy_part(workdir, image, args.repeat, pyreg_args, report)
     return report
 
 
@@ -225,6 +235,23 @@ async def _listing(
             await fill(clients[r.name], args.listing, small, 16)
             print(f"  filled {r.name} in {time.perf_counter() - started:.1f} s", flush=True)
         await measure_listing(registries, clients, args.listing, setup.s3_requests, report)
+
+
+def _proxy_part(
+    workdir: Path, image: data.Image, repeat: int, pyreg_args: list[str], report: Report
+) -> None:
+    """The reference registry as the upstream, a fresh `pyreg serve` mirror per run."""
+    proxy_dir = workdir / "proxy"
+    proxy_dir.mkdir()
+    try:
+        upstream = start_reference(proxy_dir)
+    except PeerUnavailable as exc:
+        report.skip(f"proxy bench: {exc}")
+        return
+    try:
+        run_proxy_bench(upstream, ClientPlan(image, proxy_dir, repeat), pyreg_args, report)
+    finally:
+        upstream.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -122,8 +122,10 @@ class Report:
         """One line per (scenario, peer): median seconds, rate, and the ratio of pyreg's
         time to each other peer's (below 1: pyreg is faster)."""
         lines = []
-        subject = {"server": "pyreg", "client": "pyreg-client"}
-        for group, title in (("server", "Server side"), ("client", "Client side")):
+        subject = {"server": "pyreg", "client": "pyreg-client", "proxy": "through-cache"}
+        groups = [("server", "Server side"), ("client", "Client side")]
+        groups.append(("proxy", "Pull-through cache, `pyreg pull`"))
+        for group, title in groups:
             rows = [m for m in self.measurements if m.group == group]
             if not rows:
                 continue

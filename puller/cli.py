@@ -22,17 +22,18 @@ import httpx
 from ocispec.digest import Digest, DigestError, DigestMismatch
 from ocispec.models import ImageConfig, Index, ManifestError, Platform, chain_ids, parse_manifest
 from ocispec.reference import Reference, ReferenceError
-from puller import credentials, layout
-from puller.api import RegistryClient, RegistryError, Unauthorized, Unsupported
-from puller.auth import AuthError
+from puller import layout
 from puller.copy import Copier, CopyError
-from puller.credentials import Credentials, CredentialsError
 from puller.progress import NullReporter, Reporter, RichReporter
 from puller.pull import Puller, PullError, choose_platform, host_platform_spec
 from puller.push import Pusher, PushError
 from puller.store import GraphStore, StoreError, assemble_rootfs, prune
 from puller.store.images import image_name
 from puller.store.limits import SizeCaps, parse_size
+from regclient import credentials
+from regclient.api import RegistryClient, RegistryError, Unauthorized, Unsupported
+from regclient.auth import AuthError
+from regclient.credentials import Credentials, CredentialsError
 
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
     RegistryError,

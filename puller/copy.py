@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from ocispec.digest import Digest, digest_bytes
 from ocispec.models import Descriptor, Index, Manifest, ManifestError, parse_manifest
 from ocispec.reference import Reference
-from puller.api import Mounted, RegistryClient
 from puller.progress import NullReporter, Reporter
+from regclient.api import Mounted, RegistryClient
 
 
 class CopyError(Exception):

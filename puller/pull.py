@@ -41,11 +41,11 @@ from ocispec.models import (
     parse_manifest,
 )
 from ocispec.reference import Reference
-from puller.api import RegistryClient
 from puller.progress import NullReporter, Reporter
 from puller.store import GraphStore, Lease, StoreError
 from puller.store.images import image_name
 from puller.store.limits import SizeCapExceeded, SizeCaps, UnpackBudget
+from regclient.api import RegistryClient
 
 DEFAULT_CONCURRENCY = 4
 DEFAULT_RETRIES = 5

@@ -22,7 +22,10 @@ import httpx
 from ocispec.digest import Digest
 from ocispec.models import Descriptor, Index, Manifest, ManifestError, parse_manifest
 from ocispec.reference import Reference
-from puller.api import (
+from puller.progress import NullReporter, Reporter
+from puller.store import GraphStore, NotInStore
+from puller.store.images import image_name
+from regclient.api import (
     Mounted,
     RangeNotSatisfiable,
     RegistryClient,
@@ -30,9 +33,6 @@ from puller.api import (
     UploadSession,
     UploadUnknown,
 )
-from puller.progress import NullReporter, Reporter
-from puller.store import GraphStore, NotInStore
-from puller.store.images import image_name
 
 PIECE = 1 << 20
 MONOLITHIC_MAX = 8 << 20  # below this, one PUT; above, chunks that can be resumed

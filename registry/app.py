@@ -28,6 +28,9 @@ from registry.auth import build_access
 from registry.client_address import ClientAddressMiddleware
 from registry.events.service import EventService
 from registry.handlers.base import API_VERSION, API_VERSION_HEADER
+from registry.proxy.cache import ProxyCache
+from registry.proxy.config import parse_proxy_config
+from registry.proxy.middleware import ProxyMiddleware
 from registry.readonly import ReadOnlyMiddleware
 from registry.routes import ROUTES
 from registry.settings import Settings
@@ -149,6 +152,8 @@ def create_app(
             )
             app.state.store = registry_store
             app.state.access = controller
+            app.state.proxy = ProxyCache(parse_proxy_config(config.proxy), registry_store)
+            app.state.proxy.start()
             extra_routes = getattr(controller, "routes", None)
             if extra_routes:
                 app.router.routes[0:0] = list(extra_routes)
@@ -163,6 +168,7 @@ def create_app(
             try:
                 yield
             finally:
+                await app.state.proxy.aclose()
                 if purger is not None:
                     purger.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -179,6 +185,7 @@ def create_app(
         middleware=[
             Middleware(ClientAddressMiddleware, trusted=config.trusted_proxies),
             Middleware(RegistryMiddleware),
+            Middleware(ProxyMiddleware),
         ]
         + ([Middleware(ReadOnlyMiddleware)] if config.readonly else []),
         exception_handlers={

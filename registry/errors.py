@@ -69,3 +69,6 @@ STORAGE_RETRY_AFTER = 10
 HEADERS_TOO_LARGE = _code("UNSUPPORTED", 431, "request header fields too large")
 URI_TOO_LONG = _code("UNSUPPORTED", 414, "request URI too long")
 REQUEST_TIMEOUT = _code("UNSUPPORTED", 408, "request headers did not arrive in time")
+# Pull-through cache (registry.proxy): the upstream failed and nothing cached could answer.
+UPSTREAM_ERROR = _code("UNKNOWN", 502, "the upstream registry failed")
+UPSTREAM_UNAVAILABLE = _code("UNAVAILABLE", 503, "the upstream registry is unavailable")

@@ -17,6 +17,7 @@ YAML keys (all optional; documented in docs/registry.md):
     tls: {certificate: ..., key: ..., client_ca: ...}   # HTTPS (registry.tls)
     notifications: {endpoints: [...]}    # webhooks (registry.events.config)
     http: {max_header_size: 65536, max_url_size: 8192, header_timeout: 30, keep_alive: 5}
+    proxy: null                          # pull-through cache upstreams (registry.proxy.config)
 
 Environment: PYREG_HOST, PYREG_PORT, PYREG_WORKERS, PYREG_LOG_LEVEL, PYREG_STORAGE,
 PYREG_UPLOAD_TTL, PYREG_UPLOAD_PURGE_INTERVAL, PYREG_MAX_MANIFEST_SIZE, PYREG_TRUSTED_PROXIES,
@@ -37,6 +38,7 @@ from typing import Any
 import yaml
 
 from registry.client_address import TrustedProxiesError, parse_trusted
+from registry.proxy.config import ProxyConfigError, parse_proxy_config
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
@@ -77,6 +79,7 @@ class Settings:
     max_url_size: int = 8 * 1024
     header_timeout: float = 30.0
     keep_alive_timeout: int = 5
+    proxy: dict[str, Any] | None = None  # registry.proxy.config, checked in __post_init__
 
     def __post_init__(self) -> None:
         _check_operations(self)
@@ -98,6 +101,10 @@ class Settings:
             raise SettingsError("http limits must be positive")
         if self.header_timeout <= 0:
             raise SettingsError("http.header_timeout must be positive")
+        try:
+            parse_proxy_config(self.proxy)
+        except ProxyConfigError as exc:
+            raise SettingsError(str(exc)) from None
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -124,6 +131,7 @@ def _from_mapping(raw: Mapping[str, Any]) -> dict[str, Any]:
     known |= {"uploads", "auth", "trusted_proxies", "redis"}
     known |= OPERATIONS_KEYS
     known |= {"http"}
+    known |= {"proxy"}
     unknown = set(raw) - known
     if unknown:
         raise SettingsError(f"unknown settings: {', '.join(sorted(unknown))}")
@@ -190,6 +198,11 @@ def _from_mapping(raw: Mapping[str, Any]) -> dict[str, Any]:
     if auth:
         out["auth"] = dict(auth)
     out.update(_operations_from_mapping(raw))
+    proxy = raw.get("proxy")
+    if proxy is not None and not isinstance(proxy, Mapping):
+        raise SettingsError("proxy: expected a mapping")
+    if proxy:
+        out["proxy"] = dict(proxy)
     return out
 
 

@@ -18,6 +18,7 @@ from registry.handlers.base import (
     repo_name,
     store,
 )
+from registry.proxy import hooks as proxy
 
 _RANGE_RE = re.compile(r"^bytes=([0-9]*)-([0-9]*)$")
 
@@ -58,6 +59,9 @@ async def get_blob(request: Request) -> Response:
     name = repo_name(request)
     digest = parse_digest(request.path_params["digest"])
     await authorize(request, [pull(name)])
+    mirrored = await proxy.blob_response(request, name, digest)  # a miss of a mirrored repository
+    if mirrored is not None:
+        return mirrored
     blobs = store(request).blobs
     size = await blobs.size(name, digest)
     etag = f'"{digest}"'

@@ -19,6 +19,7 @@ from registry.handlers.base import (
     settings,
     store,
 )
+from registry.proxy import hooks as proxy
 from registry.stores.manifests import parse_reference
 
 
@@ -37,6 +38,7 @@ async def get_manifest(request: Request) -> Response:
     name = repo_name(request)
     reference = _existing_reference(request)
     await authorize(request, [pull(name)])
+    await proxy.ensure_manifest(request, name, reference)  # mirrored repositories only
     stored = await store(request).manifests.get(name, reference)
     etag = f'"{stored.digest}"'
     headers = {

@@ -121,8 +121,12 @@ class ManifestStore:
         data: bytes,
         content_type: str | None,
         extra_tags: list[str] | None = None,
+        require_references: bool = True,
     ) -> PutResult:
-        """Store a manifest under a tag or its digest (plus `extra_tags`, spec end-7b)."""
+        """Store a manifest under a tag or its digest (plus `extra_tags`, spec end-7b).
+
+        `require_references=False` is for the pull-through cache (registry.proxy): a mirrored
+        manifest is stored before its blobs, which arrive when clients ask for them."""
         try:
             parsed = parse_manifest(data, content_type)
         except ManifestError as exc:
@@ -146,7 +150,8 @@ class ManifestStore:
             digest = digest_bytes(data)
         needed = list(dict.fromkeys(_stored_references(parsed)))  # each digest once, in order
         # Read-only first: a manifest refused here has written nothing.
-        await self._require_references(name, needed)
+        if require_references:
+            await self._require_references(name, needed)
         # Online GC safety (registry/gc.py): mark everything this push relies on as in use
         # *before* the existence check it relies on (after the revision is written).
         await _bounded([digest, *needed], self._blobs.touch)
@@ -156,7 +161,7 @@ class ManifestStore:
         link = json.dumps({"digest": str(digest), "mediaType": parsed.media_type}).encode()
         revision = paths.manifest_revision_link(name, digest)
         await self._backend.put(revision, link)
-        checked = [digest, *needed]
+        checked = [digest, *needed] if require_references else [digest]
         present = await _bounded(checked, self._blobs.exists)
         missing = [str(d) for d, ok in zip(checked, present, strict=True) if not ok]
         if missing:

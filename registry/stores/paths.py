@@ -26,6 +26,12 @@
 │                                               still to deliver), oldest name first
 ├── _events/dead/<endpoint>/<ns>-<rand>.json     records an endpoint refused maxattempts times
 ├── _events/lease                                which process delivers events, until when
+├── _proxy/checked/<name>/_tag/<tag>             pull-through cache: when a mirrored tag was last
+│                                               confirmed with its upstream (JSON: time, digest)
+├── _proxy/leases/<alg>/<hex>                    the replica fetching this blob from an upstream
+│                                               now (JSON: owner, expires); registry.proxy
+├── _proxy/access/<alg>/<hex>                    empty; its mtime: when the cache last served
+│                                               the blob (least-recently-used eviction)
 ├── _auth/token-key.pem                          the token signing key, generated on first start
 │                                               when `auth.key` is not set (registry.auth.keys)
 └── _uploads/<uuid>/                             one upload session (any process may continue it)
@@ -51,6 +57,7 @@ GC = "_gc"
 AUTH_KEY = "_auth/token-key.pem"
 EVENTS_QUEUE = "_events/queue"
 EVENTS_DEAD = "_events/dead"
+PROXY = "_proxy"
 
 
 def blob_data(digest: Digest) -> str:
@@ -198,3 +205,16 @@ def event_dead(endpoint: str, record: str) -> str:
 
 def events_lease() -> str:
     return "_events/lease"
+
+
+def proxy_tag_checked(name: str, tag: str) -> str:
+    # `_tag` cannot be a name component (components start with [a-z0-9]): no clash with names
+    return f"{PROXY}/checked/{name}/_tag/{tag}"
+
+
+def proxy_lease(digest: Digest) -> str:
+    return f"{PROXY}/leases/{digest.algorithm}/{digest.hex}"
+
+
+def proxy_access(digest: Digest) -> str:
+    return f"{PROXY}/access/{digest.algorithm}/{digest.hex}"

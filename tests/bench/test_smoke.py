@@ -49,6 +49,10 @@ def test_bench_runs_end_to_end(tmp_path: Path) -> None:
     clients = {m["peer"] for m in client_rows}
     if shutil.which("skopeo"):
         assert {"skopeo", "pyreg-client"} <= clients, written["skipped"]
+    if shutil.which("skopeo"):  # the pull-through cache part seeds its upstream with skopeo
+        proxy = {(m["scenario"].split()[0], m["peer"]) for m in written["measurements"]}
+        assert {("first", "through-cache"), ("first", "upstream-direct")} <= proxy
+        assert {("cached", "through-cache"), ("cached", "local-repo")} <= proxy
     assert all(m["median"] > 0 for m in written["measurements"])
     assert "ratio" in result.stdout
 

@@ -11,7 +11,9 @@ import pytest
 
 from ocispec.digest import DigestMismatch, digest_bytes
 from ocispec.reference import Reference
-from puller.api import (
+from puller.push import push
+from puller.store import GraphStore
+from regclient.api import (
     NotFound,
     RegistryClient,
     RegistryError,
@@ -20,9 +22,7 @@ from puller.api import (
     UploadSession,
     UploadUnknown,
 )
-from puller.push import push
-from puller.store import GraphStore
-from puller.transport import RetryPolicy
+from regclient.transport import RetryPolicy
 from tests.puller.conftest import put_image
 from tests.support.docker_registry import DockerRegistry
 from tests.support.images import build_image, file

@@ -12,19 +12,19 @@ import httpx
 import pytest
 
 from ocispec.reference import Reference
-from puller.api import RegistryClient, Unauthorized
-from puller.auth import (
+from puller.pull import pull
+from puller.push import push
+from puller.store import GraphStore
+from pyreg.cli import main as cli_main
+from regclient.api import RegistryClient, Unauthorized
+from regclient.auth import (
     MAX_TOKEN_BODY,
     AuthError,
     RegistryAuth,
     parse_www_authenticate,
     scopes_for,
 )
-from puller.credentials import Credentials
-from puller.pull import pull
-from puller.push import push
-from puller.store import GraphStore
-from pyreg.cli import main as cli_main
+from regclient.credentials import Credentials
 from tests.puller.conftest import put_image
 from tests.support.docker_registry import DockerRegistry, TokenAuthConfig, start_registry
 from tests.support.images import build_image, file

@@ -10,10 +10,10 @@ import pytest
 
 from ocispec import mediatypes as mt
 from ocispec.reference import Reference
-from puller.api import RegistryClient
 from puller.copy import Copier
 from puller.push import push
 from puller.store import GraphStore
+from regclient.api import RegistryClient
 from tests.puller.conftest import put_image
 from tests.support.docker_registry import DockerRegistry, start_registry
 from tests.support.images import build_image, file

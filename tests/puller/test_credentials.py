@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from puller import credentials
-from puller.credentials import Credentials, CredentialsError
+from regclient import credentials
+from regclient.credentials import Credentials, CredentialsError
 
 
 @pytest.fixture(autouse=True)

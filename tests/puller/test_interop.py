@@ -13,10 +13,10 @@ import pytest
 
 from ocispec.digest import Digest, digest_bytes
 from ocispec.reference import Reference
-from puller.api import RegistryClient
 from puller.pull import pull
 from puller.push import push
 from puller.store import GraphStore
+from regclient.api import RegistryClient
 from tests.puller.conftest import put_image
 from tests.support.docker_registry import DockerRegistry
 from tests.support.images import Image, sample_image, write_oci_layout

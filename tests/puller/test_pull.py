@@ -20,10 +20,10 @@ from ocispec import mediatypes as mt
 from ocispec.digest import digest_bytes
 from ocispec.models import Index, Platform, chain_ids
 from ocispec.reference import Reference
-from puller.api import RegistryClient
 from puller.pull import Puller, PullError, choose_platform, pull
 from puller.push import push
 from puller.store import GraphStore, assemble_rootfs
+from regclient.api import RegistryClient
 from tests.puller.conftest import put_image
 from tests.support.docker_registry import DockerRegistry
 from tests.support.flaky_proxy import FlakyProxy

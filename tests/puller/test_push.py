@@ -11,9 +11,9 @@ import pytest
 
 from ocispec.digest import digest_bytes
 from ocispec.reference import Reference
-from puller.api import RegistryClient
 from puller.push import Pusher, PushError, push
 from puller.store import GraphStore
+from regclient.api import RegistryClient
 from tests.puller.conftest import put_image
 from tests.support.docker_registry import DockerRegistry
 from tests.support.images import build_image, file, make_layer, sample_image

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from ocispec.reference import Reference
-from puller.api import RegistryClient
-from puller.auth import AuthError
 from puller.pull import pull
 from puller.push import Pusher, push
 from puller.store import GraphStore
+from regclient.api import RegistryClient
+from regclient.auth import AuthError
 from tests.puller.conftest import put_image
 from tests.support.images import build_image, file, sample_image
 from tests.support.server import RegistryServer
@@ -53,8 +53,8 @@ async def test_client_against_pyreg_serve_with_access_control(
     tmp_path: Path, store: GraphStore
 ) -> None:
     """pyreg's token service (issue 3): login, private push/pull, anonymous public pull."""
-    from puller.api import Unauthorized
-    from puller.credentials import Credentials
+    from regclient.api import Unauthorized
+    from regclient.credentials import Credentials
     from tests.support.auth import auth_section
 
     rules = [

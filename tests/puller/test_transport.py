@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from puller.transport import (
+from regclient.transport import (
     InsecureFallbackTransport,
     LazyTLSTransport,
     RetryPolicy,

@@ -11,7 +11,7 @@ from collections.abc import Generator
 
 import httpx
 
-from puller.auth import basic_header, parse_www_authenticate
+from regclient.auth import basic_header, parse_www_authenticate
 
 # the suite's reRepo: the repository part of a /v2/ path
 _REPO_RE = re.compile(

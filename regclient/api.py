@@ -18,9 +18,9 @@ import httpx
 
 from ocispec import mediatypes as mt
 from ocispec.digest import Digest, DigestError, DigestMismatch, digest_bytes
-from puller.auth import RegistryAuth
-from puller.credentials import Credentials
-from puller.transport import RetryPolicy, base_url, make_client
+from regclient.auth import RegistryAuth
+from regclient.credentials import Credentials
+from regclient.transport import RetryPolicy, base_url, make_client
 
 MANIFEST_ACCEPT = ", ".join(
     [mt.OCI_INDEX, mt.OCI_MANIFEST, mt.DOCKER_MANIFEST_LIST, mt.DOCKER_MANIFEST]

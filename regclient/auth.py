@@ -33,7 +33,7 @@ from urllib.parse import parse_qs
 
 import httpx
 
-from puller.credentials import Credentials
+from regclient.credentials import Credentials
 
 _NAME_RE = re.compile(r"^/v2/(?P<name>.+?)/(?:blobs|manifests|tags|referrers)/")
 _PARAM_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))')
