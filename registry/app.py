@@ -21,11 +21,16 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from registry import errors
 from registry.auth import build_access
 from registry.handlers.base import API_VERSION, API_VERSION_HEADER
+from registry.observe import gc_record, multiproc
+from registry.observe.exposition import metrics_page
+from registry.observe.middleware import ObserveMiddleware
+from registry.observe.storage import InstrumentedBackend
 from registry.routes import ROUTES
 from registry.settings import Settings
 from registry.stores.repository import RegistryStore
@@ -111,7 +116,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        storage = backend or open_backend(config.storage_url, **config.storage_options)
+        storage: StorageBackend = InstrumentedBackend(
+            backend or open_backend(config.storage_url, **config.storage_options)
+        )
         await storage.open()
         try:
             controller = await build_access(config.auth, storage)
@@ -128,19 +135,28 @@ def create_app(
                         registry_store, config.upload_ttl, config.upload_purge_interval
                     )
                 )
+            gc_watcher = asyncio.create_task(gc_record.watch(storage))
             try:
                 yield
             finally:
+                gc_watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await gc_watcher
                 if purger is not None:
                     purger.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await purger
         finally:
             await storage.close()
+            multiproc.mark_dead()
 
+    routes = list(ROUTES)
+    if config.metrics_on_main_port:
+        routes.append(Route("/metrics", metrics_page, methods=["GET"]))
     app = Starlette(
-        routes=list(ROUTES),
-        middleware=[Middleware(RegistryMiddleware)],
+        routes=routes,
+        # ObserveMiddleware outside RegistryMiddleware, to count the 500s that one renders
+        middleware=[Middleware(ObserveMiddleware), Middleware(RegistryMiddleware)],
         exception_handlers={
             errors.RegistryError: _registry_error,
             HTTPException: _http_error,

@@ -42,6 +42,14 @@ def register(subparsers: Any) -> None:
         help="comma-separated proxy addresses (or *) whose X-Forwarded-For/-Proto are "
         "believed; default none",
     )
+    parser.add_argument(
+        "--log-format", choices=("text", "json"), help="log line format (default text)"
+    )
+    parser.add_argument(
+        "--metrics-addr",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics on this separate address (default: none)",
+    )
     parser.set_defaults(func=serve)
 
 
@@ -57,7 +65,9 @@ def _is_loopback(host: str) -> bool:
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from registry.app import SETTINGS_ENV
+    from registry import preflight
+    from registry.observe import serving
+    from registry.observe.logs import log_config
 
     try:
         settings = load_settings(
@@ -68,6 +78,8 @@ def serve(args: argparse.Namespace) -> int:
             workers=args.workers,
             log_level=args.log_level,
             trusted_proxies=args.trusted_proxies,
+            log_format=args.log_format,
+            metrics_addr=args.metrics_addr,
         )
     except SettingsError as exc:
         print(f"pyreg serve: {exc}", file=sys.stderr)
@@ -92,6 +104,15 @@ def serve(args: argparse.Namespace) -> int:
     if settings.workers > 1 and settings.storage_url.startswith("memory:"):
         print("pyreg serve: memory:// storage cannot be shared by several workers", file=sys.stderr)
         return 2
+    try:
+        serving.check(settings)
+        preflight.check(settings)  # one clear line for a bad storage or users file
+        serving.start(settings)  # metrics directory and listener, before the app's import
+    except (preflight.StartupError, serving.ServingError) as exc:
+        print(f"pyreg serve: {exc}", file=sys.stderr)
+        return 2
+    from registry.app import SETTINGS_ENV
+
     os.environ[SETTINGS_ENV] = settings.to_json()
     uvicorn.run(
         "registry.app:create_app_from_env",
@@ -104,5 +125,7 @@ def serve(args: argparse.Namespace) -> int:
         # their address (and dodge the per-address login lockout).
         proxy_headers=bool(settings.trusted_proxies),
         forwarded_allow_ips=settings.trusted_proxies or None,
+        access_log=False,  # registry.access replaces it (registry.observe.middleware)
+        log_config=log_config(settings.log_level, settings.log_format),
     )
     return 0

@@ -8,10 +8,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
 from registry.gc import DEFAULT_GRACE, GarbageCollector, GcReport
+from registry.observe.gc_record import record_run
 from registry.settings import SettingsError, load_settings
 from storage_backends import open_backend
 from storage_backends.base import StorageError
@@ -97,6 +99,9 @@ async def _run(
             dry_run=args.dry_run,
             log=log,
         )
-        return await collector.run()
+        started = time.time()
+        report = await collector.run()
+        await record_run(backend, report, started, time.time())  # audit lines, GC metrics
+        return report
     finally:
         await backend.close()

@@ -10,10 +10,13 @@ YAML keys (all optional; documented in docs/registry.md):
     max_manifest_size: 4194304
     uploads: {ttl: 86400, purge_interval: 3600}
     trusted_proxies: ""                  # e.g. "10.0.0.1,10.0.0.2" or "*"
+    log_format: text                     # or json (one object per line)
+    metrics: {addr: null, on_main_port: false}   # addr: HOST:PORT of the metrics listener
     auth: null                           # passed as-is to registry.auth.build_access
 
 Environment: PYREG_HOST, PYREG_PORT, PYREG_WORKERS, PYREG_LOG_LEVEL, PYREG_STORAGE,
-PYREG_UPLOAD_TTL, PYREG_UPLOAD_PURGE_INTERVAL, PYREG_MAX_MANIFEST_SIZE, PYREG_TRUSTED_PROXIES.
+PYREG_UPLOAD_TTL, PYREG_UPLOAD_PURGE_INTERVAL, PYREG_MAX_MANIFEST_SIZE, PYREG_TRUSTED_PROXIES,
+PYREG_LOG_FORMAT, PYREG_METRICS_ADDR.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any
 import yaml
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+LOG_FORMATS = ("text", "json")
 
 
 class SettingsError(ValueError):
@@ -51,6 +55,10 @@ class Settings:
     # login lockout); set it to the proxy's address there.
     trusted_proxies: str = ""
     auth: dict[str, Any] | None = None
+    log_format: str = "text"
+    # HOST:PORT of the metrics listener (registry.observe.listener); empty: none
+    metrics_addr: str = ""
+    metrics_on_main_port: bool = False  # also serve /metrics on the registry's port
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -63,6 +71,8 @@ class Settings:
             raise SettingsError("upload ttl and max_manifest_size must be positive")
         if self.upload_purge_interval < 0:
             raise SettingsError("uploads.purge_interval must not be negative")
+        if self.log_format not in LOG_FORMATS:
+            raise SettingsError(f"log_format must be one of {', '.join(LOG_FORMATS)}")
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -87,6 +97,7 @@ def _int(value: Any, key: str) -> int:
 def _from_mapping(raw: Mapping[str, Any]) -> dict[str, Any]:
     known = {"host", "port", "workers", "log_level", "storage", "max_manifest_size"}
     known |= {"uploads", "auth", "trusted_proxies"}
+    known |= {"log_format", "metrics"}
     unknown = set(raw) - known
     if unknown:
         raise SettingsError(f"unknown settings: {', '.join(sorted(unknown))}")
@@ -132,11 +143,32 @@ def _from_mapping(raw: Mapping[str, Any]) -> dict[str, Any]:
         out["trusted_proxies"] = proxies
     elif proxies is not None:
         raise SettingsError("trusted_proxies: expected a string or a list of addresses")
+    if "log_format" in raw:
+        out["log_format"] = str(raw["log_format"]).lower()
+    out.update(_metrics_section(raw.get("metrics")))
     auth = raw.get("auth")
     if auth is not None and not isinstance(auth, Mapping):
         raise SettingsError("auth: expected a mapping")
     if auth:
         out["auth"] = dict(auth)
+    return out
+
+
+def _metrics_section(metrics: Any) -> dict[str, Any]:
+    if metrics is None:
+        return {}
+    if not isinstance(metrics, Mapping):
+        raise SettingsError("metrics: expected a mapping with addr/on_main_port")
+    unknown = set(metrics) - {"addr", "on_main_port"}
+    if unknown:
+        raise SettingsError(f"unknown settings: metrics.{', metrics.'.join(sorted(unknown))}")
+    out: dict[str, Any] = {}
+    if metrics.get("addr") is not None:
+        out["metrics_addr"] = str(metrics["addr"])
+    if "on_main_port" in metrics:
+        if not isinstance(metrics["on_main_port"], bool):
+            raise SettingsError("metrics.on_main_port: expected true or false")
+        out["metrics_on_main_port"] = metrics["on_main_port"]
     return out
 
 
@@ -150,6 +182,8 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "PYREG_UPLOAD_PURGE_INTERVAL": ("upload_purge_interval", float),
     "PYREG_MAX_MANIFEST_SIZE": ("max_manifest_size", int),
     "PYREG_TRUSTED_PROXIES": ("trusted_proxies", str),
+    "PYREG_LOG_FORMAT": ("log_format", str.lower),
+    "PYREG_METRICS_ADDR": ("metrics_addr", str),
 }
 
 

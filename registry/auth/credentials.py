@@ -19,6 +19,7 @@ from collections.abc import Callable
 from registry.auth.base import Principal
 from registry.auth.htpasswd import Htpasswd
 from registry.auth.lockout import Lockout
+from registry.observe import audit
 
 CACHE_SECONDS = 60.0
 CACHE_SIZE = 1024
@@ -77,13 +78,16 @@ class Authenticator:
         """The principal for these credentials; raises LockedOut or LoginFailed."""
         retry_after = self.lockout.retry_after(client)
         if retry_after is not None:
+            audit.login_while_locked(client, user)
             raise LockedOut(retry_after)
         key = self._cache_key(user, password)
         now = self._clock()
         if key is not None and self._recent.get(key, 0.0) > now:
             return Principal(user)
         if not await self.users.verify(user, password):
-            self.lockout.failed(client)
+            audit.login_failed(client, user)
+            if self.lockout.failed(client):
+                audit.locked_out(client, user, self.lockout.lock_for)
             raise LoginFailed(user)
         self.lockout.succeeded(client)
         if key is not None:

@@ -63,18 +63,21 @@ class Lockout:
         remaining = entry.locked_until - self._clock()
         return max(1, math.ceil(remaining)) if remaining > 0 else None
 
-    def failed(self, client: str) -> None:
+    def failed(self, client: str) -> bool:
+        """Count a failure; True when this one locked the client out."""
         client = client_key(client)
         now = self._clock()
         entry = self._entries.pop(client, None) or _Entry()
         entry.failures = [t for t in entry.failures if now - t < self.window]
         entry.failures.append(now)
-        if len(entry.failures) >= self.max_failures:
+        locked = len(entry.failures) >= self.max_failures
+        if locked:
             entry.locked_until = now + self.lock_for
             entry.failures.clear()
         self._entries[client] = entry
         while len(self._entries) > MAX_TRACKED:
             self._entries.popitem(last=False)
+        return locked
 
     def succeeded(self, client: str) -> None:
         client = client_key(client)

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from registry.auth.base import ANONYMOUS, Principal
+from registry.auth.base import ANONYMOUS, USER_SCOPE, Principal
 from registry.auth.credentials import (
     Authenticator,
     LockedOut,
@@ -105,7 +105,9 @@ class TokenEndpoint:
 
     async def _login(self, request: Request, user: str, password: str) -> Principal:
         try:
-            return await self.authenticator.login(client_address(request), user, password)
+            principal = await self.authenticator.login(client_address(request), user, password)
+            request.scope[USER_SCOPE] = principal.name  # for the access log
+            return principal
         except LockedOut as exc:
             raise _locked(exc) from None
         except LoginFailed:

@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, Response
 from ocispec.digest import Digest, DigestError
 from ocispec.reference import valid_repository_name
 from registry import errors
-from registry.auth.base import Access, AccessController, Principal
+from registry.auth.base import USER_SCOPE, Access, AccessController, Principal
 from registry.settings import Settings
 from registry.stores.repository import RegistryStore
 
@@ -35,7 +35,9 @@ def access(request: Request) -> AccessController:
 
 
 async def authorize(request: Request, needs: list[Access]) -> Principal:
-    return await access(request).authorize(request, needs)
+    principal = await access(request).authorize(request, needs)
+    request.scope[USER_SCOPE] = principal.name  # for the access and audit logs
+    return principal
 
 
 def check_name(name: str) -> str:

@@ -22,6 +22,8 @@
 ├── _catalog/<encoded name>                      one empty marker per repository (no bucket walk);
 │                                               flat and order-preserving (catalog_marker)
 ├── _gc/clock, _gc/trash/<alg>/<hex>             GC's storage-clock probe; blobs it is deleting
+├── _gc/last-run.json                            what the last `pyreg gc` did (its metrics)
+├── _health/probe                                written by start-up checks, read by /readyz
 ├── _auth/token-key.pem                          the token signing key, generated on first start
 │                                               when `auth.key` is not set (registry.auth.keys)
 └── _uploads/<uuid>/                             one upload session (any process may continue it)
@@ -45,6 +47,8 @@ CATALOG = "_catalog"
 UPLOADS = "_uploads"
 GC = "_gc"
 AUTH_KEY = "_auth/token-key.pem"
+GC_LAST_RUN = f"{GC}/last-run.json"
+HEALTH_PROBE = "_health/probe"
 
 
 def blob_data(digest: Digest) -> str:

@@ -7,7 +7,8 @@
   answers (any status below 500, so a server with access control counts as up), and
   `stop()` terminates it. `kill()` sends SIGKILL (a crash), `restart()` starts it again on the
   same storage and port. `url` is `http://127.0.0.1:<port>`; `pid` the server process.
-  `config` (a dict) is written to a YAML file passed as `--config`; `env` adds environment.
+  `config` (a dict) is written to a YAML file passed as `--config`; `env` adds environment;
+  `args` are appended to the command line (later flags win: `["--log-level", "info"]`).
   Use it as a context manager, or through the fixture:
 - `registry_server` (function scope): a factory `start(storage_url, config=None, env=None)`
   returning a started `RegistryServer`; every server it started is stopped at teardown.
@@ -48,7 +49,9 @@ class RegistryServer:
         config: dict[str, Any] | None = None,
         env: dict[str, str] | None = None,
         startup_timeout: float = 60.0,
+        args: list[str] | None = None,
     ) -> None:
+        self.args = args or []
         self.storage_url = storage_url
         self.config = config
         self.env = env or {}
@@ -74,6 +77,7 @@ class RegistryServer:
             config_path = Path(self._config_dir.name) / "config.yaml"
             config_path.write_text(yaml.safe_dump(self.config))
             argv += ["--config", str(config_path)]
+        argv += self.args
         env = {**os.environ, **self.env}
         env.pop("PYREG_SETTINGS_JSON", None)
         log = self.log_path.open("ab")
