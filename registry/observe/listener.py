@@ -22,8 +22,11 @@ def parse_addr(addr: str) -> tuple[str, int]:
     host, sep, raw_port = addr.rpartition(":")
     if not sep or not (raw_port.isascii() and raw_port.isdigit()) or int(raw_port) > 65535:
         raise AddressError(f"metrics address {addr!r}: expected HOST:PORT")
+    bracketed = host.startswith("[") and host.endswith("]")
     host = host.strip("[]") or "0.0.0.0"
     if ":" in host:
+        if not bracketed:
+            raise AddressError(f"metrics address {addr!r}: write IPv6 as [ADDRESS]:PORT")
         try:
             ipaddress.IPv6Address(host)
         except ValueError:

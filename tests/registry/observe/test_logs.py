@@ -8,7 +8,13 @@ import re
 import sys
 from collections.abc import Mapping
 
-from registry.observe.logs import JsonFormatter, TextFormatter, log_config, logfmt
+from registry.observe.logs import (
+    ForcedExitFilter,
+    JsonFormatter,
+    TextFormatter,
+    log_config,
+    logfmt,
+)
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -50,3 +56,23 @@ def test_uvicorn_config_turns_its_access_log_off() -> None:
     assert config["formatters"]["pyreg"]["()"].endswith("JsonFormatter")
     assert config["loggers"]["uvicorn.access"] == {"level": "WARNING", "propagate": False}
     assert log_config("trace", "text")["root"]["level"] == "DEBUG"
+
+
+def test_forced_exit_cancellations_become_one_warning_line() -> None:
+    import asyncio
+
+    forced = ForcedExitFilter()
+    try:
+        raise asyncio.CancelledError()
+    except asyncio.CancelledError:
+        record = logging.LogRecord(
+            "uvicorn.error", logging.ERROR, __file__, 1, "Exception in ASGI application", (), None
+        )
+        record.exc_info = sys.exc_info()
+    assert forced.filter(record) and record.levelname == "WARNING" and record.exc_info is None
+    text = "Traceback (most recent call last):\n  File x\nasyncio.exceptions.CancelledError\n"
+    lifespan = logging.LogRecord("uvicorn.error", logging.ERROR, __file__, 1, text, (), None)
+    assert forced.filter(lifespan) and "Traceback" not in lifespan.getMessage()
+    real = "Traceback (most recent call last):\n  File x\nValueError: broken\n"
+    error = logging.LogRecord("uvicorn.error", logging.ERROR, __file__, 1, real, (), None)
+    assert forced.filter(error) and error.getMessage() == real and error.levelname == "ERROR"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -82,6 +83,15 @@ def test_missing_htpasswd(tmp_path: Path) -> None:
 def test_bad_metrics_address(tmp_path: Path) -> None:
     storage = f"file://{tmp_path / 's'}"
     assert_one_line_exit_2(serve(["--storage", storage, "--metrics-addr", "nonsense"]), "HOST:PORT")
+
+
+def test_metrics_address_in_use(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        addr = f"127.0.0.1:{taken.getsockname()[1]}"
+        result = serve(["--storage", f"file://{tmp_path / 's'}", "--metrics-addr", addr])
+    assert_one_line_exit_2(result, addr, "in use")
 
 
 def _wait_up(url: str, process: subprocess.Popen[bytes]) -> None:
