@@ -14,6 +14,7 @@ from typing import Any
 
 from registry.gc import DEFAULT_GRACE, GarbageCollector, GcReport
 from registry.observe.gc_record import record_run
+from registry.observe.logs import configure_command
 from registry.settings import SettingsError, load_settings
 from storage_backends import open_backend
 from storage_backends.base import StorageError
@@ -65,6 +66,7 @@ def gc(args: argparse.Namespace) -> int:
     if args.grace < 0:
         print("pyreg gc: --grace must not be negative", file=sys.stderr)
         return 2
+    configure_command(settings.log_level, settings.log_format)  # audit lines on stderr
 
     def log(message: str) -> None:
         if not args.quiet:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import logging.config
 import re
 import time
 from collections.abc import Mapping
@@ -131,3 +132,12 @@ def log_config(level: str, log_format: str) -> dict[str, Any]:
             "uvicorn.access": {"level": "WARNING", "propagate": False},
         },
     }
+
+
+def configure_command(level: str, log_format: str) -> None:
+    """Logging for a command-line job (`pyreg gc`: its audit lines go to stderr), unless the
+    host program (a test runner, an embedding app) configured logging already."""
+    if not logging.getLogger().handlers:
+        config = log_config(level, log_format)
+        config["loggers"] = {}
+        logging.config.dictConfig(config)

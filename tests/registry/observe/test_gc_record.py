@@ -74,3 +74,25 @@ def test_gc_run_is_recorded_audited_and_exported(
     assert value("pyreg_gc_last_run_blobs_swept") == 5
     assert value("pyreg_gc_last_run_bytes_swept") == 1234
     assert value("pyreg_gc_last_run_timestamp_seconds") == record["finished"]
+
+
+def test_pyreg_gc_writes_audit_lines_to_stderr(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.support.server import REPO_ROOT
+
+    root = tmp_path / "storage"
+    orphan = _orphan(root, b"swept by a real pyreg gc")
+    time.sleep(0.05)
+    argv = [sys.executable, "-m", "pyreg", "gc", "--storage", f"file://{root}", "--grace", "0"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYREG_")}
+    env["PYREG_LOG_FORMAT"] = "json"
+    done = subprocess.run(argv, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stderr.splitlines()]
+    sweeps = [line for line in lines if line.get("action") == "gc.sweep"]
+    assert [line["digest"] for line in sweeps] == [orphan]
+    assert sweeps[0]["logger"] == "registry.audit" and sweeps[0]["client"]
+    assert "freed 1 blob(s)" in done.stdout
