@@ -35,9 +35,11 @@ async def check_storage(settings: Settings) -> None:
         backend = open_backend(url, **settings.storage_options)
     except (ValueError, TypeError) as exc:
         raise StartupError(f"storage: {exc}") from None
+    step = "cannot open"
     try:
         await asyncio.wait_for(backend.open(), PROBE_TIMEOUT)
         try:
+            step = "cannot write"
             await asyncio.wait_for(backend.put(paths.HEALTH_PROBE, b""), PROBE_TIMEOUT)
             await asyncio.wait_for(backend.delete(paths.HEALTH_PROBE), PROBE_TIMEOUT)
         finally:
@@ -45,7 +47,7 @@ async def check_storage(settings: Settings) -> None:
     except TimeoutError:
         raise StartupError(f"storage {url}: no answer within {PROBE_TIMEOUT:.0f}s") from None
     except Exception as exc:  # whatever the backend raises, the operator needs one line
-        raise StartupError(f"storage {url}: cannot write: {_reason(exc)}") from None
+        raise StartupError(f"storage {url}: {step}: {_reason(exc)}") from None
 
 
 def check_auth(settings: Settings) -> None:

@@ -17,6 +17,7 @@ import httpx
 import pytest
 import yaml
 
+from tests.support.moto_server import s3_storage_url
 from tests.support.server import REPO_ROOT, free_port
 
 pytestmark = pytest.mark.slow
@@ -52,6 +53,13 @@ def test_unwritable_storage_path(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     result = serve(["--storage", f"file://{blocker}/registry"])
+    assert_one_line_exit_2(result, "cannot open", "Not a directory")
+    # the root exists, but nothing can be written below it (a file where a directory must be;
+    # permission bits would not stop root, which runs these tests in CI)
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "_health").write_text("in the way")
+    result = serve(["--storage", f"file://{root}"])
     assert_one_line_exit_2(result, "cannot write", "Not a directory")
 
 
@@ -64,6 +72,13 @@ def test_s3_without_credentials(tmp_path: Path) -> None:
         AWS_EC2_METADATA_DISABLED="true",
     )
     assert_one_line_exit_2(serve(["--storage", url], env), "credentials")
+
+
+def test_s3_bucket_missing(moto_endpoint: str) -> None:
+    url = s3_storage_url(moto_endpoint, "no-such-bucket", "registry")
+    credentials = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
+    result = serve(["--storage", url], _env(**credentials))
+    assert_one_line_exit_2(result, "cannot open", "no-such-bucket", "not usable")
 
 
 def test_unknown_s3_option() -> None:
