@@ -140,18 +140,23 @@ def test_metrics_on_the_main_port_only_when_enabled(tmp_path: Path) -> None:
 
 def test_access_log_lines_replace_uvicorns(tmp_path: Path) -> None:
     storage = f"file://{tmp_path / 'storage'}"
-    args = ["--log-level", "info", "--log-format", "json"]
+    args = ["--log-level", "info", "--log-format", "json", "--trusted-proxies", "127.0.0.1"]
     with RegistryServer(storage, args=args) as server:
         push_and_pull(server.url, "logged/repo", "v1")
         httpx.get(f"{server.url}/v2/logged/repo/tags/list", headers={"X-Request-ID": "abc-123"})
+        proxied = {"X-Forwarded-For": "203.0.113.9", "X-Request-ID": "via-proxy"}
+        httpx.get(f"{server.url}/v2/logged/repo/tags/list", headers=proxied)
         server.stop()
         log = server.log()
     lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
     assert lines and len(lines) == len(log.splitlines()), log  # every line is JSON
     access = [line for line in lines if line["logger"] == "registry.access"]
     tags = [line for line in access if line["route"] == "/v2/{name:path}/tags/list"]
-    assert tags and tags[-1]["request_id"] == "abc-123" and tags[-1]["client"] == "127.0.0.1"
-    assert tags[-1]["repository"] == "logged/repo" and tags[-1]["status"] == 200
+    assert len(tags) == 2
+    assert tags[-2]["request_id"] == "abc-123" and tags[-2]["client"] == "127.0.0.1"
+    assert tags[-2]["repository"] == "logged/repo" and tags[-2]["status"] == 200
+    # the client address after proxy trust (the proxy on 127.0.0.1 is trusted)
+    assert tags[-1]["request_id"] == "via-proxy" and tags[-1]["client"] == "203.0.113.9"
     assert not [line for line in lines if line["logger"] == "uvicorn.access"]
     audit = [line["action"] for line in lines if line["logger"] == "registry.audit"]
     assert audit == ["blob.upload", "blob.upload", "manifest.push"]
