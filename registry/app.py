@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from registry import errors
@@ -28,6 +29,10 @@ from registry.auth import build_access
 from registry.client_address import ClientAddressMiddleware
 from registry.events.service import EventService
 from registry.handlers.base import API_VERSION, API_VERSION_HEADER
+from registry.observe import gc_record, multiproc
+from registry.observe.exposition import metrics_page
+from registry.observe.middleware import ObserveMiddleware
+from registry.observe.storage import InstrumentedBackend
 from registry.proxy.cache import ProxyCache
 from registry.proxy.config import parse_proxy_config
 from registry.proxy.middleware import ProxyMiddleware
@@ -141,7 +146,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        storage = backend or open_backend(config.storage_url, **config.storage_options)
+        storage: StorageBackend = InstrumentedBackend(
+            backend or open_backend(config.storage_url, **config.storage_options)
+        )
         await storage.open()
         try:
             guard = open_redis(config.redis_url, config.redis_timeout) if config.redis_url else None
@@ -165,10 +172,14 @@ def create_app(
                         registry_store, config.upload_ttl, config.upload_purge_interval
                     )
                 )
+            gc_watcher = asyncio.create_task(gc_record.watch(storage))
             try:
                 yield
             finally:
                 await app.state.proxy.aclose()
+                gc_watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await gc_watcher
                 if purger is not None:
                     purger.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -179,11 +190,18 @@ def create_app(
             if app.state.redis is not None:
                 await app.state.redis.close()
             await storage.close()
+            multiproc.mark_dead()
 
+    routes = list(ROUTES)
+    if config.metrics_on_main_port:
+        routes.append(Route("/metrics", metrics_page, methods=["GET"]))
     app = Starlette(
-        routes=list(ROUTES),
+        routes=routes,
+        # ClientAddress first (the access log's client is the one after proxy trust), then
+        # ObserveMiddleware outside RegistryMiddleware, to count the 500s that one renders.
         middleware=[
             Middleware(ClientAddressMiddleware, trusted=config.trusted_proxies),
+            Middleware(ObserveMiddleware),
             Middleware(RegistryMiddleware),
             Middleware(ProxyMiddleware),
         ]

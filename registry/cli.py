@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
-import signal
 import sys
 from typing import Any
 
@@ -64,6 +63,14 @@ def register(subparsers: Any) -> None:
         metavar="FILE",
         help="PEM CA bundle: require client certificates signed by it",
     )
+    parser.add_argument(
+        "--log-format", choices=("text", "json"), help="log line format (default text)"
+    )
+    parser.add_argument(
+        "--metrics-addr",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics on this separate address (default: none)",
+    )
     parser.set_defaults(func=serve)
 
 
@@ -76,15 +83,14 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _exit_zero(signum: int, frame: object) -> None:
-    raise SystemExit(0)
-
-
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from registry import preflight
     from registry.app import SETTINGS_ENV
     from registry.http_limits import PROTOCOL
+    from registry.observe import serving
+    from registry.observe.logs import log_config
 
     try:
         settings = load_settings(
@@ -100,6 +106,8 @@ def serve(args: argparse.Namespace) -> int:
             tls_certificate=args.tls_cert,
             tls_key=args.tls_key,
             tls_client_ca=args.tls_client_ca,
+            log_format=args.log_format,
+            metrics_addr=args.metrics_addr,
         )
         tls_options = uvicorn_options(
             settings.tls_certificate, settings.tls_key, settings.tls_client_ca
@@ -127,10 +135,17 @@ def serve(args: argparse.Namespace) -> int:
     if settings.workers > 1 and settings.storage_url.startswith("memory:"):
         print("pyreg serve: memory:// storage cannot be shared by several workers", file=sys.stderr)
         return 2
+    try:
+        serving.check(settings)
+        preflight.check(settings)  # one clear line for a bad storage or users file
+        serving.start(settings)  # metrics directory and listener, before the app's import
+    except (preflight.StartupError, serving.ServingError) as exc:
+        print(f"pyreg serve: {exc}", file=sys.stderr)
+        return 2
+
     os.environ[SETTINGS_ENV] = settings.to_json()
-    # uvicorn drains on SIGTERM, then re-raises it with the handler found before it started:
-    # make that one exit 0 (a finished drain is a clean stop), not die of the signal.
-    signal.signal(signal.SIGTERM, _exit_zero)
+    # (uvicorn drains on SIGTERM, then re-raises it with the handler found before it started:
+    # serving.start installed one that exits 0, after atexit's clean-up.)
     uvicorn.run(
         "registry.app:create_app_from_env",
         factory=True,
@@ -147,5 +162,7 @@ def serve(args: argparse.Namespace) -> int:
         # Header size/URL caps and a header deadline (httptools has none): http_limits.py.
         http=PROTOCOL,
         timeout_keep_alive=settings.keep_alive_timeout,
+        access_log=False,  # registry.access replaces it (registry.observe.middleware)
+        log_config=log_config(settings.log_level, settings.log_format),
     )
     return 0

@@ -8,10 +8,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
 from registry.gc import DEFAULT_GRACE, GarbageCollector, GcReport
+from registry.observe.gc_record import record_run
+from registry.observe.logs import configure_command
 from registry.settings import SettingsError, load_settings
 from registry.shared import open_redis
 from registry.shared.blobcache import RedisBlobCache
@@ -65,6 +68,7 @@ def gc(args: argparse.Namespace) -> int:
     if args.grace < 0:
         print("pyreg gc: --grace must not be negative", file=sys.stderr)
         return 2
+    configure_command(settings.log_level, settings.log_format)  # audit lines on stderr
 
     def log(message: str) -> None:
         if not args.quiet:
@@ -110,7 +114,10 @@ async def _run(
             log=log,
             blob_cache=RedisBlobCache(guard) if guard else None,
         )
-        return await collector.run()
+        started = time.time()
+        report = await collector.run()
+        await record_run(backend, report, started, time.time())  # audit lines, GC metrics
+        return report
     finally:
         if guard is not None:
             await guard.close()

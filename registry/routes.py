@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute, Route
 
 from registry.handlers import blobs, catalog, manifests, referrers, tags, uploads
 from registry.handlers.base import root
+from registry.observe import health
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -55,4 +56,7 @@ ROUTES: list[BaseRoute] = [
     ),
     _route(f"{_NAME}/tags/list", {"GET": tags.list_tags}),
     _route(f"{_NAME}/referrers/{{digest}}", {"GET": referrers.list_referrers}),
+    # probes: outside /v2/, no access control (registry.observe.health)
+    _route("/healthz", {"GET": health.healthz}),
+    _route("/readyz", {"GET": health.readyz}),
 ]

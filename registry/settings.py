@@ -10,6 +10,8 @@ YAML keys (all optional; documented in docs/registry.md):
     max_manifest_size: 4194304
     uploads: {ttl: 86400, purge_interval: 3600}
     trusted_proxies: ""                  # e.g. "10.0.0.1,10.0.0.2" or "10.0.0.0/8" (never "*")
+    log_format: text                     # or json (one object per line)
+    metrics: {addr: null, on_main_port: false}   # addr: HOST:PORT of the metrics listener
     auth: null                           # passed as-is to registry.auth.build_access
     redis: ""                            # redis://host:6379/0: state shared by replicas
     readonly: false                      # refuse every write (backups, migrations)
@@ -22,7 +24,7 @@ YAML keys (all optional; documented in docs/registry.md):
 Environment: PYREG_HOST, PYREG_PORT, PYREG_WORKERS, PYREG_LOG_LEVEL, PYREG_STORAGE,
 PYREG_UPLOAD_TTL, PYREG_UPLOAD_PURGE_INTERVAL, PYREG_MAX_MANIFEST_SIZE, PYREG_TRUSTED_PROXIES,
 PYREG_REDIS, PYREG_READONLY, PYREG_SHUTDOWN_TIMEOUT, PYREG_TLS_CERT, PYREG_TLS_KEY,
-PYREG_TLS_CLIENT_CA.
+PYREG_TLS_CLIENT_CA, PYREG_LOG_FORMAT, PYREG_METRICS_ADDR.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from registry.client_address import TrustedProxiesError, parse_trusted
 from registry.proxy.config import ProxyConfigError, parse_proxy_config
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+LOG_FORMATS = ("text", "json")
 
 
 class SettingsError(ValueError):
@@ -80,6 +83,10 @@ class Settings:
     header_timeout: float = 30.0
     keep_alive_timeout: int = 5
     proxy: dict[str, Any] | None = None  # registry.proxy.config, checked in __post_init__
+    log_format: str = "text"
+    # HOST:PORT of the metrics listener (registry.observe.listener); empty: none
+    metrics_addr: str = ""
+    metrics_on_main_port: bool = False  # also serve /metrics on the registry's port
 
     def __post_init__(self) -> None:
         _check_operations(self)
@@ -105,6 +112,8 @@ class Settings:
             parse_proxy_config(self.proxy)
         except ProxyConfigError as exc:
             raise SettingsError(str(exc)) from None
+        if self.log_format not in LOG_FORMATS:
+            raise SettingsError(f"log_format must be one of {', '.join(LOG_FORMATS)}")
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -132,6 +141,7 @@ def _from_mapping(raw: Mapping[str, Any]) -> dict[str, Any]:
     known |= OPERATIONS_KEYS
     known |= {"http"}
     known |= {"proxy"}
+    known |= {"log_format", "metrics"}
     unknown = set(raw) - known
     if unknown:
         raise SettingsError(f"unknown settings: {', '.join(sorted(unknown))}")
@@ -192,6 +202,9 @@ def _from_mapping(raw: Mapping[str, Any]) -> dict[str, Any]:
         if not redis.startswith(("redis://", "rediss://", "unix://")):
             raise SettingsError(f"redis: expected a redis://, rediss:// or unix:// URL: {redis}")
         out["redis_url"] = redis
+    if "log_format" in raw:
+        out["log_format"] = str(raw["log_format"]).lower()
+    out.update(_metrics_section(raw.get("metrics")))
     auth = raw.get("auth")
     if auth is not None and not isinstance(auth, Mapping):
         raise SettingsError("auth: expected a mapping")
@@ -280,6 +293,24 @@ def _http_section(http: Any) -> dict[str, Any]:
     return result
 
 
+def _metrics_section(metrics: Any) -> dict[str, Any]:
+    if metrics is None:
+        return {}
+    if not isinstance(metrics, Mapping):
+        raise SettingsError("metrics: expected a mapping with addr/on_main_port")
+    unknown = set(metrics) - {"addr", "on_main_port"}
+    if unknown:
+        raise SettingsError(f"unknown settings: metrics.{', metrics.'.join(sorted(unknown))}")
+    out: dict[str, Any] = {}
+    if metrics.get("addr") is not None:
+        out["metrics_addr"] = str(metrics["addr"])
+    if "on_main_port" in metrics:
+        if not isinstance(metrics["on_main_port"], bool):
+            raise SettingsError("metrics.on_main_port: expected true or false")
+        out["metrics_on_main_port"] = metrics["on_main_port"]
+    return out
+
+
 _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "PYREG_HOST": ("host", str),
     "PYREG_PORT": ("port", int),
@@ -296,6 +327,8 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "PYREG_TLS_CERT": ("tls_certificate", str),
     "PYREG_TLS_KEY": ("tls_key", str),
     "PYREG_TLS_CLIENT_CA": ("tls_client_ca", str),
+    "PYREG_LOG_FORMAT": ("log_format", str.lower),
+    "PYREG_METRICS_ADDR": ("metrics_addr", str),
 }
 
 

@@ -53,6 +53,9 @@ def delete(repo: str) -> Access:
 
 CATALOG = Access("registry", "catalog", "*")
 
+#: scope key where the authenticated caller's name is left for the access and audit logs
+USER_SCOPE = "pyreg.user"
+
 #: `request.state` attribute where a controller leaves what a Bearer token carries (an object
 #: with `covers(Access) -> bool`); absent for other credentials
 GRANT_STATE = "access_grant"

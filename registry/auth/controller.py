@@ -30,6 +30,7 @@ from registry.auth.scopes import merge
 from registry.auth.token_endpoint import TokenEndpoint, client_address
 from registry.auth.tokens import TokenError, TokenService
 from registry.errors import DENIED, TOOMANYREQUESTS, UNAUTHORIZED
+from registry.observe import audit
 
 
 def _detail(needs: list[Access]) -> list[dict[str, str]]:
@@ -97,6 +98,7 @@ class TokenAccess:
         try:
             grant = self.tokens.verify_access(header.split(" ", 1)[1].strip())
         except (TokenError, IndexError):
+            audit.token_refused()
             raise self._unauthorized(request, needs, "invalid_token", "invalid token") from None
         setattr(request.state, GRANT_STATE, grant)  # mounts check their source against it
         if all(grant.covers(need) for need in needs) or self._public(needs):

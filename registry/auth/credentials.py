@@ -27,6 +27,7 @@ import anyio
 from registry.auth.base import Principal
 from registry.auth.htpasswd import Htpasswd
 from registry.auth.lockout import LockoutState, client_key
+from registry.observe import audit
 
 CACHE_SECONDS = 60.0
 CACHE_SIZE = 1024
@@ -98,6 +99,7 @@ class Authenticator:
         """The principal for these credentials; raises LockedOut or LoginFailed."""
         retry_after = await self.lockout.retry_after(client)
         if retry_after is not None:
+            audit.login_while_locked(client, user)
             raise LockedOut(retry_after)
         key = self._cache_key(user, password)
         if key is not None and self._recent.get(key, 0.0) > self._clock():
@@ -138,6 +140,10 @@ class Authenticator:
                 else:
                     await self.lockout.failed(client, user)
         if not ok:
+            audit.login_failed(client, user)
+            locked = await self.lockout.retry_after(client)
+            if locked is not None:
+                audit.locked_out(client, user, locked)
             raise LoginFailed(user)
         if key is not None:
             self._recent[key] = self._clock() + CACHE_SECONDS

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from registry.auth.base import ANONYMOUS, Principal
+from registry.auth.base import ANONYMOUS, USER_SCOPE, Principal
 from registry.auth.credentials import (
     Authenticator,
     LockedOut,
@@ -109,6 +109,7 @@ class TokenEndpoint:
         credential = self.authenticator.users.credential(user) or ""
         try:
             principal = await self.authenticator.login(client_address(request), user, password)
+            request.scope[USER_SCOPE] = principal.name  # for the access log
         except LockedOut as exc:
             raise _locked(exc) from None
         except LoginFailed:

@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, Response
 from ocispec.digest import Digest, DigestError
 from ocispec.reference import valid_repository_name
 from registry import errors
-from registry.auth.base import Access, AccessController, Principal
+from registry.auth.base import USER_SCOPE, Access, AccessController, Principal
 from registry.settings import Settings
 from registry.stores.repository import RegistryStore
 
@@ -37,6 +37,7 @@ def access(request: Request) -> AccessController:
 async def authorize(request: Request, needs: list[Access]) -> Principal:
     principal = await access(request).authorize(request, needs)
     request.state.principal = principal  # who did it, for events (registry.events.emit)
+    request.scope[USER_SCOPE] = principal.name  # for the access and audit logs
     return principal
 
 

@@ -32,6 +32,8 @@
 │                                               now (JSON: owner, expires); registry.proxy
 ├── _proxy/access/<alg>/<hex>                    empty; its mtime: when the cache last served
 │                                               the blob (least-recently-used eviction)
+├── _gc/last-run.json                            what the last `pyreg gc` did (its metrics)
+├── _health/probe                                written by start-up checks, read by /readyz
 ├── _auth/token-key.pem                          the token signing key, generated on first start
 │                                               when `auth.key` is not set (registry.auth.keys)
 └── _uploads/<uuid>/                             one upload session (any process may continue it)
@@ -58,6 +60,8 @@ AUTH_KEY = "_auth/token-key.pem"
 EVENTS_QUEUE = "_events/queue"
 EVENTS_DEAD = "_events/dead"
 PROXY = "_proxy"
+GC_LAST_RUN = f"{GC}/last-run.json"
+HEALTH_PROBE = "_health/probe"
 
 
 def blob_data(digest: Digest) -> str:

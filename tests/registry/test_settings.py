@@ -95,3 +95,33 @@ def test_trusted_proxies_refuses_star_and_non_addresses(tmp_path: Path, value: s
     config.write_text(f"trusted_proxies: {value}\n")
     with pytest.raises(SettingsError, match="trusted_proxies"):
         load_settings(config, environ={})
+
+
+def test_log_format_and_metrics(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("log_format: JSON\nmetrics: {addr: '127.0.0.1:9101', on_main_port: true}\n")
+    settings = load_settings(config, environ={})
+    assert settings.log_format == "json"
+    assert settings.metrics_addr == "127.0.0.1:9101" and settings.metrics_on_main_port
+    env = {"PYREG_LOG_FORMAT": "text", "PYREG_METRICS_ADDR": ":9102"}
+    from_env = load_settings(config, environ=env)
+    assert (from_env.log_format, from_env.metrics_addr) == ("text", ":9102")
+    assert load_settings(config, environ=env, metrics_addr="[::1]:9").metrics_addr == "[::1]:9"
+    assert Settings.from_json(settings.to_json()) == settings
+    assert (Settings().log_format, Settings().metrics_addr) == ("text", "")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "log_format: xml\n",
+        "metrics: 9100\n",
+        "metrics: {port: 9100}\n",
+        "metrics: {on_main_port: 'yes'}\n",
+    ],
+)
+def test_bad_observability_settings(tmp_path: Path, text: str) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(text)
+    with pytest.raises(SettingsError):
+        load_settings(config, environ={})

@@ -11,6 +11,7 @@
   With `tls.certificate` in `config`, `url` is `https://...`; `probe_options` go to the
   readiness probe's `httpx.get` (default for HTTPS: no certificate check; pass an SSLContext
   with a client certificate as `verify=` when the server requires one).
+  `args` are appended to the command line (later flags win: `["--log-level", "info"]`).
   Use it as a context manager, or through the fixture:
 - `registry_server` (function scope): a factory `start(storage_url, config=None, env=None)`
   returning a started `RegistryServer`; every server it started is stopped at teardown.
@@ -52,7 +53,9 @@ class RegistryServer:
         env: dict[str, str] | None = None,
         startup_timeout: float = 60.0,
         probe_options: dict[str, Any] | None = None,
+        args: list[str] | None = None,
     ) -> None:
+        self.args = args or []
         self.storage_url = storage_url
         self.config = config
         self.env = env or {}
@@ -82,6 +85,7 @@ class RegistryServer:
             config_path = Path(self._config_dir.name) / "config.yaml"
             config_path.write_text(yaml.safe_dump(self.config))
             argv += ["--config", str(config_path)]
+        argv += self.args
         env = {**os.environ, **self.env}
         env.pop("PYREG_SETTINGS_JSON", None)
         log = self.log_path.open("ab")
