@@ -38,7 +38,7 @@ from registry.proxy.config import parse_proxy_config
 from registry.proxy.middleware import ProxyMiddleware
 from registry.readonly import ReadOnlyMiddleware
 from registry.routes import ROUTES
-from registry.settings import Settings
+from registry.settings import SETTINGS_ENV, Settings
 from registry.shared import open_redis
 from registry.shared.blobcache import RedisBlobCache
 from registry.stores.repository import RegistryStore
@@ -52,8 +52,6 @@ from storage_backends.base import (
 )
 
 logger = logging.getLogger("registry")
-
-SETTINGS_ENV = "PYREG_SETTINGS_JSON"
 
 
 def render_error(exc: errors.RegistryError) -> Response:

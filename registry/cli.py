@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any
 
-from registry.settings import LOG_LEVELS, SettingsError, load_settings
+from registry.settings import LOG_LEVELS, SETTINGS_ENV, SettingsError, load_settings
 from registry.tls import TLSError, uvicorn_options
 
 
@@ -87,7 +87,6 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from registry import preflight
-    from registry.app import SETTINGS_ENV
     from registry.http_limits import PROTOCOL
     from registry.observe import serving
     from registry.observe.logs import log_config
@@ -143,6 +142,8 @@ def serve(args: argparse.Namespace) -> int:
         print(f"pyreg serve: {exc}", file=sys.stderr)
         return 2
 
+    # (registry.app, and with it the metrics, is imported by uvicorn only: after serving.start
+    # chose multiprocess mode.)
     os.environ[SETTINGS_ENV] = settings.to_json()
     # (uvicorn drains on SIGTERM, then re-raises it with the handler found before it started:
     # serving.start installed one that exits 0, after atexit's clean-up.)

@@ -28,8 +28,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from registry import errors
-from registry.app import SETTINGS_ENV
-from registry.settings import Settings
+from registry.settings import SETTINGS_ENV, Settings
 
 #: the import string `pyreg serve` hands to uvicorn (so spawned workers find the class)
 PROTOCOL = "registry.http_limits:LimitedHttpToolsProtocol"

@@ -39,9 +39,14 @@ async def check_storage(settings: Settings) -> None:
     try:
         await asyncio.wait_for(backend.open(), PROBE_TIMEOUT)
         try:
-            step = "cannot write"
-            await asyncio.wait_for(backend.put(paths.HEALTH_PROBE, b""), PROBE_TIMEOUT)
-            await asyncio.wait_for(backend.delete(paths.HEALTH_PROBE), PROBE_TIMEOUT)
+            if settings.readonly:
+                # Read-only (a backup or migration may be running): look, never write.
+                step = "cannot read"
+                await asyncio.wait_for(backend.exists(paths.HEALTH_PROBE), PROBE_TIMEOUT)
+            else:
+                step = "cannot write"
+                await asyncio.wait_for(backend.put(paths.HEALTH_PROBE, b""), PROBE_TIMEOUT)
+                await asyncio.wait_for(backend.delete(paths.HEALTH_PROBE), PROBE_TIMEOUT)
         finally:
             await backend.close()
     except TimeoutError:

@@ -42,6 +42,9 @@ import yaml
 from registry.client_address import TrustedProxiesError, parse_trusted
 from registry.proxy.config import ProxyConfigError, parse_proxy_config
 
+#: how `pyreg serve` hands its settings to every uvicorn worker (registry.app reads it)
+SETTINGS_ENV = "PYREG_SETTINGS_JSON"
+
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 LOG_FORMATS = ("text", "json")
 

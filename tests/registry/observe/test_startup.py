@@ -3,6 +3,7 @@ traceback); two Ctrl-C in a row end the server without tracebacks."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -167,3 +168,23 @@ def test_two_ctrl_c_print_no_tracebacks(tmp_path: Path, workers: int) -> None:
     assert "KeyboardInterrupt" not in text, text
     # interrupted: a clean exit, or death by SIGINT as a shell expects after Ctrl-C
     assert process.returncode in (0, 130, -signal.SIGINT), (process.returncode, text)
+
+
+def test_a_read_only_start_writes_nothing(tmp_path: Path) -> None:
+    # A backup or migration may be reading the storage: the start-up check only looks.
+    from registry import preflight
+    from registry.settings import Settings
+
+    root = tmp_path / "storage"
+    root.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(root)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        asyncio.run(preflight.check_storage(Settings(storage_url=f"file://{root}", readonly=True)))
+        with pytest.raises(preflight.StartupError, match="cannot write"):
+            asyncio.run(preflight.check_storage(Settings(storage_url=f"file://{root}")))
+    finally:
+        subprocess.run(["umount", str(root)], check=False)
