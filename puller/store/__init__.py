@@ -11,6 +11,7 @@ from pathlib import Path
 from puller.store.content import ContentStore, Ingest
 from puller.store.errors import LayerError, NotInStore, StoreError
 from puller.store.gc import PruneReport, prune
+from puller.store.holds import Holds
 from puller.store.images import ImageIndex
 from puller.store.layers import LayerGraph, LayerRecord
 from puller.store.rootfs import assemble_rootfs
@@ -30,6 +31,7 @@ class GraphStore:
     layers: LayerGraph
     images: ImageIndex
     sources: BlobSources
+    holds: Holds
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -37,6 +39,7 @@ class GraphStore:
         self.layers = LayerGraph(self.root, self.content)
         self.images = ImageIndex(self.root / "images.json")
         self.sources = BlobSources(self.root / "sources.json")
+        self.holds = Holds(self.root)
 
     @classmethod
     def default(cls) -> GraphStore:
@@ -47,6 +50,7 @@ __all__ = [
     "BlobSources",
     "ContentStore",
     "GraphStore",
+    "Holds",
     "ImageIndex",
     "Ingest",
     "LayerError",

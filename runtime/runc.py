@@ -1,0 +1,103 @@
+"""The runc command line, as pyreg uses it: one function per runc command.
+
+Each container's runc state lives under `$PYREG_HOME/runc` (`runc --root`), never in the
+system-wide /run/runc, so pyreg's containers are its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from runtime.errors import ContainerError, NotPermitted
+
+
+def runc_binary() -> str:
+    found = (
+        os.environ.get("PYREG_RUNC")
+        or shutil.which("runc")
+        or ("/usr/sbin/runc" if os.path.exists("/usr/sbin/runc") else None)
+    )
+    if not found:
+        raise ContainerError(
+            "runc is not installed: pyreg runs containers with runc (Debian/Ubuntu: "
+            "apt-get install runc)"
+        )
+    return found
+
+
+def check_privileges() -> None:
+    if os.geteuid() != 0:
+        raise NotPermitted(
+            "running containers needs root here (namespaces, overlay mounts, cgroups); "
+            "run pyreg as root, or use a rootless runtime such as `podman run` meanwhile: "
+            "pyreg's rootless mode (user namespaces) is not implemented yet"
+        )
+
+
+class Runc:
+    def __init__(self, state_root: Path) -> None:
+        self.binary = runc_binary()
+        self.root = Path(state_root)
+
+    def _cmd(self, *args: str) -> list[str]:
+        return [self.binary, "--root", str(self.root), *args]
+
+    def run(
+        self,
+        container_id: str,
+        bundle: Path,
+        stdin: int | IO[Any] | None = None,
+        stdout: int | IO[Any] | None = None,
+        stderr: int | IO[Any] | None = None,
+    ) -> subprocess.Popen[bytes]:
+        """Start `runc run --keep` (kept: the cgroup stays readable until `delete`)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        return subprocess.Popen(
+            self._cmd("run", "--keep", "--bundle", str(bundle), container_id),
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+        )
+
+    def state(self, container_id: str) -> dict[str, Any] | None:
+        done = subprocess.run(self._cmd("state", container_id), capture_output=True, check=False)
+        if done.returncode != 0:
+            return None
+        try:
+            parsed = json.loads(done.stdout)
+        except ValueError:
+            return None
+        return parsed if isinstance(parsed, dict) else None
+
+    def kill(self, container_id: str, signal: str = "SIGTERM", all_processes: bool = False) -> bool:
+        args = ["kill", *(["--all"] if all_processes else []), container_id, signal]
+        done = subprocess.run(self._cmd(*args), capture_output=True, check=False)
+        return done.returncode == 0
+
+    def delete(self, container_id: str) -> None:
+        subprocess.run(
+            self._cmd("delete", "--force", container_id), capture_output=True, check=False
+        )
+
+    def exec(
+        self,
+        container_id: str,
+        args: Sequence[str],
+        env: Sequence[str] = (),
+        cwd: str | None = None,
+        user: str | None = None,
+    ) -> int:
+        cmd = ["exec"]
+        for item in env:
+            cmd += ["--env", item]
+        if cwd:
+            cmd += ["--cwd", cwd]
+        if user:
+            cmd += ["--user", user]
+        return subprocess.run(self._cmd(*cmd, container_id, *args), check=False).returncode
