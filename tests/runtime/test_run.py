@@ -7,10 +7,19 @@ import os
 import time
 from pathlib import Path
 
+from ocispec.models import chain_ids
 from puller.store import GraphStore, prune
 from tests.runtime.conftest import BASE, Pyreg
 from tests.support.busybox import busybox_entries, host_arch
-from tests.support.images import build_image, file, register_image, whiteout
+from tests.support.images import (
+    build_image,
+    dir_,
+    file,
+    hardlink,
+    opaque,
+    register_image,
+    whiteout,
+)
 
 
 def _containers(home: Path) -> list[Path]:
@@ -173,14 +182,41 @@ def test_volumes_read_only_and_network_none(pyreg: Pyreg, tmp_path: Path) -> Non
     assert sorted(host.stdout.split()) == sorted(os.listdir("/sys/class/net"))
 
 
-def test_whiteouts_in_upper_layers_fall_back_to_a_copy_said_once(pyreg: Pyreg, home: Path) -> None:
+def test_layers_that_delete_files_get_an_overlay_form(pyreg: Pyreg, home: Path) -> None:
     image = build_image(
-        [[*busybox_entries(), file("etc/gone", b"x")], [whiteout("etc/gone")]],
+        [
+            [*busybox_entries(), file("etc/gone", b"x"), dir_("opq"), file("opq/old", b"o")],
+            [whiteout("etc/gone"), opaque("opq"), file("opq/new", b"n"), file("tmp/t", b"t")],
+        ],
         architecture=host_arch(),
     )
     register_image(GraphStore(home), image, "localhost/deleted:v1")
-    done = pyreg("run", "localhost/deleted:v1", "ls", "/etc", check=True)
-    assert "gone" not in done.stdout.split() and ".wh.gone" not in done.stdout
+    script = "ls -a /etc /opq; stat -c %a /tmp"
+    done = pyreg("run", "localhost/deleted:v1", "sh", "-c", script, check=True)
+    listed = done.stdout.split()
+    assert "gone" not in listed and not any(".wh." in x for x in listed)
+    assert "new" in listed and "old" not in listed
+    # /tmp is only a parent in the second layer: it keeps the 1777 of the layer below
+    assert listed[-1] == "1777"
+    assert "overlay not used" not in done.stderr
+    cid = _containers(home)[0]
+    assert json.loads((cid / "container.json").read_text())["rootfs_mode"] == "overlay"
+    # the store's own layer trees are untouched
+    chains = chain_ids(image.diff_ids)
+    top = GraphStore(home).layers.get(chains[1])
+    assert top is not None and (top.unpacked_dir / "etc" / ".wh.gone").is_file()
+
+
+def test_hardlinks_into_lower_layers_fall_back_to_a_copy_said_once(
+    pyreg: Pyreg, home: Path
+) -> None:
+    image = build_image(
+        [busybox_entries(), [hardlink("etc/passwd-link", "etc/passwd")]],
+        architecture=host_arch(),
+    )
+    register_image(GraphStore(home), image, "localhost/linked:v1")
+    done = pyreg("run", "localhost/linked:v1", "cat", "/etc/passwd-link", check=True)
+    assert done.stdout.startswith("root:x:0:0")
     assert done.stderr.count("overlay not used") == 1
     cid = _containers(home)[0]
     assert json.loads((cid / "container.json").read_text())["rootfs_mode"] == "copy"
