@@ -69,7 +69,7 @@ class ContainerStore:
         return Container(**raw)
 
     def list(self) -> list[Container]:
-        out = []
+        out: list[Container] = []
         if not self.root.is_dir():
             return out
         for d in sorted(self.root.iterdir()):
