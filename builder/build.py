@@ -43,6 +43,7 @@ from puller.store.images import image_name
 from puller.store.tarsafe import Applier, Entry, clean_name
 from puller.store.unpack import _apply_member
 from runtime import rootfs
+from runtime.engine import seccomp_filter
 from runtime.errors import ContainerError
 from runtime.images import resolve_image
 from runtime.runc import Runc, check_privileges
@@ -557,6 +558,7 @@ class Builder:
                 ProcessSpec(args, full_env, cwd, user.uid, user.gid, user.additional_gids),
                 hostname="pyreg-build",
                 network=network,
+                seccomp=seccomp_filter(),
             )
             (bundle / "config.json").write_text(json.dumps(spec))
             cid = f"pyreg-build-{secrets.token_hex(8)}"

@@ -8,6 +8,7 @@ It records the exit code, and whether the cgroup's OOM killer fired, in `contain
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -25,7 +26,9 @@ from runtime.containers import Container, ContainerStore, new_id
 from runtime.errors import ContainerError
 from runtime.images import resolve_image
 from runtime.runc import Runc, check_privileges, runc_binary
+from runtime.seccomp import default_seccomp
 from runtime.spec import (
+    DEFAULT_CAPS,
     Limits,
     Mount,
     ProcessSpec,
@@ -36,6 +39,14 @@ from runtime.spec import (
 from runtime.users import find_executable, resolve_in_root, resolve_user
 
 STOP_TIMEOUT = 10.0
+
+
+def seccomp_filter() -> dict[str, Any] | None:
+    """Docker's default filter (see runtime.seccomp), or None, said once, without a profile."""
+    found = default_seccomp(list(DEFAULT_CAPS))
+    if found is None:
+        rootfs.say_once("no seccomp profile found (podman's containers-common): no filter")
+    return found
 
 
 @dataclass
@@ -133,8 +144,8 @@ class Engine:
                 readonly=opts.read_only,
                 mounts=opts.volumes,
                 limits=opts.limits,
+                seccomp=seccomp_filter(),
             )
-            import json
 
             (bundle / "config.json").write_text(json.dumps(spec, indent=2))
             self.containers.save(container)

@@ -18,15 +18,14 @@ from runtime.errors import ContainerError, NotPermitted
 
 
 def runc_binary() -> str:
-    found = (
-        os.environ.get("PYREG_RUNC")
-        or shutil.which("runc")
-        or ("/usr/sbin/runc" if os.path.exists("/usr/sbin/runc") else None)
-    )
-    if not found:
+    """runc's path: `$PYREG_RUNC`, else `runc` on PATH, else /usr/sbin/runc."""
+    configured = os.environ.get("PYREG_RUNC")
+    found = configured or shutil.which("runc") or "/usr/sbin/runc"
+    if not (os.path.isfile(found) and os.access(found, os.X_OK)):
+        where = f" (PYREG_RUNC={configured})" if configured else ""
         raise ContainerError(
-            "runc is not installed: pyreg runs containers with runc (Debian/Ubuntu: "
-            "apt-get install runc)"
+            f"runc is not installed{where}: pyreg runs containers with runc "
+            "(Debian/Ubuntu: apt-get install runc)"
         )
     return found
 

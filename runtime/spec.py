@@ -130,7 +130,9 @@ def runtime_spec(
     readonly: bool = False,
     mounts: list[Mount] | None = None,
     limits: Limits | None = None,
+    seccomp: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The spec; `seccomp` is the `linux.seccomp` filter (runtime.seccomp), None for none."""
     limits = limits or Limits()
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
     if network != "host":
@@ -200,6 +202,14 @@ def runtime_spec(
         spec_mounts.append(
             {"destination": m.destination, "type": "bind", "source": m.source, "options": options}
         )
+    linux: dict[str, Any] = {
+        "resources": resources,
+        "namespaces": namespaces,
+        "maskedPaths": list(MASKED_PATHS),
+        "readonlyPaths": list(READONLY_PATHS),
+    }
+    if seccomp is not None:
+        linux["seccomp"] = seccomp
     return {
         "ociVersion": "1.0.2",
         "process": {
@@ -214,10 +224,5 @@ def runtime_spec(
         "root": {"path": "rootfs", "readonly": readonly},
         "hostname": hostname,
         "mounts": spec_mounts,
-        "linux": {
-            "resources": resources,
-            "namespaces": namespaces,
-            "maskedPaths": list(MASKED_PATHS),
-            "readonlyPaths": list(READONLY_PATHS),
-        },
+        "linux": linux,
     }

@@ -88,14 +88,18 @@ class Pyreg:
     home: Path
 
     def __call__(
-        self, *args: str, timeout: float = 120, check: bool = False
+        self,
+        *args: str,
+        timeout: float = 120,
+        check: bool = False,
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "PYREG_HOME": str(self.home)}
+        full_env = {**os.environ, "PYREG_HOME": str(self.home), **(env or {})}
         done = subprocess.run(
             [sys.executable, "-m", "pyreg", *args],
             capture_output=True,
             text=True,
-            env=env,
+            env=full_env,
             timeout=timeout,
             check=False,
         )

@@ -7,8 +7,13 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from ocispec.models import chain_ids
 from puller.store import GraphStore, prune
+from runtime.errors import NotPermitted
+from runtime.runc import check_privileges
+from runtime.seccomp import profile_path
 from tests.runtime.conftest import BASE, Pyreg
 from tests.support.busybox import busybox_entries, host_arch
 from tests.support.images import (
@@ -31,6 +36,9 @@ def test_echo_and_exit_codes(pyreg: Pyreg) -> None:
     done = pyreg("run", BASE, "echo", "hello word")
     assert (done.returncode, done.stdout) == (0, "hello word\n")
     assert pyreg("run", BASE, "sh", "-c", "exit 7").returncode == 7
+    status = pyreg("run", BASE, "grep", "^Seccomp:", "/proc/self/status", check=True)
+    if profile_path() is not None:
+        assert status.stdout.split() == ["Seccomp:", "2"]  # a filter is on
     missing = pyreg("run", BASE, "no-such-command")
     assert missing.returncode == 127
     assert "executable file not found" in missing.stderr
@@ -231,3 +239,14 @@ def test_clear_errors(pyreg: Pyreg, home: Path) -> None:
     assert foreign.returncode == 1 and "is for linux/s390x" in foreign.stderr
     pyreg("run", "--name", "dup", BASE, "true", check=True)
     assert "already in use" in pyreg("run", "--name", "dup", BASE, "true").stderr
+    env_runc = {"PYREG_RUNC": str(home / "no-runc-here")}
+    no_runc = pyreg("run", BASE, "true", env=env_runc)
+    assert no_runc.returncode == 1 and "runc is not installed" in no_runc.stderr
+
+
+def test_not_root_is_refused_with_the_rootless_alternative(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(NotPermitted, match=r"needs root.*podman"):
+        check_privileges()

@@ -16,7 +16,7 @@ from tests.support.images import Image, TarEntry, build_image, dir_, file, symli
 APPLETS = (
     "sh", "echo", "cat", "ls", "ps", "sleep", "true", "false", "env", "id", "mkdir", "rm",
     "touch", "head", "dd", "yes", "wc", "hostname", "pwd", "chmod", "chown", "ln", "stat",
-    "find", "sort", "grep", "test", "printf", "seq", "cp", "mv", "tar", "whoami",
+    "find", "sort", "grep", "test", "printf", "seq", "cp", "mv", "tar", "whoami", "unshare",
 )  # fmt: skip
 
 PASSWD = (
