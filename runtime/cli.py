@@ -44,8 +44,6 @@ def _guard(handler: Handler) -> Handler:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    if args.rm and args.detach:
-        pass  # allowed, as in docker: removed when it exits
     limits = Limits(
         memory=parse_size(args.memory) if args.memory else None,
         cpus=args.cpus,
@@ -70,16 +68,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         detach=args.detach,
     )
     engine = _engine()
-    container, code = engine.run(opts)
-    if code is None:
+    container, ended = engine.run(opts)
+    if ended is None:
         print(container.id)
         return 0
-    if code == 137 and not args.rm:
-        if engine.containers.load(container.id).oom_killed:
-            print(f"pyreg: container {container.name}: killed: out of memory", file=sys.stderr)
-    elif code == 137 and container.auto_remove:
-        pass
-    return code
+    if ended.oom_killed:
+        print(f"pyreg: container {container.name}: killed: out of memory", file=sys.stderr)
+    return ended.code
 
 
 def _ago(t: float | None) -> str:

@@ -68,6 +68,12 @@ class RunOptions:
     copy_rootfs: bool = False  # never overlay (the builder's tree-comparison mode)
 
 
+@dataclass(frozen=True)
+class Exit:
+    code: int
+    oom_killed: bool
+
+
 def holder(container_id: str) -> str:
     return f"container-{container_id}"
 
@@ -156,8 +162,8 @@ class Engine:
 
     # -- run ------------------------------------------------------------------------------
 
-    def run(self, opts: RunOptions) -> tuple[Container, int | None]:
-        """Create and start; the exit code in the foreground, None when detached."""
+    def run(self, opts: RunOptions) -> tuple[Container, Exit | None]:
+        """Create and start; how it ended in the foreground, None when detached."""
         container = self.create(opts)
         if opts.detach:
             self._spawn_monitor(container)
@@ -191,7 +197,7 @@ class Engine:
             time.sleep(0.05)
         raise ContainerError("the container did not start within 60 s")
 
-    def monitor(self, container_id: str, stdout: IO[Any] | None = None) -> int:
+    def monitor(self, container_id: str, stdout: IO[Any] | None = None) -> Exit:
         """Run the container with runc and wait for it; record how it ended."""
         container = self.containers.load(container_id)
         runc = self._runc()
@@ -224,7 +230,7 @@ class Engine:
         self.containers.save(container)
         if container.auto_remove:
             self._destroy(container)
-        return code
+        return Exit(code, oom)
 
     # -- state ----------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from runtime.engine import Engine
 def main(argv: list[str]) -> int:
     home, container_id = Path(argv[0]), argv[1]
     engine = Engine(GraphStore(home), ContainerStore(home))
-    return engine.monitor(container_id)
+    return engine.monitor(container_id).code
 
 
 if __name__ == "__main__":

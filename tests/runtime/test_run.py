@@ -83,6 +83,8 @@ def test_memory_limit_kills_with_137_reported_as_out_of_memory(pyreg: Pyreg) -> 
     assert "out of memory" in done.stderr
     line = next(x for x in pyreg("ps", "-a").stdout.splitlines() if x.endswith("hog"))
     assert "Exited (137) (out of memory)" in line
+    removed = pyreg("run", "--rm", "--memory", "32m", BASE, "sh", "-c", hog, timeout=300)
+    assert removed.returncode == 137 and "out of memory" in removed.stderr
 
 
 def test_pids_limit_stops_a_fork_bomb(pyreg: Pyreg) -> None:
