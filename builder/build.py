@@ -164,6 +164,7 @@ class Builder:
     # -- driver ---------------------------------------------------------------------------
 
     def build(self) -> BuildResult:
+        check_privileges()
         if not self.context.is_dir():
             raise BuildError(f"build context {self.opts.context} is not a directory")
         path = self.opts.dockerfile or self.context / "Dockerfile"

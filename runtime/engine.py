@@ -25,7 +25,7 @@ from runtime import cgroups, rootfs
 from runtime.containers import Container, ContainerStore, new_id
 from runtime.errors import ContainerError
 from runtime.images import resolve_image
-from runtime.runc import Runc, check_privileges, runc_binary
+from runtime.runc import Runc, rootless, runc_binary
 from runtime.seccomp import default_seccomp
 from runtime.spec import (
     DEFAULT_CAPS,
@@ -74,6 +74,15 @@ class Exit:
     oom_killed: bool
 
 
+def _check_rootless(opts: RunOptions) -> None:
+    limits = opts.limits
+    if limits.memory is not None or limits.cpus is not None or limits.pids is not None:
+        raise ContainerError(
+            "rootless: --memory, --cpus and --pids-limit need root here (cgroups are not "
+            "delegated to this user); run as root, or use `podman run` with systemd delegation"
+        )
+
+
 def holder(container_id: str) -> str:
     return f"container-{container_id}"
 
@@ -101,8 +110,10 @@ class Engine:
     # -- create ---------------------------------------------------------------------------
 
     def create(self, opts: RunOptions) -> Container:
-        check_privileges()
         runc_binary()
+        as_user = rootless()
+        if as_user:
+            _check_rootless(opts)
         if opts.name and self.containers.name_taken(opts.name):
             raise ContainerError(f"the container name {opts.name!r} is already in use")
         image = resolve_image(self.store, opts.image)
@@ -126,8 +137,10 @@ class Engine:
             stop_signal=str(cfg.get("StopSignal") or "SIGTERM"),
         )
         try:
+            if as_user:
+                rootfs.say_once("rootless: the rootfs is a copy (no overlay mount without root)")
             container.rootfs_mode = rootfs.prepare(
-                self.store, image.chains, bundle, copy=opts.copy_rootfs
+                self.store, image.chains, bundle, copy=opts.copy_rootfs or as_user
             )
             root = bundle / "rootfs"
             env = merge_env(list(cfg.get("Env") or []), opts.env)
@@ -141,6 +154,11 @@ class Engine:
                 applier = Applier(root)
                 applier.ensure_dir(cwd.strip("/"))
                 applier.finish()
+            if as_user and (user.uid, user.gid) != (0, 0):
+                raise ContainerError(
+                    f"rootless: only root (your own uid) is mapped into the container, the "
+                    f"user {opts.user or cfg.get('User')!r} cannot run; use -u 0 or run as root"
+                )
             find_executable(root, args[0], env, cwd)
             hostname = opts.hostname or cid[:12]
             spec = runtime_spec(
@@ -151,6 +169,7 @@ class Engine:
                 mounts=opts.volumes,
                 limits=opts.limits,
                 seccomp=seccomp_filter(),
+                rootless=(os.geteuid(), os.getegid()) if as_user else None,
             )
 
             (bundle / "config.json").write_text(json.dumps(spec, indent=2))

@@ -31,12 +31,16 @@ def runc_binary() -> str:
 
 
 def check_privileges() -> None:
+    """Building needs root: rootless builds are not implemented."""
     if os.geteuid() != 0:
         raise NotPermitted(
-            "running containers needs root here (namespaces, overlay mounts, cgroups); "
-            "run pyreg as root, or use a rootless runtime such as `podman run` meanwhile: "
-            "pyreg's rootless mode (user namespaces) is not implemented yet"
+            "pyreg build needs root here (RUN steps, layer owners); rootless builds are not "
+            "implemented: use `buildah bud` or `podman build` meanwhile"
         )
+
+
+def rootless() -> bool:
+    return os.geteuid() != 0
 
 
 class Runc:

@@ -131,8 +131,14 @@ def runtime_spec(
     mounts: list[Mount] | None = None,
     limits: Limits | None = None,
     seccomp: dict[str, Any] | None = None,
+    rootless: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
-    """The spec; `seccomp` is the `linux.seccomp` filter (runtime.seccomp), None for none."""
+    """The spec; `seccomp` is the `linux.seccomp` filter (runtime.seccomp), None for none.
+
+    `rootless` (the caller's uid, gid): a user namespace mapping that one user to root, as
+    `runc spec --rootless` does: no cgroup limits (not delegated), /sys bound from the host
+    (sysfs cannot be mounted there), no cgroup mount, devpts without gid=5.
+    """
     limits = limits or Limits()
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
     if network != "host":
@@ -210,6 +216,12 @@ def runtime_spec(
     }
     if seccomp is not None:
         linux["seccomp"] = seccomp
+    if rootless is not None:
+        namespaces.append({"type": "user"})
+        linux["uidMappings"] = [{"containerID": 0, "hostID": rootless[0], "size": 1}]
+        linux["gidMappings"] = [{"containerID": 0, "hostID": rootless[1], "size": 1}]
+        linux.pop("resources")
+        spec_mounts = [_rootless_mount(m) for m in spec_mounts if m["type"] != "cgroup"]
     return {
         "ociVersion": "1.0.2",
         "process": {
@@ -226,3 +238,16 @@ def runtime_spec(
         "mounts": spec_mounts,
         "linux": linux,
     }
+
+
+def _rootless_mount(mount: dict[str, Any]) -> dict[str, Any]:
+    if mount["destination"] == "/sys":
+        return {
+            "destination": "/sys",
+            "type": "none",
+            "source": "/sys",
+            "options": ["rbind", "nosuid", "noexec", "nodev", "ro"],
+        }
+    if mount["type"] == "devpts":
+        return {**mount, "options": [o for o in mount["options"] if o != "gid=5"]}
+    return mount

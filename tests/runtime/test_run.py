@@ -246,9 +246,9 @@ def test_clear_errors(pyreg: Pyreg, home: Path) -> None:
     assert no_runc.returncode == 1 and "runc is not installed" in no_runc.stderr
 
 
-def test_not_root_is_refused_with_the_rootless_alternative(
+def test_build_as_non_root_is_refused_with_an_alternative(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    with pytest.raises(NotPermitted, match=r"needs root.*podman"):
+    with pytest.raises(NotPermitted, match=r"build needs root.*podman build"):
         check_privileges()

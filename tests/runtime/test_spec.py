@@ -86,3 +86,18 @@ def test_volumes_and_read_only_root() -> None:
     assert "ro" not in binds["/rw"]["options"]
     assert spec["root"]["readonly"] is True
     assert "memory" not in spec["linux"]["resources"]
+
+
+def test_rootless_maps_the_user_and_drops_what_needs_root() -> None:
+    spec = runtime_spec(
+        ProcessSpec(["sh"], []), hostname="h", limits=Limits(memory=1 << 20), rootless=(1000, 100)
+    )
+    linux = spec["linux"]
+    assert "user" in {n["type"] for n in linux["namespaces"]}
+    assert linux["uidMappings"] == [{"containerID": 0, "hostID": 1000, "size": 1}]
+    assert linux["gidMappings"] == [{"containerID": 0, "hostID": 100, "size": 1}]
+    assert "resources" not in linux
+    mounts = {m["destination"]: m for m in spec["mounts"]}
+    assert "/sys/fs/cgroup" not in mounts
+    assert mounts["/sys"]["type"] == "none" and "rbind" in mounts["/sys"]["options"]
+    assert "gid=5" not in mounts["/dev/pts"]["options"]
