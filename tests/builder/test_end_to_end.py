@@ -66,3 +66,13 @@ def test_pull_images_run_ps_build_push(home: Path, tmp_path: Path) -> None:
             )
             info = json.loads(done.stdout)
             assert info["Labels"] == {"team": "app"} and len(info["Layers"]) == 4
+            layout = tmp_path / "layout"
+            pyreg("save", "-o", str(layout), f"{host}/team/app:v1", check=True)
+            saved = subprocess.run(
+                ["skopeo", "inspect", f"oci:{layout}:v1"],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=True,
+            )
+            assert json.loads(saved.stdout)["Layers"] == info["Layers"]
