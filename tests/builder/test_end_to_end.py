@@ -55,6 +55,10 @@ def test_pull_images_run_ps_build_push(home: Path, tmp_path: Path) -> None:
         fresh = Pyreg(tmp_path / "fresh")
         fresh("pull", f"{host}/team/app:v1", check=True)
         assert fresh("run", "--rm", f"{host}/team/app:v1").stdout == "built on pyreg\n"
+        # FROM an image the store does not have yet: pulled, as docker build does
+        other = Pyreg(tmp_path / "other")
+        other("build", "-t", "localhost/again:v1", str(app), check=True)
+        assert base in other("images").stdout
 
         if shutil.which("skopeo"):
             done = subprocess.run(
