@@ -58,7 +58,7 @@ def test_pull_images_run_ps_build_push(home: Path, tmp_path: Path) -> None:
         # FROM an image the store does not have yet: pulled, as docker build does
         other = Pyreg(tmp_path / "other")
         other("build", "-t", "localhost/again:v1", str(app), check=True)
-        assert base in other("images").stdout
+        assert f"{host}/library/base  v1" in other("images").stdout
 
         if shutil.which("skopeo"):
             done = subprocess.run(
