@@ -314,11 +314,25 @@ def cmd_rmi(args: argparse.Namespace) -> int:
         except ReferenceError as exc:
             status = _fail(str(exc))
             continue
+        held = _held_by(store, name)
+        if held:
+            status = _fail(f"unable to remove {name}: image is in use by {held}")
+            continue
         if store.images.remove(name):
             print(f"Untagged: {name}")
         else:
             status = _fail(f"no local image named {name}")
     return status
+
+
+def _held_by(store: GraphStore, name: str) -> str | None:
+    """Who holds the image `name` when it is its last name (a container, a build), or None."""
+    digest = store.images.get(name)
+    if digest is None:
+        return None
+    holders = store.holds.held().get(digest)
+    others = [n for n, d in store.images.list().items() if d == digest and n != name]
+    return ", ".join(holders) if holders and not others else None
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ from pyreg import __version__
 # used here. A None entry makes that import fail, which httpx handles (`httpx/__init__.py`).
 sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
-CLIENT_MODULES = ("puller.cli",)
+CLIENT_MODULES = ("puller.cli", "runtime.cli", "builder.cli")
 SERVER_MODULES = ("registry.cli", "registry.auth.cli", "registry.gc_cli", "registry.import_cli")
 
 

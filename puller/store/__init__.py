@@ -11,6 +11,7 @@ from pathlib import Path
 from puller.store.content import ContentStore, Ingest
 from puller.store.errors import LayerError, NotInStore, StoreError
 from puller.store.gc import PruneReport, prune
+from puller.store.holds import Holds
 from puller.store.images import ImageIndex
 from puller.store.layers import LayerGraph, LayerRecord
 from puller.store.leases import Lease, Leases
@@ -32,6 +33,7 @@ class GraphStore:
     images: ImageIndex
     sources: BlobSources
     leases: Leases
+    holds: Holds
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -40,6 +42,7 @@ class GraphStore:
         self.images = ImageIndex(self.root / "images.json")
         self.sources = BlobSources(self.root / "sources.json")
         self.leases = Leases(self.root)
+        self.holds = Holds(self.root)
 
     @classmethod
     def default(cls) -> GraphStore:
@@ -50,6 +53,7 @@ __all__ = [
     "BlobSources",
     "ContentStore",
     "GraphStore",
+    "Holds",
     "ImageIndex",
     "Ingest",
     "LayerError",

@@ -32,10 +32,10 @@ class PruneReport:
 
 
 def referenced(store: GraphStore) -> tuple[set[Digest], set[Digest]]:
-    """(blob digests, layer chainIDs) reachable from the image index."""
+    """(blob digests, layer chainIDs) reachable from the image index and the holds."""
     blobs: set[Digest] = set()
     layers: set[Digest] = set()
-    pending = list(set(store.images.list().values()))
+    pending = list(set(store.images.list().values()) | set(store.holds.held()))
     while pending:
         digest = pending.pop()
         if digest in blobs:

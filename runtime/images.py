@@ -1,0 +1,100 @@
+"""A local image by name or digest, for running or building on: its manifest and config.
+
+Shared by `pyreg run` and `pyreg build` (FROM): a name missing from the local store is pulled
+with the client's own puller, as `docker run` and `docker build` do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import httpx
+
+from ocispec.digest import Digest
+from ocispec.models import ImageConfig, Index, Manifest, Platform, chain_ids, parse_manifest
+from ocispec.reference import Reference
+from puller.pull import Puller, PullError, choose_platform, host_platform_spec
+from puller.store import GraphStore, StoreError
+from puller.store.images import image_name
+from regclient import credentials
+from regclient.api import RegistryClient, RegistryError
+from regclient.auth import AuthError
+from runtime.errors import ContainerError
+
+
+@dataclass(frozen=True)
+class LocalImage:
+    name: str
+    digest: Digest  # what the name points at (maybe an index)
+    manifest_digest: Digest
+    manifest: Manifest
+    config: ImageConfig
+
+    @property
+    def chains(self) -> list[Digest]:
+        return chain_ids(self.config.diff_ids)
+
+
+def _lookup(store: GraphStore, value: str) -> tuple[str, Digest] | None:
+    if Digest.is_valid(value):
+        wanted = Digest.parse(value)
+        for name, digest in store.images.list().items():
+            if digest == wanted:
+                return name, digest
+        return (value, wanted) if store.content.has(wanted) else None
+    name = image_name(Reference.parse(value))
+    found = store.images.get(name)
+    return (name, found) if found is not None else None
+
+
+def _pull(store: GraphStore, value: str, platform: Platform | None) -> None:
+    ref = Reference.parse(value)
+
+    async def body() -> None:
+        client = RegistryClient(ref.registry, credentials=credentials.load(ref.registry))
+        async with client:
+            await Puller(client, store).pull(ref, platform)
+
+    try:
+        asyncio.run(body())
+    except (RegistryError, AuthError, PullError, StoreError, httpx.HTTPError) as exc:
+        raise ContainerError(
+            f"{value} is not in the local store and pulling it failed: {exc or type(exc).__name__}"
+        ) from None
+
+
+def resolve_image(
+    store: GraphStore, value: str, *, pull: bool = True, platform: Platform | None = None
+) -> LocalImage:
+    found = _lookup(store, value)
+    if found is None and pull and not Digest.is_valid(value):
+        _pull(store, value, platform)
+        found = _lookup(store, value)
+    if found is None:
+        raise ContainerError(f"no local image named {value}")
+    name, digest = found
+    parsed = parse_manifest(store.content.read_bytes(digest))
+    manifest_digest = digest
+    wanted = platform or host_platform_spec()
+    if isinstance(parsed, Index):
+        entry = choose_platform(parsed, wanted)
+        manifest_digest = entry.digest
+        parsed = parse_manifest(store.content.read_bytes(entry.digest))
+        if isinstance(parsed, Index):
+            raise ContainerError(f"{entry.digest}: nested indexes are not supported")
+    config = ImageConfig.parse(store.content.read_bytes(parsed.config.digest))
+    if (
+        config.os
+        and config.architecture
+        and (config.os, config.architecture)
+        != (
+            wanted.os,
+            wanted.architecture,
+        )
+    ):
+        raise ContainerError(
+            f"image {name} is for {config.os}/{config.architecture}, "
+            f"this host runs {wanted.os}/{wanted.architecture}"
+        )
+    return LocalImage(name, digest, manifest_digest, parsed, config)

@@ -1,0 +1,190 @@
+"""The same Dockerfile built by `pyreg build` and by the Docker engine (`docker build` on a
+dockerd this test starts under a temporary root) gives the same rootfs tree and config."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import stat
+import subprocess
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.runtime.conftest import BASE, Pyreg
+from tests.support.busybox import busybox_image
+from tests.support.images import write_docker_archive
+
+pytestmark = pytest.mark.slow
+
+DOCKERFILE = f"""\
+# the legacy builder of docker 20.10 has no --chmod and no RUN --network: not used here
+FROM {BASE}
+MAINTAINER Jane Doe
+ARG VERSION=1.0
+ENV APP=/srv/app MODE="two words"
+LABEL org.example.version=$VERSION other="x y"
+WORKDIR $APP
+COPY files/ ./
+COPY --chown=app:app owned.txt /home/app/
+ADD bundle.tar.gz /opt/
+RUN mkdir -p /var/lib/demo/sub && ln -s /srv/app/a.txt /link \\
+    && echo "$VERSION $MODE" > ran.txt && rm /etc/group && chmod 700 /var/lib/demo
+RUN rm -r /opt/pkg/remove-me
+EXPOSE 8080 53/udp
+VOLUME /data
+USER app
+STOPSIGNAL SIGINT
+HEALTHCHECK --interval=30s --retries=2 CMD cat ran.txt
+ONBUILD RUN echo later
+SHELL ["/bin/sh", "-e", "-c"]
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD ["cat ran.txt"]
+"""
+
+CONFIG_FIELDS = (
+    "Env",
+    "Cmd",
+    "Entrypoint",
+    "WorkingDir",
+    "User",
+    "Labels",
+    "ExposedPorts",
+    "Volumes",
+    "StopSignal",
+    "Healthcheck",
+    "OnBuild",
+    "Shell",
+)
+
+
+def _context(root: Path) -> Path:
+    (root / "files" / "sub").mkdir(parents=True)
+    (root / "Dockerfile").write_text(DOCKERFILE)
+    (root / "files" / "a.txt").write_text("a\n")
+    (root / "files" / "sub" / "b.sh").write_text("#!/bin/sh\n")
+    os.chmod(root / "files" / "sub" / "b.sh", 0o755)
+    os.chmod(root / "files" / "a.txt", 0o600)
+    (root / "owned.txt").write_text("mine\n")
+    with tarfile.open(root / "bundle.tar.gz", "w:gz") as tf:
+        for name, data in (("pkg/bin/tool", b"tool"), ("pkg/remove-me/x", b"x")):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o755
+            tf.addfile(info, io.BytesIO(data))
+    return root
+
+
+def _tree(root: Path) -> dict[str, tuple[Any, ...]]:
+    out: dict[str, tuple[Any, ...]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = os.path.join(dirpath, name)
+            st = os.lstat(p)
+            digest = None
+            if stat.S_ISREG(st.st_mode):
+                digest = hashlib.sha256(Path(p).read_bytes()).hexdigest()
+            link = os.readlink(p) if stat.S_ISLNK(st.st_mode) else None
+            out[os.path.relpath(p, root)] = (
+                stat.filemode(st.st_mode),
+                st.st_uid,
+                st.st_gid,
+                digest,
+                link,
+            )
+    return out
+
+
+@pytest.fixture
+def dockerd() -> Iterator[dict[str, str]]:
+    if shutil.which("dockerd") is None or shutil.which("docker") is None:
+        pytest.skip("the docker engine (docker.io) is not installed")
+    # short: the socket path must fit a sockaddr_un
+    root = Path(tempfile.mkdtemp(prefix="pyreg-dk-"))
+    sock = root / "docker.sock"
+    log = (root / "dockerd.log").open("wb")
+    argv = ["dockerd", "--storage-driver=vfs", "--iptables=false", "--ip6tables=false"]
+    argv += ["--bridge=none", "--data-root", str(root / "data"), "--exec-root", str(root / "exec")]
+    argv += ["--pidfile", str(root / "dockerd.pid"), "--host", f"unix://{sock}"]
+    proc = subprocess.Popen(
+        argv,
+        stdout=log,
+        stderr=log,
+    )
+    env = {**os.environ, "DOCKER_HOST": f"unix://{sock}", "DOCKER_BUILDKIT": "0"}
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            ok = subprocess.run(["docker", "info"], env=env, capture_output=True, check=False)
+            if ok.returncode == 0:
+                break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                text = (root / "dockerd.log").read_text(errors="replace")[-600:]
+                pytest.skip(f"dockerd cannot start here: {text}")
+            time.sleep(0.5)
+        yield env
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        subprocess.run(["umount", "-R", "-l", str(root)], capture_output=True, check=False)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _docker(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(
+        ["docker", *args], env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert done.returncode == 0, f"docker {' '.join(args)}: {done.stdout}{done.stderr}"
+    return done.stdout
+
+
+def test_same_rootfs_and_config_as_docker_build(
+    pyreg: Pyreg, tmp_path: Path, dockerd: dict[str, str]
+) -> None:
+    ctx = _context(tmp_path / "ctx")
+    pyreg("build", "-t", "localhost/cmp:pyreg", str(ctx), check=True)
+
+    archive = tmp_path / "base.tar"
+    write_docker_archive(archive, {BASE: busybox_image()})
+    _docker(dockerd, "load", "-i", str(archive))
+    _docker(dockerd, "build", "--network", "none", "-t", "localhost/cmp:docker", str(ctx))
+    _docker(dockerd, "save", "-o", str(tmp_path / "docker.tar"), "localhost/cmp:docker")
+    pyreg("load", str(tmp_path / "docker.tar"), check=True)
+
+    trees = {}
+    for tag in ("pyreg", "docker"):
+        out = tmp_path / f"rootfs-{tag}"
+        pyreg("unpack", f"localhost/cmp:{tag}", str(out), check=True)
+        trees[tag] = _tree(out)
+    tree = trees["docker"]
+    assert tree["link"][4] == "/srv/app/a.txt"
+    assert tree["srv/app/a.txt"][0] == "-rw-------"
+    assert tree["home/app/owned.txt"][1:3] == (1000, 1000)
+    assert tree["var/lib/demo"][0] == "drwx------"
+    assert "opt/pkg/bin/tool" in tree and "srv/app/ran.txt" in tree
+    assert "etc/group" not in tree and "opt/pkg/remove-me" not in tree
+    # names, modes, owners, contents, symlinks
+    assert trees["pyreg"] == trees["docker"]
+
+    configs = {}
+    for tag in ("pyreg", "docker"):
+        info = json.loads(pyreg("inspect", f"localhost/cmp:{tag}", check=True).stdout)
+        configs[tag] = info["config"]
+    for key in CONFIG_FIELDS:
+        assert configs["pyreg"]["config"].get(key) == configs["docker"]["config"].get(key), key
+    assert configs["pyreg"].get("author") == configs["docker"].get("author")
+    assert configs["pyreg"]["os"] == configs["docker"]["os"]
+    assert configs["pyreg"]["architecture"] == configs["docker"]["architecture"]
+    assert configs["docker"]["config"]["Healthcheck"]["Retries"] == 2
