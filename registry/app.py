@@ -30,6 +30,7 @@ from registry.client_address import ClientAddressMiddleware
 from registry.events.service import EventService
 from registry.handlers.base import API_VERSION, API_VERSION_HEADER
 from registry.observe import gc_record, multiproc
+from registry.observe.bridge import StatsBridge
 from registry.observe.exposition import metrics_page
 from registry.observe.middleware import ObserveMiddleware
 from registry.observe.storage import InstrumentedBackend
@@ -171,13 +172,15 @@ def create_app(
                     )
                 )
             gc_watcher = asyncio.create_task(gc_record.watch(storage))
+            bridge = asyncio.create_task(StatsBridge(app.state).run_forever())
             try:
                 yield
             finally:
                 await app.state.proxy.aclose()
-                gc_watcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await gc_watcher
+                for task in (gc_watcher, bridge):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
                 if purger is not None:
                     purger.cancel()
                     with contextlib.suppress(asyncio.CancelledError):

@@ -166,3 +166,39 @@ def exposition() -> bytes:
 
 def method_label(method: str) -> str:
     return method if method in METHODS else "OTHER"
+
+
+# -- feature counters, copied from their own plain counters by registry/observe/bridge.py -------
+PROXY_EVENTS = Counter(
+    "pyreg_proxy_cache",
+    "Pull-through cache: hits, misses (fetched upstream), upstream requests and errors, "
+    "stale serves (past the tag TTL while the upstream failed)",
+    ["outcome"],
+)
+PROXY_UPSTREAM_BYTES = Counter(
+    "pyreg_proxy_upstream_received_bytes", "Blob and manifest bytes read from upstreams"
+)
+EVENTS_RECORDED = Counter("pyreg_events_recorded", "Events written to the durable queue")
+EVENTS_PULLS_DROPPED = Counter(
+    "pyreg_events_pulls_dropped", "Pull events lost (best effort: buffer full or flush failed)"
+)
+EVENTS_DELIVERED = Counter(
+    "pyreg_events_delivered", "Events a webhook endpoint accepted", ["endpoint"]
+)
+EVENTS_FAILURES = Counter(
+    "pyreg_events_delivery_failures", "Webhook POSTs that failed", ["endpoint"]
+)
+EVENTS_DEAD = Counter(
+    "pyreg_events_dead_lettered", "Events given up on after maxattempts", ["endpoint"]
+)
+EVENTS_PENDING = Gauge(
+    "pyreg_events_pending_records",
+    "Queue records seen at the deliverer's last scan",
+    multiprocess_mode="max",
+)
+REDIS_FAILURES = Counter(
+    "pyreg_redis_failures", "Redis calls that failed (the replica fell back to its own state)"
+)
+BLOB_CACHE = Counter(
+    "pyreg_blob_cache", "Blob-descriptor cache lookups (Redis), by result", ["result"]
+)
