@@ -20,6 +20,7 @@ from types import TracebackType
 import httpx
 import pytest
 
+from tests.support.processes import stop_process
 from tests.support.server import REPO_ROOT, free_port
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -80,13 +81,7 @@ class Nginx:
             time.sleep(0.1)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
     def __enter__(self) -> Nginx:
         return self.start()

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.ports import port_block
+from tests.support.processes import stop_process
 
 
 class RedisServer:
@@ -55,13 +56,7 @@ class RedisServer:
         raise RuntimeError("redis-server did not answer within 30 s")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
     def close(self) -> None:
         self.stop()
