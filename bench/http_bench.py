@@ -44,9 +44,13 @@ class ServerPlan:
 
 def _expect(response: httpx.Response, *status: int) -> httpx.Response:
     if response.status_code not in status:
+        try:
+            body = response.text[:300]
+        except httpx.ResponseNotRead:  # a streamed response: the status says enough
+            body = "(streamed body not read)"
         raise BenchError(
             f"{response.request.method} {response.request.url.path} -> "
-            f"{response.status_code}: {response.text[:300]}"
+            f"{response.status_code}: {body}"
         )
     return response
 

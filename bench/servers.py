@@ -181,6 +181,8 @@ def start_reference(
             "v4auth": True,
             "chunksize": 16 * 1024 * 1024,
         }
+        # Blob GETs served by the registry itself, as pyreg's are by default (no 307 to S3).
+        config["storage"]["redirect"] = {"disable": True}  # type: ignore[index]
     config_path = workdir / "reference-config.yml"
     config_path.write_text(yaml.safe_dump(config))
     # The Go AWS SDK (2.8.2's s3 driver) panics on AWS_CA_BUNDLE with its custom transport.
