@@ -3,6 +3,10 @@ shared with the API, sessions, and `ui: false`."""
 
 from __future__ import annotations
 
+import os
+import time
+from pathlib import Path
+
 import httpx
 import pytest
 
@@ -250,3 +254,43 @@ async def test_repository_list_pages_through_the_catalog() -> None:
             second = await c.get("/ui/?last=r%2Fn049")
             assert "r/n050" in second.text and "r/n052" in second.text
             assert "r/n049" not in second.text
+
+
+async def test_removing_the_user_ends_their_session(world: World, settings: Settings) -> None:
+    from registry.auth.htpasswd import Htpasswd
+
+    await log_in(world.app_client, "alice", "alice-pw")
+    assert (await world.app_client.get("/ui/r/private/secret")).status_code == 200
+    assert settings.auth is not None
+    htpasswd = Path(settings.auth["htpasswd"])
+    lines = [x for x in htpasswd.read_text().splitlines() if not x.startswith("alice:")]
+    htpasswd.write_text("\n".join(lines) + "\n")
+    os.utime(htpasswd, (time.time() + 5, time.time() + 5))  # a visibly newer file
+    assert "alice" not in Htpasswd(htpasswd).users()
+    assert (await world.app_client.get("/ui/r/private/secret")).status_code == 404
+
+
+@pytest.mark.parametrize("last", ["\x00", "a" * 600, "%2F..", "~~~"])
+async def test_odd_page_cursors_are_not_errors(world: World, last: str) -> None:
+    assert (await world.app_client.get("/ui/", params={"last": last})).status_code == 200
+    page = await world.app_client.get("/ui/r/library/app", params={"last": last})
+    assert page.status_code == 200
+
+
+async def test_read_only_mode_refuses_a_ui_delete(tmp_path: Path) -> None:
+    from storage_backends.filesystem import FilesystemBackend
+
+    for readonly in (False, True):  # push, then serve the same storage read-only
+        app = create_app(Settings(readonly=readonly), backend=FilesystemBackend(tmp_path))
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://registry") as c:
+                if not readonly:
+                    await push(c, "any/repo", "t1", b"layer")
+                    continue
+                confirm = await c.get("/ui/r/any/repo/-/delete/t1")
+                assert "read-only" in confirm.text and "confirm-delete" not in confirm.text
+                token = c.cookies["pyreg_ui_csrf"]
+                refused = await c.post("/ui/r/any/repo/-/delete/t1", data={"csrf_token": token})
+                assert refused.status_code == 405
+                assert (await c.get("/v2/any/repo/manifests/t1")).status_code == 200
