@@ -260,3 +260,16 @@ def test_browse_filter_login_delete_logout(browser: Any, tmp_path: Path, screens
         wait.until(ec.presence_of_element_located((By.ID, "login-link")))
         browser.get(f"{server.url}/ui/r/private/secret")
         assert "Not found" in browser.title
+
+        # a phone in dark mode: the system setting is followed, nothing overflows the page
+        dark = {"features": [{"name": "prefers-color-scheme", "value": "dark"}]}
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", dark)
+        browser.set_window_size(390, 844)
+        browser.get(f"{server.url}/ui/r/library/web/-/image/1.0")
+        background = browser.execute_script(
+            "return getComputedStyle(document.body).backgroundColor"
+        )
+        assert background == "rgb(13, 17, 23)"
+        width = browser.execute_script("return document.documentElement.scrollWidth")
+        assert width <= browser.execute_script("return window.innerWidth")
+        shot("phone-dark")
