@@ -213,6 +213,10 @@ def test_browse_filter_login_delete_logout(browser: Any, tmp_path: Path, screens
         wait.until(ec.title_contains("library/web"))
         assert "multi" in text() and "linux/amd64, linux/arm64" in text()
         shot("repository")
+        copy = browser.find_element(By.CSS_SELECTOR, "#tags button.copy")
+        copy.click()  # clipboard.js (vendored) answers on the button
+        wait.until(lambda d: copy.text in ("Copied", "Press Ctrl+C"))
+        assert copy.get_attribute("data-copied") == "yes", copy.text
         browser.find_element(By.LINK_TEXT, "1.0").click()
         wait.until(ec.presence_of_element_located((By.ID, "layers")))
         assert EVIL in text()  # shown as text, not run
