@@ -196,6 +196,10 @@ def create_app(
     routes = list(ROUTES)
     if config.metrics_on_main_port:
         routes.append(Route("/metrics", metrics_page, methods=["GET"]))
+    if config.ui:
+        from registry.ui import ui_routes  # Jinja2 is loaded only when the UI is on
+
+        routes.extend(ui_routes())
     app = Starlette(
         routes=routes,
         # ClientAddress first (the access log's client is the one after proxy trust), then

@@ -20,6 +20,7 @@ YAML keys (all optional; documented in docs/registry.md):
     notifications: {endpoints: [...]}    # webhooks (registry.events.config)
     http: {max_header_size: 65536, max_url_size: 8192, header_timeout: 30, keep_alive: 5}
     proxy: null                          # pull-through cache upstreams (registry.proxy.config)
+    ui: true                             # the web interface at /ui/ (registry.ui)
 
 Environment: PYREG_HOST, PYREG_PORT, PYREG_WORKERS, PYREG_LOG_LEVEL, PYREG_STORAGE,
 PYREG_UPLOAD_TTL, PYREG_UPLOAD_PURGE_INTERVAL, PYREG_MAX_MANIFEST_SIZE, PYREG_TRUSTED_PROXIES,
@@ -90,6 +91,7 @@ class Settings:
     # HOST:PORT of the metrics listener (registry.observe.listener); empty: none
     metrics_addr: str = ""
     metrics_on_main_port: bool = False  # also serve /metrics on the registry's port
+    ui: bool = True  # the web interface at /ui/ (registry.ui)
 
     def __post_init__(self) -> None:
         _check_operations(self)
@@ -145,6 +147,7 @@ def _from_mapping(raw: Mapping[str, Any]) -> dict[str, Any]:
     known |= {"http"}
     known |= {"proxy"}
     known |= {"log_format", "metrics"}
+    known |= {"ui"}
     unknown = set(raw) - known
     if unknown:
         raise SettingsError(f"unknown settings: {', '.join(sorted(unknown))}")
@@ -214,6 +217,8 @@ def _from_mapping(raw: Mapping[str, Any]) -> dict[str, Any]:
     if auth:
         out["auth"] = dict(auth)
     out.update(_operations_from_mapping(raw))
+    if "ui" in raw:
+        out["ui"] = _bool(raw["ui"], "ui")
     proxy = raw.get("proxy")
     if proxy is not None and not isinstance(proxy, Mapping):
         raise SettingsError("proxy: expected a mapping")
