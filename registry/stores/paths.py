@@ -14,7 +14,8 @@
 │   │                                            not under revisions/, which GC walks for links
 │   ├── _manifests/.tag-index                    empty; every tag of the repo has its marker
 │   │                                            (absent: written before the index, scan once)
-│   ├── _manifests/tags/<tag>                    tag -> manifest digest (text); one flat
+│   ├── _manifests/tags/<tag>                    tag -> JSON {digest, pushed: epoch seconds}
+│   │                                            (older: the bare digest as text); one flat
 │   │                                            object per tag, so key order is tag order
 │   │                                            and a page of tags is one S3 list request
 │   └── _referrers/<alg>/<hex>/<ralg>/<rhex>     one descriptor (JSON) per manifest whose
