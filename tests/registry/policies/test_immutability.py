@@ -18,7 +18,7 @@ from tests.registry.helpers import digest_of, error_codes, push_image, put_manif
 POLICIES = {"immutable": [{"repository": "release/**", "tags": ["v*"]}]}
 
 
-@pytest.fixture(params=["filesystem", "s3"])
+@pytest.fixture(params=["filesystem", "s3", "rgw"])
 def backend_kind(request: pytest.FixtureRequest) -> str:
     kind: str = request.param
     return kind

@@ -38,7 +38,7 @@ D = Digest("sha256", "a" * 64)
 NOW = 100_000_000.0
 
 
-@pytest.fixture(params=["filesystem", "s3"])
+@pytest.fixture(params=["filesystem", "s3", "rgw"])
 def backend_kind(request: pytest.FixtureRequest) -> str:
     kind: str = request.param
     return kind
