@@ -64,6 +64,7 @@ from ocispec.models import Index, Manifest, ManifestError, parse_manifest
 from registry import errors
 from registry.observe import audit
 from registry.policies.config import Policies
+from registry.policies.quota import QuotaStore, usage_text
 from registry.policies.retention import TagDeletion, plan_repository
 from registry.shared.blobcache import BlobCache
 from registry.stores import paths
@@ -93,6 +94,8 @@ class GcReport:
     manifests: list[str] = field(default_factory=list)
     # Tags retention deleted (or, dry, would delete), with the rule and the reason.
     tags: list[TagDeletion] = field(default_factory=list)
+    # Quota namespaces recounted: (namespace pattern, bytes used, limit).
+    quotas: list[tuple[str, int, int]] = field(default_factory=list)
 
     def summary(self) -> str:
         verb = "would free" if self.dry_run else "freed"
@@ -152,9 +155,15 @@ class GarbageCollector:
             report.manifests_deleted += len(pruned[name])
             report.manifests.extend(f"{name}@{d}" for d in sorted(pruned[name], key=str))
         marked: set[Digest] = set()
+        per_repository: dict[str, set[Digest]] = {}  # for quotas only
         for name in repos:
-            await self._mark_repository(name, marked, skip=pruned.get(name, set()))
+            mine: set[Digest] = set()
+            await self._mark_repository(name, mine, skip=pruned.get(name, set()))
+            marked |= mine
+            if self._policies is not None and self._policies.quotas_for(name):
+                per_repository[name] = mine
         swept = await self._sweep(marked, cutoff, report)
+        await self._recount_quotas(per_repository, report)
         if swept:
             for name in repos:
                 report.links_removed += await self._remove_links(name, swept, cutoff)
@@ -209,6 +218,37 @@ class GarbageCollector:
             done.append(deletion)
         report.tags.extend(done)
         return done
+
+    async def _recount_quotas(
+        self, per_repository: dict[str, set[Digest]], report: GcReport
+    ) -> None:
+        """Every quota namespace's usage from what its repositories reference now (a dry run
+        only reports it); corrects what pushes counted incrementally and deletions left."""
+        if self._policies is None or not self._policies.quotas:
+            return
+        quotas = QuotaStore(self._backend, self._policies)
+        sizes: dict[Digest, int] = {}
+
+        async def size(digest: Digest) -> int:
+            try:
+                return (await self._backend.stat(paths.blob_data(digest))).size
+            except NotFound:
+                return 0
+
+        for rule in self._policies.quotas:
+            referenced: set[Digest] = set()
+            for name, digests in per_repository.items():
+                if rule.matches(name):
+                    referenced |= digests
+            todo = [d for d in referenced if d not in sizes]
+            sizes.update(zip(todo, await _bounded([size(d) for d in todo]), strict=True))
+            counted = {d: sizes[d] for d in referenced}
+            if self._dry_run:
+                used = sum(counted.values())
+            else:
+                used = await quotas.recount(rule, counted)
+            report.quotas.append((rule.repository, used, rule.limit))
+            self._log(f"quota {rule.repository}: {usage_text(used, rule.limit)} ({used} bytes)")
 
     def _untagged_cutoff(self, name: str, cutoff: float, now: float) -> float | None:
         """Revisions pushed before this may be pruned as untagged; None: do not prune `name`."""

@@ -11,6 +11,8 @@
           drop: ["^pr-"]              # only these tags are candidates (default: every tag)
           protect: ["latest", "v*"]   # globs: always kept, whatever else matches
           untagged_after: 7d          # untagged manifests older than this are deleted
+      quotas:                         # bytes of unique blobs referenced, per namespace
+        - {repository: "team/**", limit: 10GiB}
 
 Repository patterns are the access rules' globs (registry.auth.rules.compile_pattern); tag
 patterns in `tags`/`protect` are shell globs (`*`, `?`, `[...]`) over the whole tag; `keep` and
@@ -134,10 +136,43 @@ class RetentionRule:
         )
 
 
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+_SIZE_UNITS |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_size(value: Any, where: str) -> int:
+    """Bytes from a number or `<n>` with B, KB, MB, GB, TB, KiB, MiB, GiB, TiB."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", value)
+        if match and match.group(2).lower() in _SIZE_UNITS:
+            size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+            if size > 0:
+                return size
+    raise PolicyError(f"{where}: expected a size such as 500MB or 10GiB")
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaRule:
+    where: str
+    repository: str  # the namespace, as a pattern: every matching repository counts in it
+    regex: re.Pattern[str]
+    limit: int  # bytes
+
+    def matches(self, repository: str) -> bool:
+        return self.regex.fullmatch(repository) is not None
+
+
 @dataclass(frozen=True, slots=True)
 class Policies:
     immutable: tuple[ImmutableRule, ...] = ()
     retention: tuple[RetentionRule, ...] = ()
+    quotas: tuple[QuotaRule, ...] = ()
+
+    def quotas_for(self, repository: str) -> list[QuotaRule]:
+        """Every namespace `repository` counts in (all matching rules, not the first)."""
+        return [q for q in self.quotas if q.matches(repository)]
 
     def immutable_rule(self, repository: str, tag: str) -> ImmutableRule | None:
         """The first immutability rule covering `tag` in `repository`, if any."""
@@ -152,7 +187,7 @@ def parse_policies(raw: Any) -> Policies:
         return Policies()
     if not isinstance(raw, dict):
         raise PolicyError("policies: expected a mapping with immutable, retention")
-    unknown = set(raw) - {"immutable", "retention"}
+    unknown = set(raw) - {"immutable", "retention", "quotas"}
     if unknown:
         raise PolicyError(f"unknown keys in policies: {sorted(unknown)}")
     immutable = []
@@ -192,7 +227,14 @@ def parse_policies(raw: Any) -> Policies:
                 untagged_after=_opt_duration(item, "untagged_after", where),
             )
         )
-    return Policies(tuple(immutable), tuple(retention))
+    quotas = []
+    for i, item in enumerate(_items(raw.get("quotas"), "policies.quotas", {"repository", "limit"})):
+        where = f"policies.quotas[{i}]"
+        pattern, regex = _repository(item, where)
+        quotas.append(
+            QuotaRule(where, pattern, regex, parse_size(item.get("limit"), f"{where}.limit"))
+        )
+    return Policies(tuple(immutable), tuple(retention), tuple(quotas))
 
 
 def _opt_duration(item: dict[str, Any], key: str, where: str) -> float | None:

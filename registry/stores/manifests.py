@@ -26,6 +26,7 @@ from ocispec.models import Descriptor, Index, Manifest, ManifestError, parse_man
 from ocispec.reference import valid_tag
 from registry import errors
 from registry.policies import immutability
+from registry.policies.quota import QuotaStore
 from registry.stores import paths
 from registry.stores.blobs import BlobStore
 from registry.stores.catalog import CatalogStore
@@ -88,8 +89,10 @@ class ManifestStore:
         tags: TagStore,
         referrers: ReferrerStore,
         catalog: CatalogStore,
+        quotas: QuotaStore | None = None,
     ) -> None:
         self._backend = backend
+        self._quotas = quotas  # registry.policies.quota
         self._blobs = blobs
         self._tags = tags
         self._referrers = referrers
@@ -159,6 +162,10 @@ class ManifestStore:
         # Read-only first: a manifest refused here has written nothing.
         if require_references:
             await self._require_references(name, needed)
+        # Read-only too: a push over a quota is refused before it writes anything.
+        charges = []
+        if self._quotas is not None and not mirror:
+            charges = await self._quotas.admit(name, await self._sizes(digest, data, needed))
         # Online GC safety (registry/gc.py): mark everything this push relies on as in use
         # *before* the existence check it relies on (after the revision is written).
         await _bounded([digest, *needed], self._blobs.touch)
@@ -184,7 +191,21 @@ class ManifestStore:
             # `gc --delete-untagged` removed the revision between our write and the tag.
             await self._backend.put(revision, link)
         await self._catalog.mark(name)
+        if charges and self._quotas is not None:
+            await self._quotas.commit(charges)
         return PutResult(digest, subject)
+
+    async def _sizes(self, digest: Digest, data: bytes, needed: list[Digest]) -> dict[Digest, int]:
+        """Bytes of the manifest and of every blob it references (for quotas)."""
+
+        async def size(d: Digest) -> int:
+            try:
+                return (await self._backend.stat(paths.blob_data(d))).size
+            except NotFound:  # a missing one fails the push's own checks later
+                return 0
+
+        found = await _bounded(needed, size)
+        return {digest: len(data), **dict(zip(needed, found, strict=True))}
 
     async def _check_immutable(self, name: str, tags: list[str], digest: Digest) -> None:
         policies = self._tags.policies

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from registry.policies.config import PolicyError, parse_duration, parse_policies
+from registry.policies.config import PolicyError, parse_duration, parse_policies, parse_size
 from registry.settings import SettingsError, load_settings
 
 
@@ -20,6 +20,20 @@ def test_rules_match_repository_globs_and_tag_globs() -> None:
     assert policies.immutable_rule("release/app", "dev") is None
     assert policies.immutable_rule("release", "v1") is None  # ** needs a segment
     assert policies.immutable_rule("other/app", "v1") is None
+
+
+def test_sizes_and_every_matching_quota() -> None:
+    policies = parse_policies(
+        {
+            "quotas": [
+                {"repository": "t/**", "limit": "10GiB"},
+                {"repository": "t/a", "limit": "5MB"},
+            ]
+        }
+    )
+    assert [q.limit for q in policies.quotas_for("t/a")] == [10 * 2**30, 5 * 10**6]
+    assert [q.limit for q in policies.quotas_for("t/b")] == [10 * 2**30]
+    assert parse_size(1234, "x") == 1234
 
 
 def test_durations() -> None:
@@ -41,6 +55,8 @@ def test_durations() -> None:
         ({"retention": [{"repository": "a", "keep": ["("]}]}, "invalid regular expression"),
         ({"retention": [{"repository": "a", "keep_within": "forever"}]}, "keep_within"),
         ({"colour": 1}, "unknown keys in policies"),
+        ({"quotas": [{"repository": "t/**", "limit": "lots"}]}, r"quotas\[0\].limit"),
+        ({"quotas": [{"repository": "t/**", "limit": 0}]}, "expected a size"),
     ],
 )
 def test_malformed_policies_are_refused(raw: object, message: str) -> None:
