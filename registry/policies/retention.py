@@ -19,12 +19,15 @@ their subject whatever their own age.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ocispec.digest import Digest
 from registry.policies.config import Policies, RetentionRule
-from registry.stores.tags import TagStore
+from registry.stores.tags import TagInfo, TagStore
+
+_CONCURRENCY = 16  # tag reads in flight while planning (one GET each)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,11 +108,18 @@ async def plan_repository(
     if rule is None or not rule.prunes_tags:
         return []
     names = await tags.names(repository)
-    states = []
-    for tag in names:
-        info = await tags.info(repository, tag)
-        if info is not None:  # deleted meanwhile, or corrupt: nothing to decide
-            states.append(TagState(tag, info.digest, info.pushed if info.pushed else 0.0))
+    gate = asyncio.Semaphore(_CONCURRENCY)
+
+    async def read(tag: str) -> TagInfo | None:
+        async with gate:
+            return await tags.info(repository, tag)
+
+    infos = await asyncio.gather(*(read(tag) for tag in names))
+    states = [
+        TagState(tag, info.digest, info.pushed or 0.0)
+        for tag, info in zip(names, infos, strict=True)
+        if info is not None  # deleted meanwhile, or corrupt: nothing to decide
+    ]
     return select(
         rule,
         repository,
