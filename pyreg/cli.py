@@ -22,7 +22,13 @@ from pyreg import __version__
 sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 CLIENT_MODULES = ("puller.cli", "runtime.cli", "builder.cli")
-SERVER_MODULES = ("registry.cli", "registry.auth.cli", "registry.gc_cli", "registry.import_cli")
+SERVER_MODULES = (
+    "registry.cli",
+    "registry.auth.cli",
+    "registry.gc_cli",
+    "registry.import_cli",
+    "registry.policies.quota_cli",
+)
 
 
 def _new_parser() -> tuple[

@@ -34,6 +34,7 @@ from registry.observe.bridge import StatsBridge
 from registry.observe.exposition import metrics_page
 from registry.observe.middleware import ObserveMiddleware
 from registry.observe.storage import InstrumentedBackend
+from registry.policies.config import parse_policies
 from registry.proxy.cache import ProxyCache
 from registry.proxy.config import parse_proxy_config
 from registry.proxy.middleware import ProxyMiddleware
@@ -154,7 +155,9 @@ def create_app(
             app.state.redis = guard
             controller = await build_access(config.auth, storage, guard)
             registry_store = RegistryStore(
-                storage, blob_cache=RedisBlobCache(guard) if guard else None
+                storage,
+                blob_cache=RedisBlobCache(guard) if guard else None,
+                policies=parse_policies(config.policies),
             )
             app.state.store = registry_store
             app.state.access = controller

@@ -42,6 +42,11 @@ afterwards GC re-reads the repository's tags and every revision written within t
 and restores any deleted revision one of them now reaches. A manifest PUT checks again after
 writing its tags that its revision is still there and rewrites it otherwise. This runs
 before the mark, so restored revisions keep their blobs.
+
+With retention policies (registry.policies.retention), tags the rules let go are deleted first
+(through the tag store, so immutable tags can never go), then untagged manifests are pruned as
+above, per repository with the cutoff of its rule's `untagged_after` (never inside the grace
+window). A dry run plans the same deletions and prunes as if the tags were gone.
 """
 
 from __future__ import annotations
@@ -50,13 +55,17 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ocispec.digest import Digest
 from ocispec.models import Index, Manifest, ManifestError, parse_manifest
 from registry import errors
+from registry.observe import audit
+from registry.policies.config import Policies
+from registry.policies.quota import QuotaStore, usage_text
+from registry.policies.retention import TagDeletion, plan_repository
 from registry.shared.blobcache import BlobCache
 from registry.stores import paths
 from registry.stores.catalog import CatalogStore
@@ -83,6 +92,10 @@ class GcReport:
     deleted: list[Digest] = field(default_factory=list)
     # Untagged manifests pruned (or, dry, that would be), as "name@digest".
     manifests: list[str] = field(default_factory=list)
+    # Tags retention deleted (or, dry, would delete), with the rule and the reason.
+    tags: list[TagDeletion] = field(default_factory=list)
+    # Quota namespaces recounted: (namespace pattern, bytes used, limit).
+    quotas: list[tuple[str, int, int]] = field(default_factory=list)
 
     def summary(self) -> str:
         verb = "would free" if self.dry_run else "freed"
@@ -92,7 +105,7 @@ class GcReport:
             f"{self.uploads_purged} stale upload(s), {self.leftovers_swept} crash leftover(s); "
             f"kept {self.blobs_kept} reachable, "
             f"{self.blobs_young} too young to delete"
-        )
+        ) + (f"; {len(self.tags)} tag(s) by retention" if self.tags else "")
 
 
 class GarbageCollector:
@@ -105,9 +118,15 @@ class GarbageCollector:
         dry_run: bool = False,
         log: Callable[[str], None] | None = None,
         blob_cache: BlobCache | None = None,
+        policies: Policies | None = None,
+        on_delete: Callable[[str, Digest | str], Awaitable[None]] | None = None,
     ) -> None:
+        """`policies`: retention rules to apply; `on_delete(repository, tag or digest)` hears of
+        every tag and manifest deleted (delete events)."""
         self._backend = backend
-        self._store = RegistryStore(backend, blob_cache=blob_cache)
+        self._policies = policies
+        self._on_delete = on_delete
+        self._store = RegistryStore(backend, blob_cache=blob_cache, policies=policies)
         self._catalog = CatalogStore(backend)
         self._grace = grace
         self._upload_ttl = upload_ttl
@@ -125,15 +144,26 @@ class GarbageCollector:
         # A dry run deletes no revision, so the mark must leave out the ones it would prune:
         # otherwise it keeps (and reports nothing of) what only those manifests reference.
         pruned: dict[str, set[Digest]] = {}
-        if self._delete_untagged:
-            for name in repos:
-                pruned[name] = await self._prune_untagged(name, cutoff)
-                report.manifests_deleted += len(pruned[name])
-                report.manifests.extend(f"{name}@{d}" for d in sorted(pruned[name], key=str))
-        marked: set[Digest] = set()
         for name in repos:
-            await self._mark_repository(name, marked, skip=pruned.get(name, set()))
+            gone = await self._apply_retention(name, report)
+            untagged_cutoff = self._untagged_cutoff(name, cutoff, now)
+            if untagged_cutoff is None:
+                continue
+            # A dry run deleted no tag: prune as if the retention's tags were gone.
+            ignore = {d.tag for d in gone} if self._dry_run else set()
+            pruned[name] = await self._prune_untagged(name, cutoff, untagged_cutoff, ignore)
+            report.manifests_deleted += len(pruned[name])
+            report.manifests.extend(f"{name}@{d}" for d in sorted(pruned[name], key=str))
+        marked: set[Digest] = set()
+        per_repository: dict[str, set[Digest]] = {}  # for quotas only
+        for name in repos:
+            mine: set[Digest] = set()
+            await self._mark_repository(name, mine, skip=pruned.get(name, set()))
+            marked |= mine
+            if self._policies is not None and self._policies.quotas_for(name):
+                per_repository[name] = mine
         swept = await self._sweep(marked, cutoff, report)
+        await self._recount_quotas(per_repository, report)
         if swept:
             for name in repos:
                 report.links_removed += await self._remove_links(name, swept, cutoff)
@@ -147,6 +177,87 @@ class GarbageCollector:
                 "", self._upload_ttl, self._store.uploads.has_session
             )
         return report
+
+    # -- retention ---------------------------------------------------------------------------
+
+    async def _apply_retention(self, name: str, report: GcReport) -> list[TagDeletion]:
+        """Delete (dry: only plan) the tags `name`'s retention rule lets go."""
+        if self._policies is None or not self._policies.retention:
+            return []
+        # Push times are the pushing replicas' clocks; compare with this host's.
+        planned = await plan_repository(self._store.tags, self._policies, name, time.time())
+        done: list[TagDeletion] = []
+        user, host = audit.operator()
+        for deletion in planned:
+            if self._dry_run:
+                self._log(f"would delete {deletion.describe()}")
+                done.append(deletion)
+                continue
+            # Re-pushed since the plan (moved, or a fresh push time): judged again next run.
+            now = await self._store.tags.info(name, deletion.tag)
+            if now is None or now.digest != deletion.digest:
+                continue
+            try:
+                await self._store.manifests.delete(name, deletion.tag)
+            except errors.RegistryError as exc:  # gone meanwhile, or immutable since the plan
+                self._log(f"kept tag {name}:{deletion.tag}: {exc.message}")
+                continue
+            audit.record(
+                "retention.delete_tag",
+                repository=name,
+                tag=deletion.tag,
+                digest=str(deletion.digest),
+                rule=deletion.rule,
+                reason=deletion.reason,
+                user=user,
+                client=host,
+            )
+            if self._on_delete is not None:
+                await self._on_delete(name, deletion.tag)
+            self._log(f"deleted {deletion.describe()}")
+            done.append(deletion)
+        report.tags.extend(done)
+        return done
+
+    async def _recount_quotas(
+        self, per_repository: dict[str, set[Digest]], report: GcReport
+    ) -> None:
+        """Every quota namespace's usage from what its repositories reference now (a dry run
+        only reports it); corrects what pushes counted incrementally and deletions left."""
+        if self._policies is None or not self._policies.quotas:
+            return
+        quotas = QuotaStore(self._backend, self._policies)
+        sizes: dict[Digest, int] = {}
+
+        async def size(digest: Digest) -> int:
+            try:
+                return (await self._backend.stat(paths.blob_data(digest))).size
+            except NotFound:
+                return 0
+
+        for rule in self._policies.quotas:
+            referenced: set[Digest] = set()
+            for name, digests in per_repository.items():
+                if rule.matches(name):
+                    referenced |= digests
+            todo = [d for d in referenced if d not in sizes]
+            sizes.update(zip(todo, await _bounded([size(d) for d in todo]), strict=True))
+            counted = {d: sizes[d] for d in referenced}
+            if self._dry_run:
+                used = sum(counted.values())
+            else:
+                used = await quotas.recount(rule, counted)
+            report.quotas.append((rule.repository, used, rule.limit))
+            self._log(f"quota {rule.repository}: {usage_text(used, rule.limit)} ({used} bytes)")
+
+    def _untagged_cutoff(self, name: str, cutoff: float, now: float) -> float | None:
+        """Revisions pushed before this may be pruned as untagged; None: do not prune `name`."""
+        if self._delete_untagged:
+            return cutoff
+        rule = self._policies.retention_rule(name) if self._policies else None
+        if rule is None or rule.untagged_after is None:
+            return None
+        return min(cutoff, now - rule.untagged_after)  # never inside the grace window
 
     async def _recover_trash(self) -> None:
         """A GC that died between moving a blob to the trash and deciding puts it back; this
@@ -221,9 +332,13 @@ class GarbageCollector:
 
     # -- untagged manifests ------------------------------------------------------------------
 
-    async def _tagged(self, name: str) -> set[Digest]:
+    async def _tagged(
+        self, name: str, ignore: set[str] | frozenset[str] = frozenset()
+    ) -> set[Digest]:
         out: set[Digest] = set()
         for tag in await self._store.tags.names(name):
+            if tag in ignore:
+                continue
             try:
                 out.add(await self._store.tags.resolve(name, tag))
             except errors.RegistryError:  # deleted meanwhile, or a corrupt link: reaches nothing
@@ -231,9 +346,14 @@ class GarbageCollector:
         return out
 
     async def _reachable(
-        self, name: str, roots: set[Digest], revisions: dict[Digest, str]
+        self,
+        name: str,
+        roots: set[Digest],
+        revisions: dict[Digest, str],
+        weak_roots: set[Digest] | frozenset[Digest] = frozenset(),
     ) -> set[Digest]:
-        """`roots` plus children of kept indexes plus referrers of kept manifests."""
+        """`roots` plus children of kept indexes plus referrers of kept manifests; plus
+        `weak_roots` that are not referrers (a referrer follows its subject)."""
         subjects: dict[Digest, Digest] = {}  # referrer -> subject
         parsed_cache: dict[Digest, Manifest | Index | None] = {}
         items = list(revisions.items())
@@ -242,7 +362,7 @@ class GarbageCollector:
             parsed_cache[digest] = parsed
             if parsed is not None and parsed.subject is not None:
                 subjects[digest] = parsed.subject.digest
-        keep = set(roots)
+        keep = set(roots) | {d for d in weak_roots if d not in subjects}
         changed = True
         while changed:
             changed = False
@@ -259,14 +379,26 @@ class GarbageCollector:
                     changed = True
         return keep
 
-    async def _prune_untagged(self, name: str, cutoff: float) -> set[Digest]:
-        """Delete (dry: only find) the revisions of `name` nothing kept reaches; returns them."""
+    async def _prune_untagged(
+        self,
+        name: str,
+        cutoff: float,
+        untagged_cutoff: float | None = None,
+        ignore_tags: set[str] | frozenset[str] = frozenset(),
+    ) -> set[Digest]:
+        """Delete (dry: only find) the revisions of `name` nothing kept reaches; returns them.
+        Revisions written after `cutoff` (the grace window) are kept; those written after
+        `untagged_cutoff` (a retention period, earlier) are kept unless they are referrers."""
         revisions = await self._revisions(name)
-        roots = await self._tagged(name)
+        roots = await self._tagged(name, ignore_tags)
+        weak: set[Digest] = set()
         for digest, key in revisions.items():
-            if await self._modified(key) >= cutoff:
+            modified = await self._modified(key)
+            if modified >= cutoff:
                 roots.add(digest)  # just pushed (e.g. a child before its index): not yet judged
-        keep = await self._reachable(name, roots, revisions)
+            elif untagged_cutoff is not None and modified >= untagged_cutoff:
+                weak.add(digest)
+        keep = await self._reachable(name, roots, revisions, weak)
         removed: dict[Digest, bytes] = {}
         for digest, key in revisions.items():
             if digest in keep:
@@ -299,6 +431,12 @@ class GarbageCollector:
             if parsed is not None and parsed.subject is not None:
                 await self._store.referrers.remove(name, parsed.subject.digest, digest)
             self._log(f"deleted untagged manifest {name}@{digest}")
+            user, host = audit.operator()
+            audit.record(
+                "gc.delete_manifest", repository=name, digest=str(digest), user=user, client=host
+            )
+            if self._on_delete is not None:
+                await self._on_delete(name, digest)
         return set(removed)
 
     async def _modified(self, key: str) -> float:

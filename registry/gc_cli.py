@@ -15,6 +15,8 @@ from typing import Any
 from registry.gc import DEFAULT_GRACE, GarbageCollector, GcReport
 from registry.observe.gc_record import record_run
 from registry.observe.logs import configure_command
+from registry.policies.config import parse_policies
+from registry.policies.notify import delete_notifier
 from registry.settings import SettingsError, load_settings
 from registry.shared import open_redis
 from registry.shared.blobcache import RedisBlobCache
@@ -51,6 +53,11 @@ def register(subparsers: Any) -> None:
         "must exceed the longest time between a blob upload and its manifest push",
     )
     parser.add_argument(
+        "--no-policies",
+        action="store_true",
+        help="do not apply the retention rules of the config's `policies:` (applied by default)",
+    )
+    parser.add_argument(
         "-q", "--quiet", action="store_true", help="print only the summary, not every blob"
     )
     parser.set_defaults(func=gc)
@@ -83,6 +90,8 @@ def gc(args: argparse.Namespace) -> int:
                 settings.upload_ttl,
                 log,
                 settings.redis_url,
+                None if args.no_policies else settings.policies,
+                settings.notifications,
             )
         )
     except (StorageError, ValueError) as exc:
@@ -99,6 +108,8 @@ async def _run(
     upload_ttl: float,
     log: Callable[[str], None],
     redis_url: str = "",
+    policies: dict[str, Any] | None = None,
+    notifications: dict[str, Any] | None = None,
 ) -> GcReport:
     backend = open_backend(url, **options)
     await backend.open()
@@ -113,6 +124,8 @@ async def _run(
             dry_run=args.dry_run,
             log=log,
             blob_cache=RedisBlobCache(guard) if guard else None,
+            policies=parse_policies(policies) if policies else None,
+            on_delete=None if args.dry_run else delete_notifier(notifications, backend),
         )
         started = time.time()
         report = await collector.run()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from registry.importer import Importer, ImportReport, SourceError
+from registry.policies.config import Policies, parse_policies
 from registry.settings import SettingsError, load_settings
 from registry.stores.repository import RegistryStore
 from storage_backends import open_backend
@@ -58,7 +59,13 @@ def import_(args: argparse.Namespace) -> int:
 
     try:
         report = asyncio.run(
-            _run(settings.storage_url, settings.storage_options, Path(args.source), log)
+            _run(
+                settings.storage_url,
+                settings.storage_options,
+                Path(args.source),
+                log,
+                parse_policies(settings.policies),
+            )
         )
     except SourceError as exc:
         print(f"pyreg import: {exc}", file=sys.stderr)
@@ -73,11 +80,16 @@ def import_(args: argparse.Namespace) -> int:
 
 
 async def _run(
-    url: str, options: dict[str, Any], source: Path, log: Callable[[str], None]
+    url: str,
+    options: dict[str, Any],
+    source: Path,
+    log: Callable[[str], None],
+    policies: Policies | None = None,
 ) -> ImportReport:
     backend = open_backend(url, **options)
     await backend.open()
     try:
-        return await Importer(RegistryStore(backend), source, log).run()
+        # The config's policies hold for imports too (immutable tags, quotas).
+        return await Importer(RegistryStore(backend, policies=policies), source, log).run()
     finally:
         await backend.close()

@@ -21,6 +21,7 @@ YAML keys (all optional; documented in docs/registry.md):
     http: {max_header_size: 65536, max_url_size: 8192, header_timeout: 30, keep_alive: 5}
     proxy: null                          # pull-through cache upstreams (registry.proxy.config)
     ui: true                             # the web interface at /ui/ (registry.ui)
+    policies: null                       # immutability, retention (registry.policies.config)
 
 Environment: PYREG_HOST, PYREG_PORT, PYREG_WORKERS, PYREG_LOG_LEVEL, PYREG_STORAGE,
 PYREG_UPLOAD_TTL, PYREG_UPLOAD_PURGE_INTERVAL, PYREG_MAX_MANIFEST_SIZE, PYREG_TRUSTED_PROXIES,
@@ -41,6 +42,7 @@ from typing import Any
 import yaml
 
 from registry.client_address import TrustedProxiesError, parse_trusted
+from registry.policies.config import PolicyError, parse_policies
 from registry.proxy.config import ProxyConfigError, parse_proxy_config
 
 #: how `pyreg serve` hands its settings to every uvicorn worker (registry.app reads it)
@@ -92,6 +94,7 @@ class Settings:
     metrics_addr: str = ""
     metrics_on_main_port: bool = False  # also serve /metrics on the registry's port
     ui: bool = True  # the web interface at /ui/ (registry.ui)
+    policies: dict[str, Any] | None = None  # registry.policies.config, checked in __post_init__
 
     def __post_init__(self) -> None:
         _check_operations(self)
@@ -119,6 +122,10 @@ class Settings:
             raise SettingsError(str(exc)) from None
         if self.log_format not in LOG_FORMATS:
             raise SettingsError(f"log_format must be one of {', '.join(LOG_FORMATS)}")
+        try:
+            parse_policies(self.policies)
+        except PolicyError as exc:
+            raise SettingsError(str(exc)) from None
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -148,6 +155,7 @@ def _from_mapping(raw: Mapping[str, Any]) -> dict[str, Any]:
     known |= {"proxy"}
     known |= {"log_format", "metrics"}
     known |= {"ui"}
+    known |= {"policies"}
     unknown = set(raw) - known
     if unknown:
         raise SettingsError(f"unknown settings: {', '.join(sorted(unknown))}")
@@ -224,6 +232,11 @@ def _from_mapping(raw: Mapping[str, Any]) -> dict[str, Any]:
         raise SettingsError("proxy: expected a mapping")
     if proxy:
         out["proxy"] = dict(proxy)
+    policies = raw.get("policies")
+    if policies is not None and not isinstance(policies, Mapping):
+        raise SettingsError("policies: expected a mapping")
+    if policies:
+        out["policies"] = dict(policies)
     return out
 
 

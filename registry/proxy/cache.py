@@ -193,7 +193,12 @@ class ProxyCache:
     ) -> None:
         try:
             await self.store.manifests.put(
-                target.local, reference, data, media_type or None, require_references=False
+                target.local,
+                reference,
+                data,
+                media_type or None,
+                require_references=False,
+                mirror=True,
             )
         except (errors.MANIFEST_INVALID, errors.DIGEST_INVALID) as exc:
             # what the upstream sent is not a manifest this registry can store: its fault

@@ -25,6 +25,8 @@ from ocispec.digest import Digest, DigestError, digest_bytes
 from ocispec.models import Descriptor, Index, Manifest, ManifestError, parse_manifest
 from ocispec.reference import valid_tag
 from registry import errors
+from registry.policies import immutability
+from registry.policies.quota import QuotaStore
 from registry.stores import paths
 from registry.stores.blobs import BlobStore
 from registry.stores.catalog import CatalogStore
@@ -87,8 +89,10 @@ class ManifestStore:
         tags: TagStore,
         referrers: ReferrerStore,
         catalog: CatalogStore,
+        quotas: QuotaStore | None = None,
     ) -> None:
         self._backend = backend
+        self._quotas = quotas  # registry.policies.quota
         self._blobs = blobs
         self._tags = tags
         self._referrers = referrers
@@ -122,11 +126,13 @@ class ManifestStore:
         content_type: str | None,
         extra_tags: list[str] | None = None,
         require_references: bool = True,
+        mirror: bool = False,
     ) -> PutResult:
         """Store a manifest under a tag or its digest (plus `extra_tags`, spec end-7b).
 
         `require_references=False` is for the pull-through cache (registry.proxy): a mirrored
-        manifest is stored before its blobs, which arrive when clients ask for them."""
+        manifest is stored before its blobs, which arrive when clients ask for them.
+        `mirror=True` (the cache too) exempts the tags from immutability: upstreams move them."""
         try:
             parsed = parse_manifest(data, content_type)
         except ManifestError as exc:
@@ -148,10 +154,18 @@ class ManifestStore:
                 )
         else:
             digest = digest_bytes(data)
+        tags = [reference] if isinstance(reference, str) else []
+        tags += extra_tags or []
+        if not mirror:  # read-only, before any write: a refused push stores nothing
+            await self._check_immutable(name, tags, digest)
         needed = list(dict.fromkeys(_stored_references(parsed)))  # each digest once, in order
         # Read-only first: a manifest refused here has written nothing.
         if require_references:
             await self._require_references(name, needed)
+        # Read-only too: a push over a quota is refused before it writes anything.
+        charges = []
+        if self._quotas is not None and not mirror:
+            charges = await self._quotas.admit(name, await self._sizes(digest, data, needed))
         # Online GC safety (registry/gc.py): mark everything this push relies on as in use
         # *before* the existence check it relies on (after the revision is written).
         await _bounded([digest, *needed], self._blobs.touch)
@@ -171,14 +185,36 @@ class ManifestStore:
         if subject is not None:
             descriptor = referrer_descriptor(parsed, digest, len(data))
             await self._referrers.add(name, subject, digest, descriptor)
-        tags = [reference] if isinstance(reference, str) else []
-        for tag in [*tags, *(extra_tags or [])]:
-            await self._tags.set(name, tag, digest)
+        for tag in tags:
+            await self._tags.set(name, tag, digest, enforce=not mirror)
         if not await self._backend.exists(revision):
             # `gc --delete-untagged` removed the revision between our write and the tag.
             await self._backend.put(revision, link)
         await self._catalog.mark(name)
+        if charges and self._quotas is not None:
+            await self._quotas.commit(charges)
         return PutResult(digest, subject)
+
+    async def _sizes(self, digest: Digest, data: bytes, needed: list[Digest]) -> dict[Digest, int]:
+        """Bytes of the manifest and of every blob it references (for quotas)."""
+
+        async def size(d: Digest) -> int:
+            try:
+                return (await self._backend.stat(paths.blob_data(d))).size
+            except NotFound:  # a missing one fails the push's own checks later
+                return 0
+
+        found = await _bounded(needed, size)
+        return {digest: len(data), **dict(zip(needed, found, strict=True))}
+
+    async def _check_immutable(self, name: str, tags: list[str], digest: Digest) -> None:
+        policies = self._tags.policies
+        if policies is None:
+            return
+        for tag in tags:
+            if policies.immutable_rule(name, tag) is not None:  # one read, only for such tags
+                old = await self._tags.current(name, tag)
+                immutability.check_set(policies, name, tag, old, digest)
 
     async def _require_references(self, name: str, needed: list[Digest]) -> None:
         """MANIFEST_BLOB_UNKNOWN unless every digest is in the repository, checked in bounded
@@ -201,6 +237,10 @@ class ManifestStore:
             await self._tags.delete(name, reference)
             return
         stored = await self.get(name, reference)
+        policies = self._tags.policies
+        if policies is not None and any(r.regex.fullmatch(name) for r in policies.immutable):
+            tags = await self._tags.pointing_to(name, reference)
+            immutability.check_delete(policies, name, tags)
         await self._tags.untag(name, reference)  # O(its tags), via the reverse tag index
         await self._backend.delete(paths.manifest_revision_link(name, reference))
         try:

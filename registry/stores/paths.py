@@ -14,7 +14,8 @@
 │   │                                            not under revisions/, which GC walks for links
 │   ├── _manifests/.tag-index                    empty; every tag of the repo has its marker
 │   │                                            (absent: written before the index, scan once)
-│   ├── _manifests/tags/<tag>                    tag -> manifest digest (text); one flat
+│   ├── _manifests/tags/<tag>                    tag -> JSON {digest, pushed: epoch seconds}
+│   │                                            (older: the bare digest as text); one flat
 │   │                                            object per tag, so key order is tag order
 │   │                                            and a page of tags is one S3 list request
 │   └── _referrers/<alg>/<hex>/<ralg>/<rhex>     one descriptor (JSON) per manifest whose
@@ -32,6 +33,8 @@
 │                                               now (JSON: owner, expires); registry.proxy
 ├── _proxy/access/<alg>/<hex>                    empty; its mtime: when the cache last served
 │                                               the blob (least-recently-used eviction)
+├── _quota/<id>/usage.json, blobs/<alg>/<hex>    a quota namespace's counted bytes, and one empty
+│                                               marker per blob counted (registry.policies.quota)
 ├── _gc/last-run.json                            what the last `pyreg gc` did (its metrics)
 ├── _health/probe                                written by start-up checks, read by /readyz
 ├── _auth/token-key.pem                          the token signing key, generated on first start
@@ -62,6 +65,7 @@ EVENTS_DEAD = "_events/dead"
 PROXY = "_proxy"
 GC_LAST_RUN = f"{GC}/last-run.json"
 HEALTH_PROBE = "_health/probe"
+QUOTA = "_quota"
 
 
 def blob_data(digest: Digest) -> str:
@@ -81,6 +85,20 @@ def blob_digest(key: str) -> Digest | None:
         return Digest.parse(f"{parts[1]}:{parts[3]}")
     except ValueError:
         return None
+
+
+def quota_usage(namespace_id: str) -> str:
+    """A quota namespace's usage (JSON: bytes); `namespace_id` from registry.policies.quota."""
+    return f"{QUOTA}/{namespace_id}/usage.json"
+
+
+def quota_blobs_dir(namespace_id: str) -> str:
+    return f"{QUOTA}/{namespace_id}/blobs"
+
+
+def quota_blob(namespace_id: str, digest: Digest) -> str:
+    """Empty; the blob is counted in the namespace's usage (its size is the blob's)."""
+    return f"{quota_blobs_dir(namespace_id)}/{digest.algorithm}/{digest.hex}"
 
 
 def gc_clock() -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from registry import errors
+from registry.policies.config import Policies
+from registry.policies.quota import QuotaStore
 from registry.shared.blobcache import BlobCache
 from registry.stores.blobs import BlobStore
 from registry.stores.catalog import CatalogStore
@@ -20,14 +22,18 @@ class RegistryStore:
         backend: StorageBackend,
         upload_buffer_size: int = DEFAULT_BUFFER_SIZE,
         blob_cache: BlobCache | None = None,
+        policies: Policies | None = None,
     ) -> None:
         self.backend = backend
         self.catalog = CatalogStore(backend)
         self.blobs = BlobStore(backend, self.catalog, blob_cache)
         self.uploads = UploadStore(backend, self.blobs, upload_buffer_size)
-        self.tags = TagStore(backend)
+        self.tags = TagStore(backend, policies)
         self.referrers = ReferrerStore(backend)
-        self.manifests = ManifestStore(backend, self.blobs, self.tags, self.referrers, self.catalog)
+        self.quotas = QuotaStore(backend, policies) if policies and policies.quotas else None
+        self.manifests = ManifestStore(
+            backend, self.blobs, self.tags, self.referrers, self.catalog, self.quotas
+        )
 
     async def list_tags(self, name: str, n: int | None, last: str | None) -> Page:
         """A page of `name`'s tags; NAME_UNKNOWN when the repository does not exist."""

@@ -23,19 +23,49 @@ marker). New repositories pay that scan at their first delete by digest, once.
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from collections.abc import Awaitable, Iterable
+from dataclasses import dataclass
 from typing import TypeVar
 
 from ocispec.digest import Digest, DigestError
 from registry import errors
+from registry.policies import immutability
+from registry.policies.config import Policies
 from registry.stores import paths
 from registry.stores.pagination import Page
 from storage_backends.base import NotFound, StorageBackend
 
 
+@dataclass(frozen=True, slots=True)
+class TagInfo:
+    digest: Digest
+    pushed: float | None  # seconds since the epoch, the pushing replica's clock
+
+
+def _link(digest: Digest, pushed: float) -> bytes:
+    return json.dumps({"digest": str(digest), "pushed": round(pushed, 6)}).encode()
+
+
+def _parse_link(raw: bytes) -> TagInfo | None:
+    """A tag object: JSON {digest, pushed}, or (older) the bare digest; None if corrupt."""
+    try:
+        text = raw.decode()
+        if not text.startswith("{"):
+            return TagInfo(Digest.parse(text), None)
+        body = json.loads(text)
+        pushed = body.get("pushed")
+        when = float(pushed) if isinstance(pushed, (int, float)) else None
+        return TagInfo(Digest.parse(str(body["digest"])), when)
+    except (DigestError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 class TagStore:
-    def __init__(self, backend: StorageBackend) -> None:
+    def __init__(self, backend: StorageBackend, policies: Policies | None = None) -> None:
         self._backend = backend
+        self.policies = policies  # tag immutability (registry.policies.immutability)
 
     async def resolve(self, name: str, tag: str) -> Digest:
         found = await self._target(name, tag)
@@ -43,20 +73,44 @@ class TagStore:
             raise errors.MANIFEST_UNKNOWN(detail={"tag": tag})
         return found
 
+    async def current(self, name: str, tag: str) -> Digest | None:
+        """The digest `tag` points to now; None when it does not exist."""
+        return await self._target(name, tag)
+
     async def _target(self, name: str, tag: str) -> Digest | None:
         """The digest `tag` points to now; None when it does not exist (or is unreadable)."""
+        info = await self._read(name, tag)
+        return None if info is None else info.digest
+
+    async def _read(self, name: str, tag: str) -> TagInfo | None:
         try:
-            raw = await self._backend.get(paths.tag_link(name, tag))
-            return Digest.parse(raw.decode())
-        except (NotFound, DigestError, UnicodeDecodeError):
+            return _parse_link(await self._backend.get(paths.tag_link(name, tag)))
+        except NotFound:
             return None
 
-    async def set(self, name: str, tag: str, digest: Digest) -> None:
+    async def info(self, name: str, tag: str) -> TagInfo | None:
+        """`tag`'s digest and push time (one read); None when it does not exist."""
+        key = paths.tag_link(name, tag)
+        parsed = await self._read(name, tag)
+        if parsed is None or parsed.pushed is not None:
+            return parsed
+        # Written before push times were recorded: the object's own modification time.
+        try:
+            return TagInfo(parsed.digest, (await self._backend.stat(key)).modified)
+        except NotFound:
+            return None
+
+    async def set(self, name: str, tag: str, digest: Digest, enforce: bool = True) -> None:
+        """Point `tag` at `digest`; DENIED if that moves an immutable tag (unless `enforce`
+        is false: the pull-through cache mirrors an upstream's moves)."""
         marker = paths.tag_marker(name, digest, tag)
         # The marker goes before the tag (see the module docstring); reading the old target
-        # meanwhile costs no extra round trip.
+        # meanwhile costs no extra round trip. A refusal leaves only a stale marker.
         old, _ = await asyncio.gather(self._target(name, tag), self._backend.put(marker, b""))
-        await self._backend.put(paths.tag_link(name, tag), str(digest).encode())
+        if enforce:
+            immutability.check_set(self.policies, name, tag, old, digest)
+        # The push time rides in the tag object itself: no extra round trip (docs/policies.md).
+        await self._backend.put(paths.tag_link(name, tag), _link(digest, time.time()))
         if not await self._backend.exists(marker):
             await self._backend.put(marker, b"")
         if old is not None and old != digest:
@@ -66,6 +120,7 @@ class TagStore:
         old = await self._target(name, tag)
         if old is None and not await self._backend.exists(paths.tag_link(name, tag)):
             raise errors.MANIFEST_UNKNOWN(detail={"tag": tag})
+        immutability.check_delete(self.policies, name, [tag])
         await self._backend.delete(paths.tag_link(name, tag))
         if old is not None:
             await self._drop_marker(name, tag, old)

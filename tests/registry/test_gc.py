@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from pathlib import Path
@@ -401,7 +402,7 @@ class PruneAfterTag:
     async def put(self, path: str, data: bytes) -> None:
         await self._inner.put(path, data)
         if "/_manifests/tags/" in path:
-            digest = Digest.parse(data.decode())
+            digest = Digest.parse(json.loads(data)["digest"])  # tag object: {digest, pushed}
             await self._inner.delete(paths.manifest_revision_link("app", digest))
 
 
