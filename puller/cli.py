@@ -30,10 +30,12 @@ from puller.push import Pusher, PushError
 from puller.store import GraphStore, StoreError, assemble_rootfs, prune
 from puller.store.images import image_name
 from puller.store.limits import SizeCaps, parse_size
+from puller.tlsargs import add_tls_arguments, tls_options
 from regclient import credentials
 from regclient.api import RegistryClient, RegistryError, Unauthorized, Unsupported
 from regclient.auth import AuthError
 from regclient.credentials import Credentials, CredentialsError
+from regclient.tls import TLSConfigError
 
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
     RegistryError,
@@ -50,6 +52,7 @@ EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
     httpx.HTTPError,
     OSError,
     ValueError,
+    TLSConfigError,
 )
 
 T = TypeVar("T")
@@ -104,6 +107,7 @@ def _client(ref_or_registry: Reference | str, args: argparse.Namespace) -> Regis
         registry,
         credentials=credentials.load(registry),
         insecure=bool(getattr(args, "insecure", False)),
+        tls=tls_options(args),
     )
 
 
@@ -142,7 +146,9 @@ def cmd_login(args: argparse.Namespace) -> int:
     creds = Credentials(username, password)
 
     async def check() -> None:
-        async with RegistryClient(registry, credentials=creds, insecure=args.insecure) as client:
+        async with RegistryClient(
+            registry, credentials=creds, insecure=args.insecure, tls=tls_options(args)
+        ) as client:
             await client.ping()
 
     try:
@@ -466,8 +472,9 @@ def _net(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--insecure",
         action="store_true",
-        help="no certificate checks, plain HTTP if no TLS (loopback: HTTP anyway)",
+        help="no certificate checks, plain HTTP if no TLS (as loopback registries by default)",
     )
+    add_tls_arguments(p)
 
 
 def _size(value: str) -> int:
