@@ -105,7 +105,7 @@ def _client(ref_or_registry: Reference | str, args: argparse.Namespace) -> Regis
     )
     return RegistryClient(
         registry,
-        credentials=credentials.load(registry),
+        credentials=credentials.load(registry, authfile=getattr(args, "authfile", None)),
         insecure=bool(getattr(args, "insecure", False)),
         tls=tls_options(args),
     )
@@ -156,13 +156,13 @@ def cmd_login(args: argparse.Namespace) -> int:
     except (Unauthorized, AuthError) as exc:
         # Basic answers 401 itself; with Bearer the token service refuses (AuthError)
         raise CommandError(f"login to {registry} failed: {exc}") from None
-    path = credentials.store(registry, username, password)
-    print(f"Login Succeeded (credentials in {path})")
+    where = credentials.store(registry, username, password, authfile=args.authfile)
+    print(f"Login Succeeded (credentials in {where})")
     return 0
 
 
 def cmd_logout(args: argparse.Namespace) -> int:
-    if not credentials.remove(args.registry):
+    if not credentials.remove(args.registry, authfile=args.authfile):
         raise CommandError(f"not logged in to {args.registry}")
     print(f"Removed login credentials for {args.registry}")
     return 0
@@ -475,6 +475,17 @@ def _net(p: argparse.ArgumentParser) -> None:
         help="no certificate checks, plain HTTP if no TLS (as loopback registries by default)",
     )
     add_tls_arguments(p)
+    _authfile(p)
+
+
+def _authfile(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--authfile",
+        type=Path,
+        help="credentials file (podman's auth.json format; default $REGISTRY_AUTH_FILE, then "
+        "$XDG_RUNTIME_DIR/containers/auth.json, ~/.config/containers/auth.json, "
+        "docker's config.json)",
+    )
 
 
 def _size(value: str) -> int:
@@ -515,6 +526,7 @@ def register(subparsers: Any) -> None:
 
     p = add("logout", cmd_logout, "Remove a registry's credentials from docker's config.json")
     p.add_argument("registry")
+    _authfile(p)
 
     p = add("pull", cmd_pull, "Pull an image into the local store")
     p.add_argument("reference", help="[host[:port]/]name[:tag][@digest]")
