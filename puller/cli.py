@@ -13,6 +13,7 @@ import getpass
 import json
 import os
 import sys
+import traceback
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,7 +23,7 @@ import httpx
 from ocispec.digest import Digest, DigestError, DigestMismatch
 from ocispec.models import ImageConfig, Index, ManifestError, Platform, chain_ids, parse_manifest
 from ocispec.reference import Reference, ReferenceError
-from puller import layout
+from puller import layout, messages
 from puller.copy import Copier, CopyError
 from puller.progress import NullReporter, Reporter, RichReporter
 from puller.pull import Puller, PullError, choose_platform, host_platform_spec
@@ -68,14 +69,16 @@ def _fail(message: str) -> int:
     return 1
 
 
-def _guard(handler: Handler) -> Handler:
+def _guard(handler: Handler, command: str = "") -> Handler:
     def run(args: argparse.Namespace) -> int:
         try:
             return handler(args)
         except CommandError as exc:
             return _fail(str(exc))
         except EXPECTED_ERRORS as exc:
-            return _fail(str(exc) or type(exc).__name__)
+            if getattr(args, "debug", False):
+                traceback.print_exc()
+            return _fail(messages.describe(exc, command, args))
 
     return run
 
@@ -127,8 +130,19 @@ async def _with_client(
 # -- login / logout ---------------------------------------------------------------------------
 
 
+def _registry_arg(value: str) -> str:
+    """`http://host:port/` or `https://host/v2/` as docker accepts them: the host[:port]."""
+    if "://" in value:
+        return value.split("://", 1)[1].split("/", 1)[0]
+    return value.rstrip("/")
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def cmd_login(args: argparse.Namespace) -> int:
-    registry = args.registry
+    registry = args.registry = _registry_arg(args.registry)
     username = args.username or input("Username: ")
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
@@ -162,6 +176,7 @@ def cmd_login(args: argparse.Namespace) -> int:
 
 
 def cmd_logout(args: argparse.Namespace) -> int:
+    args.registry = _registry_arg(args.registry)
     if not credentials.remove(args.registry, authfile=args.authfile):
         raise CommandError(f"not logged in to {args.registry}")
     print(f"Removed login credentials for {args.registry}")
@@ -185,6 +200,8 @@ def cmd_pull(args: argparse.Namespace) -> int:
             return await puller.pull(ref, platform)
 
     result = _run(_with_client(ref, args, body))
+    if platform is not None:
+        _warn_platform(store, result.resolved_digest, platform)
     if args.quiet:
         print(result.resolved_digest)
     else:
@@ -194,6 +211,22 @@ def cmd_pull(args: argparse.Namespace) -> int:
             f"{len(result.existing)} already present)"
         )
     return 0
+
+
+def _warn_platform(store: GraphStore, digest: Digest, wanted: Platform) -> None:
+    """A single-platform image is taken whatever --platform says (there is no choice): say so,
+    as docker does."""
+    parsed = parse_manifest(store.content.read_bytes(digest))
+    if isinstance(parsed, Index):
+        return  # the platform was chosen from the index
+    config = ImageConfig.parse(store.content.read_bytes(parsed.config.digest))
+    got = f"{config.os}/{config.architecture}"
+    if (config.os, config.architecture) != (wanted.os, wanted.architecture):
+        print(
+            f"warning: the image's platform ({got}) does not match the requested platform "
+            f"({wanted}); it is a single-platform image",
+            file=sys.stderr,
+        )
 
 
 def cmd_push(args: argparse.Namespace) -> int:
@@ -395,7 +428,7 @@ def cmd_unpack(args: argparse.Namespace) -> int:
     os.chmod(target, args.mode)
     assemble_rootfs(store, chains, target)
     if not args.quiet:
-        print(f"Unpacked {len(chains)} layers into {target}")
+        print(f"Unpacked {_plural(len(chains), 'layer')} into {target}")
     return 0
 
 
@@ -514,7 +547,8 @@ def register(subparsers: Any) -> None:
         p: argparse.ArgumentParser = subparsers.add_parser(
             name, help=help_text, description=help_text
         )
-        p.set_defaults(func=_guard(handler))
+        p.set_defaults(func=_guard(handler, name))
+        p.add_argument("--debug", action="store_true", help="on failure, print the traceback")
         return p
 
     p = add("login", cmd_login, "Log in to a registry; stores credentials in docker's config.json")
