@@ -25,7 +25,7 @@ from ocispec.models import ImageConfig, Index, ManifestError, Platform, chain_id
 from ocispec.reference import Reference, ReferenceError
 from puller import layout, messages
 from puller.copy import Copier, CopyError
-from puller.progress import NullReporter, Reporter, RichReporter
+from puller.progress import NullReporter, PlainReporter, Reporter, RichReporter, human_size
 from puller.pull import Puller, PullError, choose_platform, host_platform_spec
 from puller.push import Pusher, PushError
 from puller.store import GraphStore, StoreError, assemble_rootfs, prune
@@ -115,8 +115,10 @@ def _client(ref_or_registry: Reference | str, args: argparse.Namespace) -> Regis
 
 
 def _reporter(args: argparse.Namespace) -> Reporter:
-    if getattr(args, "quiet", False) or not sys.stderr.isatty():
+    if getattr(args, "quiet", False):
         return NullReporter()
+    if not sys.stderr.isatty():
+        return PlainReporter()  # logs and CI: plain lines, as docker's --progress plain
     return RichReporter()
 
 
@@ -326,12 +328,7 @@ def cmd_images(args: argparse.Namespace) -> int:
 
 
 def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{n} B"
+    return human_size(n)
 
 
 def cmd_tag(args: argparse.Namespace) -> int:

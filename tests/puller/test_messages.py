@@ -4,6 +4,7 @@ auth (private/** for alice), in process (`pyreg.cli.main`)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -132,3 +133,22 @@ def test_platform_mismatch_on_a_single_platform_image_warns(
     assert code == 0 and "does not match" not in err
     code, out, _ = run(capsys, "unpack", ref, str(tmp_path / "rootfs"))
     assert code == 0 and "Unpacked 1 layer into" in out
+
+
+def test_without_a_terminal_progress_is_plain_lines_and_quiet_is_quiet(
+    server: RegistryServer, home: GraphStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    host = f"127.0.0.1:{server.port}"
+    ref = f"{host}/open/plain:v1"
+    image = build_image([[file("big", os.urandom(300_000))]])  # incompressible: ~293 KiB
+    put_image(home, str(Reference.parse(ref)), image)
+    code, out, err = run(capsys, "push", ref)
+    assert code == 0 and err == ""
+    layer = image.layers[0].digest
+    # one line when a blob starts (binary units, as the summary) and one when it ends
+    lines = out.splitlines()
+    assert any(f"{layer.short}: " in line and "KiB)" in line for line in lines), out
+    assert "\r" not in out and "\x1b[" not in out
+    assert "KiB sent" in out  # the summary speaks the same units
+    code, out, err = run(capsys, "pull", "-q", ref)
+    assert (code, out, err) == (0, f"{image.digest}\n", "")
