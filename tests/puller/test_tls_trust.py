@@ -93,6 +93,7 @@ def test_tls_verify_trusts_a_ca_from_cert_dir_and_refuses_without_it(
     refused = _pyreg(env, "pull", "--tls-verify=true", ref)
     assert refused.returncode == 1
     assert "certificate" in refused.stderr.lower(), refused.stderr
+    assert "--cert-dir" in refused.stderr and refused.stderr.count("\n") == 1  # one line, a hint
     pulled = _pyreg(env, "pull", "--tls-verify=true", "--cert-dir", str(pki.cert_dir), ref)
     assert pulled.returncode == 0, pulled.stderr
 
@@ -133,6 +134,7 @@ def test_loopback_plain_http_registry_falls_back_unless_tls_verify(
         assert _pyreg(env, "pull", ref).returncode == 0
         forced = _pyreg(env, "pull", "--tls-verify=true", ref)
         assert forced.returncode == 1
+        assert "the registry does not speak TLS" in forced.stderr, forced.stderr
 
 
 def test_client_certificate_from_certs_d(
