@@ -13,6 +13,7 @@ import getpass
 import json
 import os
 import sys
+import traceback
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,18 +23,20 @@ import httpx
 from ocispec.digest import Digest, DigestError, DigestMismatch
 from ocispec.models import ImageConfig, Index, ManifestError, Platform, chain_ids, parse_manifest
 from ocispec.reference import Reference, ReferenceError
-from puller import layout
+from puller import layout, messages
 from puller.copy import Copier, CopyError
-from puller.progress import NullReporter, Reporter, RichReporter
+from puller.progress import NullReporter, PlainReporter, Reporter, RichReporter, human_size
 from puller.pull import Puller, PullError, choose_platform, host_platform_spec
 from puller.push import Pusher, PushError
 from puller.store import GraphStore, StoreError, assemble_rootfs, prune
 from puller.store.images import image_name
 from puller.store.limits import SizeCaps, parse_size
+from puller.tlsargs import add_tls_arguments, tls_options
 from regclient import credentials
 from regclient.api import RegistryClient, RegistryError, Unauthorized, Unsupported
 from regclient.auth import AuthError
 from regclient.credentials import Credentials, CredentialsError
+from regclient.tls import TLSConfigError
 
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
     RegistryError,
@@ -50,6 +53,7 @@ EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
     httpx.HTTPError,
     OSError,
     ValueError,
+    TLSConfigError,
 )
 
 T = TypeVar("T")
@@ -65,14 +69,16 @@ def _fail(message: str) -> int:
     return 1
 
 
-def _guard(handler: Handler) -> Handler:
+def _guard(handler: Handler, command: str = "") -> Handler:
     def run(args: argparse.Namespace) -> int:
         try:
             return handler(args)
         except CommandError as exc:
             return _fail(str(exc))
         except EXPECTED_ERRORS as exc:
-            return _fail(str(exc) or type(exc).__name__)
+            if getattr(args, "debug", False):
+                traceback.print_exc()
+            return _fail(messages.describe(exc, command, args))
 
     return run
 
@@ -102,14 +108,17 @@ def _client(ref_or_registry: Reference | str, args: argparse.Namespace) -> Regis
     )
     return RegistryClient(
         registry,
-        credentials=credentials.load(registry),
+        credentials=credentials.load(registry, authfile=getattr(args, "authfile", None)),
         insecure=bool(getattr(args, "insecure", False)),
+        tls=tls_options(args),
     )
 
 
 def _reporter(args: argparse.Namespace) -> Reporter:
-    if getattr(args, "quiet", False) or not sys.stderr.isatty():
+    if getattr(args, "quiet", False):
         return NullReporter()
+    if not sys.stderr.isatty():
+        return PlainReporter()  # logs and CI: plain lines, as docker's --progress plain
     return RichReporter()
 
 
@@ -123,8 +132,19 @@ async def _with_client(
 # -- login / logout ---------------------------------------------------------------------------
 
 
+def _registry_arg(value: str) -> str:
+    """`http://host:port/` or `https://host/v2/` as docker accepts them: the host[:port]."""
+    if "://" in value:
+        return value.split("://", 1)[1].split("/", 1)[0]
+    return value.rstrip("/")
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def cmd_login(args: argparse.Namespace) -> int:
-    registry = args.registry
+    registry = args.registry = _registry_arg(args.registry)
     username = args.username or input("Username: ")
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
@@ -142,7 +162,9 @@ def cmd_login(args: argparse.Namespace) -> int:
     creds = Credentials(username, password)
 
     async def check() -> None:
-        async with RegistryClient(registry, credentials=creds, insecure=args.insecure) as client:
+        async with RegistryClient(
+            registry, credentials=creds, insecure=args.insecure, tls=tls_options(args)
+        ) as client:
             await client.ping()
 
     try:
@@ -150,13 +172,14 @@ def cmd_login(args: argparse.Namespace) -> int:
     except (Unauthorized, AuthError) as exc:
         # Basic answers 401 itself; with Bearer the token service refuses (AuthError)
         raise CommandError(f"login to {registry} failed: {exc}") from None
-    path = credentials.store(registry, username, password)
-    print(f"Login Succeeded (credentials in {path})")
+    where = credentials.store(registry, username, password, authfile=args.authfile)
+    print(f"Login Succeeded (credentials in {where})")
     return 0
 
 
 def cmd_logout(args: argparse.Namespace) -> int:
-    if not credentials.remove(args.registry):
+    args.registry = _registry_arg(args.registry)
+    if not credentials.remove(args.registry, authfile=args.authfile):
         raise CommandError(f"not logged in to {args.registry}")
     print(f"Removed login credentials for {args.registry}")
     return 0
@@ -179,6 +202,8 @@ def cmd_pull(args: argparse.Namespace) -> int:
             return await puller.pull(ref, platform)
 
     result = _run(_with_client(ref, args, body))
+    if platform is not None:
+        _warn_platform(store, result.resolved_digest, platform)
     if args.quiet:
         print(result.resolved_digest)
     else:
@@ -188,6 +213,22 @@ def cmd_pull(args: argparse.Namespace) -> int:
             f"{len(result.existing)} already present)"
         )
     return 0
+
+
+def _warn_platform(store: GraphStore, digest: Digest, wanted: Platform) -> None:
+    """A single-platform image is taken whatever --platform says (there is no choice): say so,
+    as docker does."""
+    parsed = parse_manifest(store.content.read_bytes(digest))
+    if isinstance(parsed, Index):
+        return  # the platform was chosen from the index
+    config = ImageConfig.parse(store.content.read_bytes(parsed.config.digest))
+    got = f"{config.os}/{config.architecture}"
+    if (config.os, config.architecture) != (wanted.os, wanted.architecture):
+        print(
+            f"warning: the image's platform ({got}) does not match the requested platform "
+            f"({wanted}); it is a single-platform image",
+            file=sys.stderr,
+        )
 
 
 def cmd_push(args: argparse.Namespace) -> int:
@@ -287,12 +328,7 @@ def cmd_images(args: argparse.Namespace) -> int:
 
 
 def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{n} B"
+    return human_size(n)
 
 
 def cmd_tag(args: argparse.Namespace) -> int:
@@ -389,7 +425,7 @@ def cmd_unpack(args: argparse.Namespace) -> int:
     os.chmod(target, args.mode)
     assemble_rootfs(store, chains, target)
     if not args.quiet:
-        print(f"Unpacked {len(chains)} layers into {target}")
+        print(f"Unpacked {_plural(len(chains), 'layer')} into {target}")
     return 0
 
 
@@ -466,7 +502,19 @@ def _net(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--insecure",
         action="store_true",
-        help="no certificate checks, plain HTTP if no TLS (loopback: HTTP anyway)",
+        help="no certificate checks, plain HTTP if no TLS (as loopback registries by default)",
+    )
+    add_tls_arguments(p)
+    _authfile(p)
+
+
+def _authfile(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--authfile",
+        type=Path,
+        help="credentials file (podman's auth.json format; default $REGISTRY_AUTH_FILE, then "
+        "$XDG_RUNTIME_DIR/containers/auth.json, ~/.config/containers/auth.json, "
+        "docker's config.json)",
     )
 
 
@@ -496,7 +544,8 @@ def register(subparsers: Any) -> None:
         p: argparse.ArgumentParser = subparsers.add_parser(
             name, help=help_text, description=help_text
         )
-        p.set_defaults(func=_guard(handler))
+        p.set_defaults(func=_guard(handler, name))
+        p.add_argument("--debug", action="store_true", help="on failure, print the traceback")
         return p
 
     p = add("login", cmd_login, "Log in to a registry; stores credentials in docker's config.json")
@@ -508,6 +557,7 @@ def register(subparsers: Any) -> None:
 
     p = add("logout", cmd_logout, "Remove a registry's credentials from docker's config.json")
     p.add_argument("registry")
+    _authfile(p)
 
     p = add("pull", cmd_pull, "Pull an image into the local store")
     p.add_argument("reference", help="[host[:port]/]name[:tag][@digest]")

@@ -1,14 +1,17 @@
-"""Progress reporting for pull and push: rich bars per blob and a total, or nothing.
+"""Progress reporting for pull and push: rich bars, plain lines, or nothing.
 
-pull.py and push.py call a `Reporter`; `RichReporter` draws bars on stderr (so `-q` output
-and piped stdout stay clean), `NullReporter` is for `--quiet` and for tests.
+pull.py and push.py call a `Reporter`. On a terminal `RichReporter` draws bars on stderr (so
+`-q` output and piped stdout stay clean). Without one, `PlainReporter` writes one line per blob
+as it starts and ends, on stdout as docker does without a terminal (logs and CI keep a record;
+stderr keeps only warnings and the error line). `NullReporter` is for `--quiet` and for tests.
+Sizes are binary units (KiB, MiB) in bars, lines and summaries alike (`human_size`).
 """
 
 from __future__ import annotations
 
 import sys
 from types import TracebackType
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 from ocispec.digest import Digest
 
@@ -46,6 +49,46 @@ class NullReporter:
         pass
 
 
+def human_size(n: int) -> str:
+    """Binary units everywhere the client shows a size: bars, plain lines and summaries."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+class PlainReporter:
+    """`<short digest>: <action> (<size>)` when a blob starts, `<short digest>: <status>` when it
+    ends: no bars, no carriage returns."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stdout
+        self._sizes: dict[Digest, int] = {}
+
+    def _line(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
+
+    def start(self, digest: Digest, total: int, action: str) -> None:
+        self._sizes[digest] = total
+        self._line(f"{digest.short}: {action}" + (f" ({human_size(total)})" if total else ""))
+
+    def advance(self, digest: Digest, nbytes: int) -> None:
+        pass
+
+    def finish(self, digest: Digest, status: str) -> None:
+        self._line(f"{digest.short}: {status}")
+
+    def __enter__(self) -> PlainReporter:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        pass
+
+
 class RichReporter:
     """One bar per blob (`<short digest>: Downloading`) and a total bar."""
 
@@ -63,7 +106,7 @@ class RichReporter:
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
-            DownloadColumn(),
+            DownloadColumn(binary_units=True),  # MiB, as the summaries
             TransferSpeedColumn(),
             console=self.console,
             transient=False,

@@ -22,7 +22,7 @@ import httpx
 from ocispec.digest import Digest
 from ocispec.models import Descriptor, Index, Manifest, ManifestError, parse_manifest
 from ocispec.reference import Reference
-from puller.progress import NullReporter, Reporter
+from puller.progress import NullReporter, Reporter, human_size
 from puller.store import GraphStore, NotInStore
 from puller.store.images import image_name
 from regclient.api import (
@@ -62,12 +62,7 @@ class PushResult:
 
 
 def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.1f} {unit}" if unit != "B" else f"{n} B"
-        size /= 1024
-    return f"{n} B"
+    return human_size(n)
 
 
 async def file_pieces(

@@ -20,7 +20,8 @@ from ocispec import mediatypes as mt
 from ocispec.digest import Digest, DigestError, DigestMismatch, digest_bytes
 from regclient.auth import RegistryAuth
 from regclient.credentials import Credentials
-from regclient.transport import RetryPolicy, base_url, make_client
+from regclient.tls import TLSOptions, client_context
+from regclient.transport import LazyTLSTransport, RetryPolicy, base_url, make_client
 
 MANIFEST_ACCEPT = ", ".join(
     [mt.OCI_INDEX, mt.OCI_MANIFEST, mt.DOCKER_MANIFEST_LIST, mt.DOCKER_MANIFEST]
@@ -153,14 +154,27 @@ class RegistryClient:
         insecure: bool = False,
         transport: httpx.AsyncBaseTransport | None = None,
         retry: RetryPolicy | None = None,
+        tls: TLSOptions | None = None,
     ) -> None:
         self.registry = registry
-        origin = httpx.URL(base_url(registry, insecure))
-        # --insecure may fall back to plain HTTP on the same host: that is the registry too
-        origins = (origin, origin.copy_with(scheme="http")) if insecure else (origin,)
-        self.auth = RegistryAuth(credentials, transport=transport, origins=origins)
+        tls = tls or TLSOptions()
+        origin = httpx.URL(base_url(registry, insecure, tls))
+        # an unchecked registry may fall back to plain HTTP on the same host: the registry too
+        falls_back = tls.falls_back(registry, insecure)
+        origins = (origin, origin.copy_with(scheme="http")) if falls_back else (origin,)
+        # the token realm gets credentials: always checked (system store and the registry's
+        # CAs), whatever the registry's own setting
+        realm_transport = transport or LazyTLSTransport(
+            context=lambda: client_context(registry, cert_dir=tls.cert_dir, client_cert=False)
+        )
+        self.auth = RegistryAuth(credentials, transport=realm_transport, origins=origins)
         self.http = make_client(
-            registry, insecure=insecure, auth=self.auth, transport=transport, retry=retry
+            registry,
+            insecure=insecure,
+            auth=self.auth,
+            transport=transport,
+            retry=retry,
+            tls=tls,
         )
         self._pinged = False
 

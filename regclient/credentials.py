@@ -1,9 +1,20 @@
-"""Credentials in docker's `config.json`, shared with docker, podman and skopeo.
+"""Registry credentials where docker, podman and skopeo keep them, in their documented order.
 
-The file is `$DOCKER_CONFIG/config.json` (default `~/.docker/config.json`). Entries live
-under `auths`, keyed by registry host (`https://index.docker.io/v1/` for Docker Hub), each
-with `auth` = base64("user:password") and optionally `identitytoken` (an OAuth2 refresh
-token). Credential helpers (`credsStore`, `credHelpers`) are not run: a warning says so.
+Read, first entry found wins (containers-auth.json(5)):
+1. the primary file: `--authfile`, else `$REGISTRY_AUTH_FILE`, else `$DOCKER_CONFIG/config.json`
+   when DOCKER_CONFIG is set (podman's default authfile), else
+   `${XDG_RUNTIME_DIR}/containers/auth.json` (podman's `login`; `/run/containers/UID/auth.json`
+   without XDG_RUNTIME_DIR);
+2. `${XDG_CONFIG_HOME:-~/.config}/containers/auth.json`;
+3. docker's `$DOCKER_CONFIG/config.json` (default `~/.docker/config.json`).
+In each file: `credHelpers[HOST]` names a helper for that registry; else the `auths` entry
+(keyed by host, `https://index.docker.io/v1/` for Docker Hub) with `auth` =
+base64("user:password") and optionally `identitytoken` (an OAuth2 refresh token); else
+`credsStore` names the helper for every registry. Helpers are `docker-credential-NAME`
+programs (credhelpers.py); one that is not installed is warned about and skipped.
+
+`login` writes the `--authfile` / `$REGISTRY_AUTH_FILE` file if one is named, else docker's
+config.json (through its helper when it names one); `logout` removes the entry everywhere.
 """
 
 from __future__ import annotations
@@ -31,6 +42,36 @@ class Credentials:
     username: str | None = None
     password: str | None = None
     identity_token: str | None = None  # an OAuth2 refresh token, used instead of the password
+
+
+def auth_files(authfile: Path | None = None) -> list[Path]:
+    """The files searched for credentials, in order (see the module docstring)."""
+    # podman's default --authfile: REGISTRY_AUTH_FILE, else $DOCKER_CONFIG/config.json when
+    # DOCKER_CONFIG is set (containers/common GetDefaultAuthFile)
+    explicit = (
+        authfile
+        or _env_path("REGISTRY_AUTH_FILE")
+        or (config_path() if os.environ.get("DOCKER_CONFIG") else None)
+    )
+    runtime = _env_path("XDG_RUNTIME_DIR")
+    primary = explicit or (
+        runtime / "containers/auth.json"
+        if runtime
+        else Path(f"/run/containers/{os.getuid()}/auth.json")
+    )
+    config_home = _env_path("XDG_CONFIG_HOME") or Path.home() / ".config"
+    files = [primary, config_home / "containers/auth.json", config_path()]
+    return list(dict.fromkeys(files))  # one file named twice is read once
+
+
+def write_target(authfile: Path | None = None) -> Path:
+    """Where `login` writes: the named auth file, else docker's config.json."""
+    return authfile or _env_path("REGISTRY_AUTH_FILE") or config_path()
+
+
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(name)
+    return Path(value) if value else None
 
 
 def config_path() -> Path:
@@ -84,24 +125,56 @@ def _write(path: Path, data: dict[str, Any]) -> None:
         raise
 
 
-def load(registry: str, path: Path | None = None) -> Credentials | None:
-    """The credentials stored for `registry`, or None (anonymous)."""
-    path = path or config_path()
-    data = _read(path)
+def load(
+    registry: str, path: Path | None = None, authfile: Path | None = None
+) -> Credentials | None:
+    """The credentials stored for `registry`, or None (anonymous). `path`: that file only."""
+    for file in [path] if path else auth_files(authfile):
+        found = _load_from(file, registry)
+        if found is not None:
+            return found
+    return None
+
+
+def _helper_for(data: dict[str, Any], registry: str) -> tuple[str | None, str | None]:
+    """(credHelpers' helper for `registry`, credsStore), as named in one file."""
     wanted = _normalise(registry_key(registry))
-    if data.get("credsStore") or (data.get("credHelpers") or {}).get(registry):
-        print(
-            f"warning: {path} names a credential helper; pyreg does not run helpers and "
-            "uses only the entries under 'auths'",
-            file=sys.stderr,
+    helpers = data.get("credHelpers")
+    own = None
+    if isinstance(helpers, dict):
+        own = next(
+            (v for k, v in helpers.items() if _normalise(k) == wanted and isinstance(v, str)),
+            None,
         )
-    auths = data.get("auths")
-    if not isinstance(auths, dict):
+    store = data.get("credsStore")
+    return own or None, store if isinstance(store, str) and store else None
+
+
+def _from_helper(name: str, registry: str, path: Path) -> Credentials | None:
+    from regclient import credhelpers
+
+    try:
+        return credhelpers.get(name, registry_key(registry))
+    except credhelpers.HelperMissing as exc:
+        print(f"warning: {path}: {exc}; ignored", file=sys.stderr)
         return None
-    for key, entry in auths.items():
+
+
+def _load_from(path: Path, registry: str) -> Credentials | None:
+    data = _read(path)
+    own, store = _helper_for(data, registry)
+    if own is not None:
+        return _from_helper(own, registry, path)
+    auths = data.get("auths")
+    wanted = _normalise(registry_key(registry))
+    for key, entry in auths.items() if isinstance(auths, dict) else ():
         if not isinstance(entry, dict) or _normalise(key) != wanted:
             continue
-        return _decode(entry, key, path)
+        found = _decode(entry, key, path)
+        if found is not None:
+            return found
+    if store is not None:
+        return _from_helper(store, registry, path)
     return None
 
 
@@ -127,12 +200,26 @@ def _decode(entry: dict[str, Any], key: str, path: Path) -> Credentials | None:
     )
 
 
-def store(registry: str, username: str, password: str, path: Path | None = None) -> Path:
-    """Write (or replace) the entry for `registry`; returns the file written."""
+def store(
+    registry: str,
+    username: str,
+    password: str,
+    path: Path | None = None,
+    authfile: Path | None = None,
+) -> str:
+    """Write (or replace) the entry for `registry`; returns where it went (a file or a
+    credential helper)."""
     if ":" in username:
         raise CredentialsError("a user name cannot contain ':'")
-    path = path or config_path()
+    path = path or write_target(authfile)
     data = _read(path)
+    own, helper_store = _helper_for(data, registry)
+    helper = own or helper_store
+    if helper is not None:
+        from regclient import credhelpers
+
+        credhelpers.store(helper, registry_key(registry), username, password)
+        return f"the credential helper docker-credential-{helper}"
     auths = data.get("auths")
     if not isinstance(auths, dict):
         auths = {}
@@ -144,20 +231,37 @@ def store(registry: str, username: str, password: str, path: Path | None = None)
     }
     data["auths"] = auths
     _write(path, data)
-    return path
+    return str(path)
 
 
-def remove(registry: str, path: Path | None = None) -> bool:
-    """Remove the entry for `registry`; False when there was none."""
-    path = path or config_path()
+def remove(registry: str, path: Path | None = None, authfile: Path | None = None) -> bool:
+    """Remove the entry for `registry` from every file (and helper) that has one; False when
+    none had."""
+    removed = False
+    for file in [path] if path else auth_files(authfile):
+        removed = _remove_from(file, registry) or removed
+    return removed
+
+
+def _remove_from(path: Path, registry: str) -> bool:
     data = _read(path)
+    removed = False
+    own, helper_store = _helper_for(data, registry)
+    helper = own or helper_store
+    if helper is not None:
+        from regclient import credhelpers
+
+        try:
+            removed = credhelpers.erase(helper, registry_key(registry))
+        except credhelpers.HelperMissing as exc:
+            print(f"warning: {path}: {exc}; ignored", file=sys.stderr)
     auths = data.get("auths")
     if not isinstance(auths, dict):
-        return False
+        return removed
     wanted = _normalise(registry_key(registry))
     keys = [k for k in auths if _normalise(k) == wanted]
     if not keys:
-        return False
+        return removed
     for key in keys:
         del auths[key]
     _write(path, data)

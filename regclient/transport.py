@@ -1,8 +1,10 @@
 """The HTTP layer of the client: base URLs, an httpx.AsyncClient factory, retries.
 
-Plain HTTP is chosen for loopback registries (`localhost`, 127.0.0.0/8, ::1), HTTPS
-otherwise; with `--insecure`, HTTPS without certificate checks, falling back to plain HTTP
-when the registry does not speak TLS (docker's insecure-registries).
+Every registry is reached over HTTPS first; certificates are checked as tls.py says. Where
+they are not (`--insecure`, `--tls-verify=false`, loopback registries unless
+`--tls-verify=true`), plain HTTP is used when the registry does not speak TLS (docker's
+insecure-registries, which include 127.0.0.0/8), so a TLS registry reached through an SSH
+tunnel on localhost works as well as a plain one.
 
 Idempotent requests (GET, HEAD) are retried with exponential backoff on connection errors
 and on 5xx/429 answers; other methods carry upload state and are retried by the caller that
@@ -13,11 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
 
 from ocispec.reference import Reference
+from regclient import tls as tls_trust
+from regclient.tls import TLSOptions, client_context
 
 # docker.io is an alias: the API lives on registry-1.docker.io
 _API_HOSTS = {"docker.io": "registry-1.docker.io"}
@@ -41,13 +47,14 @@ def is_loopback(registry: str) -> bool:
     return Reference(registry, "x").is_loopback
 
 
-def base_url(registry: str, insecure: bool = False) -> str:
-    """http:// for loopback registries, else https:// (`--insecure` may fall back to http)."""
-    scheme = "http" if is_loopback(registry) else "https"
+def base_url(registry: str, insecure: bool = False, tls: TLSOptions | None = None) -> str:
+    """https:// (where certificates are not checked, http:// is the fallback), or http:// when
+    the configuration says so."""
+    scheme = "http" if tls is not None and tls.plain_http else "https"
     return f"{scheme}://{_API_HOSTS.get(registry, registry)}"
 
 
-def _http_transport(verify: bool) -> httpx.AsyncHTTPTransport:
+def _http_transport(verify: bool | ssl.SSLContext) -> httpx.AsyncHTTPTransport:
     return httpx.AsyncHTTPTransport(
         http1=True,
         http2=False,
@@ -62,11 +69,21 @@ class LazyTLSTransport(httpx.AsyncBaseTransport):
     CPU) for every transport, which a loopback registry over plain HTTP never uses; a
     redirect or token realm on https:// still gets the verified one."""
 
-    def __init__(self, verify: bool = True) -> None:
+    def __init__(
+        self,
+        verify: bool = True,
+        context: Callable[[], ssl.SSLContext] | None = None,
+        host: str | None = None,
+    ) -> None:
         self.verify = verify
+        self.context = context  # builds the registry's SSL context (tls.py) on first use
+        # `context` is for this host only; any other https:// host (a redirect to object
+        # storage, a token realm) is checked against the system store
+        self.host = host
         # verify=False: a bare SSLContext, cheap; never used for http:// anyway
         self.plain = _http_transport(verify=False)
         self._tls: httpx.AsyncHTTPTransport | None = None
+        self._others: httpx.AsyncHTTPTransport | None = None
 
     @property
     def tls_built(self) -> bool:
@@ -75,18 +92,23 @@ class LazyTLSTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if request.url.scheme == "http":
             return await self.plain.handle_async_request(request)
+        if self.host is not None and request.url.host != self.host:
+            if self._others is None:
+                self._others = _http_transport(tls_trust.system_context())
+            return await self._others.handle_async_request(request)
         if self._tls is None:
-            self._tls = _http_transport(self.verify)
+            self._tls = _http_transport(self.context() if self.context else self.verify)
         return await self._tls.handle_async_request(request)
 
     async def aclose(self) -> None:
         await self.plain.aclose()
-        if self._tls is not None:
-            await self._tls.aclose()
+        for transport in (self._tls, self._others):
+            if transport is not None:
+                await transport.aclose()
 
 
 class InsecureFallbackTransport(httpx.AsyncBaseTransport):
-    """`--insecure` for a registry that is not loopback, as docker's insecure-registries:
+    """A registry whose certificate is not checked, as docker's insecure-registries:
     HTTPS without certificate checks first; when TLS cannot be spoken at all, plain HTTP to
     that host from then on. Other hosts (token realms, redirects) are left alone."""
 
@@ -169,14 +191,21 @@ def make_client(
     transport: httpx.AsyncBaseTransport | None = None,
     retry: RetryPolicy | None = None,
     timeout: float = 60.0,
+    tls: TLSOptions | None = None,
 ) -> httpx.AsyncClient:
     """An AsyncClient bound to one registry's base URL.
 
     `transport` is the seam for tests (e.g. httpx.ASGITransport on an app); retries wrap it.
     """
-    inner = transport or LazyTLSTransport(verify=not insecure)
-    url = base_url(registry, insecure)
-    if insecure and url.startswith("https://"):
+    tls = tls or TLSOptions()
+    verify = tls.verifies(registry, insecure)
+    url = base_url(registry, insecure, tls)
+    inner = transport or LazyTLSTransport(
+        verify=verify,
+        context=lambda: client_context(registry, verify=verify, cert_dir=tls.cert_dir),
+        host=httpx.URL(url).host,
+    )
+    if tls.falls_back(registry, insecure):
         inner = InsecureFallbackTransport(inner, httpx.URL(url).host)
     return httpx.AsyncClient(
         base_url=url,

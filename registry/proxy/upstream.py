@@ -10,6 +10,7 @@ import httpx
 
 from regclient.api import NotFound, RegistryClient, RegistryError
 from regclient.auth import AuthError
+from regclient.tls import TLSOptions
 from regclient.transport import RetryPolicy
 from registry import errors
 from registry.proxy.config import Upstream
@@ -27,6 +28,8 @@ def open_client(upstream: Upstream) -> RegistryClient:
         credentials=upstream.credentials,
         insecure=upstream.insecure,
         retry=RETRY,
+        # an http:// upstream URL means plain HTTP: no TLS try first
+        tls=TLSOptions(plain_http=upstream.insecure),
     )
 
 

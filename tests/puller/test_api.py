@@ -116,7 +116,7 @@ async def test_upload_session_offsets(range_header: str, expected_offset: int, o
     async with _client(handler) as client:
         response = await client.http.post("/v2/a/blobs/uploads/")
         session = client._session(response, None, expected_offset)
-    assert session == UploadSession("http://localhost:1/v2/a/blobs/uploads/u?x=1", offset, 5)
+    assert session == UploadSession("https://localhost:1/v2/a/blobs/uploads/u?x=1", offset, 5)
 
 
 async def test_finish_upload_keeps_the_session_query() -> None:
@@ -126,7 +126,7 @@ async def test_finish_upload_keeps_the_session_query() -> None:
         urls.append(str(request.url))
         return httpx.Response(201)
 
-    session = UploadSession("http://localhost:1/v2/a/blobs/uploads/u?_state=abc", 0)
+    session = UploadSession("https://localhost:1/v2/a/blobs/uploads/u?_state=abc", 0)
     digest = digest_bytes(b"")
     async with _client(handler) as client:
         await client.finish_upload(session, digest)

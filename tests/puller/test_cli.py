@@ -405,7 +405,8 @@ def test_pull_stops_at_the_size_caps(
     monkeypatch.setenv("PYREG_MAX_LAYER_SIZE", "2M")
     code, _, err = run(capsys, "pull", "-q", ref)
     assert code == 1 and "is larger than 2 MiB uncompressed" in err
-    assert err.startswith("pyreg: error: layer sha256:") and err.count("sha256:") == 1
+    # the operation, repository and registry first (puller/messages.py), then the layer
+    assert err.startswith("pyreg: error: pull cli/bomb on ") and err.count("sha256:") == 1
     assert any(f"layer {layer.digest} " in err for layer in image.layers)
     code, _, err = run(capsys, "pull", "-q", "--max-layer-size", "4M", "--max-pull-size", "5M", ref)
     assert code == 1 and "pass 5 MiB uncompressed" in err and "--max-pull-size" in err

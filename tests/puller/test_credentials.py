@@ -1,4 +1,5 @@
-"""docker's config.json: read, write (0600, atomic, other keys kept), remove, helpers warned."""
+"""docker's config.json: read, write (0600, atomic, other keys kept), remove, a missing helper
+warned about (helpers and the other auth files: test_credstores.py)."""
 
 from __future__ import annotations
 
@@ -16,12 +17,16 @@ from regclient.credentials import Credentials, CredentialsError
 @pytest.fixture(autouse=True)
 def docker_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))
+    # none of the machine's auth files: only this config.json
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
+    monkeypatch.delenv("REGISTRY_AUTH_FILE", raising=False)
     return tmp_path / "docker" / "config.json"
 
 
 def test_store_writes_base64_auth_with_mode_0600(docker_config: Path) -> None:
-    path = credentials.store("localhost:5000", "alice", "pa:ss")
-    assert path == docker_config
+    where = credentials.store("localhost:5000", "alice", "pa:ss")
+    assert where == str(docker_config)
     data = json.loads(docker_config.read_text())
     assert base64.b64decode(data["auths"]["localhost:5000"]["auth"]) == b"alice:pa:ss"
     assert stat.S_IMODE(docker_config.stat().st_mode) == 0o600
@@ -85,10 +90,10 @@ def test_broken_file_is_a_clear_error(docker_config: Path, content: str) -> None
         credentials.load("r.example")
 
 
-def test_credential_helpers_are_warned_about(
+def test_a_credential_helper_not_installed_is_warned_about(
     docker_config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     docker_config.parent.mkdir(parents=True)
     docker_config.write_text(json.dumps({"credsStore": "desktop"}))
     assert credentials.load("r.example") is None
-    assert "credential helper" in capsys.readouterr().err
+    assert "docker-credential-desktop is not on PATH" in capsys.readouterr().err

@@ -1,14 +1,15 @@
-"""Base URLs (HTTP for loopback) and retries of idempotent requests."""
+"""Base URLs (HTTPS first, loopback included) and retries of idempotent requests."""
 
 from __future__ import annotations
 
 import asyncio
 import ssl
-from typing import Any
 
 import httpx
 import pytest
 
+from regclient import tls
+from regclient.tls import TLSOptions
 from regclient.transport import (
     InsecureFallbackTransport,
     LazyTLSTransport,
@@ -23,9 +24,9 @@ from tests.support.docker_registry import DockerRegistry
 @pytest.mark.parametrize(
     ("registry", "insecure", "url"),
     [
-        ("localhost:5000", False, "http://localhost:5000"),
-        ("127.0.0.5:80", False, "http://127.0.0.5:80"),
-        ("[::1]:5000", False, "http://[::1]:5000"),
+        ("localhost:5000", False, "https://localhost:5000"),
+        ("127.0.0.5:80", False, "https://127.0.0.5:80"),
+        ("[::1]:5000", False, "https://[::1]:5000"),
         ("registry.example", False, "https://registry.example"),
         ("registry.example:8443", True, "https://registry.example:8443"),
         ("docker.io", False, "https://registry-1.docker.io"),
@@ -128,11 +129,14 @@ async def test_insecure_https_does_not_check_certificates_but_keeps_tls() -> Non
     assert seen == ["https"] and transport.plain is False
 
 
-def test_make_client_wraps_insecure_remote_registries_only() -> None:
-    remote = make_client("registry.example", insecure=True)
-    local = make_client("localhost:5000", insecure=True)
-    assert isinstance(remote._transport.inner, InsecureFallbackTransport)  # type: ignore[attr-defined]
-    assert not isinstance(local._transport.inner, InsecureFallbackTransport)  # type: ignore[attr-defined]
+def test_make_client_falls_back_to_http_only_where_certificates_are_not_checked() -> None:
+    def falls_back(client: httpx.AsyncClient) -> bool:
+        return isinstance(client._transport.inner, InsecureFallbackTransport)  # type: ignore[attr-defined]
+
+    assert falls_back(make_client("registry.example", insecure=True))
+    assert falls_back(make_client("localhost:5000"))  # loopback: insecure by default (docker)
+    assert not falls_back(make_client("registry.example"))
+    assert not falls_back(make_client("localhost:5000", tls=TLSOptions(verify=True)))
 
 
 async def _plain_http_server() -> asyncio.Server:
@@ -140,6 +144,10 @@ async def _plain_http_server() -> asyncio.Server:
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
+            # a TLS ClientHello (0x16) is no HTTP: hang up, as uvicorn, nginx and Go answer it
+            first = await reader.readexactly(1)
+            if first == b"\x16":
+                return
             while await reader.readuntil(b"\r\n\r\n"):
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
                 await writer.drain()
@@ -155,26 +163,27 @@ async def test_plain_http_registry_builds_no_verified_tls_context(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     built: list[object] = []
-    real = ssl.create_default_context
+    real = tls.system_context
 
-    def counting(*args: Any, **kwargs: Any) -> ssl.SSLContext:
-        built.append(kwargs)
-        return real(*args, **kwargs)
+    def counting() -> ssl.SSLContext:
+        built.append(1)
+        return real()
 
-    monkeypatch.setattr(ssl, "create_default_context", counting)
+    monkeypatch.setattr(tls, "system_context", counting)
     server = await _plain_http_server()
     port = server.sockets[0].getsockname()[1]
     try:
         async with make_client(f"127.0.0.1:{port}", retry=FAST) as client:
             assert (await client.get("/v2/")).status_code == 200
             assert (await client.get("/v2/")).status_code == 200
-            assert built == []  # the CA bundle is never loaded for http://
-            # an https:// URL (a redirect, a token realm) gets a verified context, built now
-            # (nothing listens there, so the connection is refused)
+            # the CA bundle is never loaded for a loopback registry: its TLS try is unchecked
+            assert built == []
+            # an https:// URL on another host (a redirect, a token realm) gets a verified
+            # context, built now (nothing listens there, so the connection is refused)
             from tests.support.docker_registry import free_port
 
             with pytest.raises(httpx.ConnectError):
-                await client.get(f"https://127.0.0.1:{free_port()}/v2/")
+                await client.get(f"https://localhost:{free_port()}/v2/")
             assert len(built) == 1
     finally:
         server.close()
