@@ -159,8 +159,13 @@ class UploadStore:
         chunks: AsyncIterable[bytes],
         start: int | None = None,
         length: int | None = None,
+        save: bool = True,
     ) -> UploadState:
         """Append a request body at the session's offset.
+
+        `save=False` when the same request commits right after (a closing PUT with the last
+        bytes): the state is used from memory, and a commit that fails leaves the stored state
+        at the previous offset, so the client's retry of the PUT rewrites the same part.
 
         `start` (from Content-Range) must equal the current offset, else 416 BLOB_UPLOAD_INVALID;
         `length` (Content-Length) must equal what arrived, else SIZE_INVALID and nothing is kept.
@@ -192,6 +197,8 @@ class UploadStore:
         state.offset += counter.size
         if was_empty and counter.hash is not None:
             state.hashed = InStreamHash(state.algorithm, counter.hash.hexdigest(), counter.size)
+        if not save:
+            return state  # an old tail stays with the stored state; the commit removes both
         await self._save(state)
         if old_tail and old_tail != new_tail:
             await self._backend.delete(old_tail)
