@@ -138,7 +138,7 @@ async def put_upload(request: Request) -> Response:
     start, length = chunk if chunk else (None, content_length(request))
     if length != 0:  # a final chunk in the closing PUT (or a body of unknown length)
         try:
-            state = await uploads.append(state, request.stream(), start, length)
+            state = await uploads.append(state, request.stream(), start, length, save=False)
         except errors.RegistryError as exc:
             exc.headers.update(_session_headers(name, state))
             raise

@@ -10,17 +10,28 @@ from storage_backends.base import NotFound, StorageBackend
 
 #: markers fetched per listing request when the caller filters (may not see every repository)
 _BATCH = 100
+#: repository names one process remembers as recorded
+_MARKED_MAX = 100_000
 
 
 class CatalogStore:
     def __init__(self, backend: StorageBackend) -> None:
         self._backend = backend
+        # Names whose marker this process has seen or written: nothing deletes a marker, so
+        # a repository's every later push needs no storage call for it (bounded: cleared
+        # when full, which only costs one existence check per name again).
+        self._marked: set[str] = set()
 
     async def mark(self, name: str) -> None:
         """Record `name` (idempotent; called whenever a repository gains content)."""
+        if name in self._marked:
+            return
         marker = paths.catalog_marker(name)
         if not await self._backend.exists(marker):
             await self._backend.put(marker, b"")
+        if len(self._marked) >= _MARKED_MAX:
+            self._marked.clear()
+        self._marked.add(name)
 
     async def exists(self, name: str) -> bool:
         return await self._backend.exists(paths.catalog_marker(name))

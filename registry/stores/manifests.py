@@ -45,9 +45,12 @@ _T = TypeVar("_T")
 _R = TypeVar("_R")
 
 
-async def _bounded(items: Iterable[_T], call: Callable[[_T], Awaitable[_R]]) -> list[_R]:
-    """`call` on every item, at most CHECK_CONCURRENCY at a time, results in order."""
-    gate = asyncio.Semaphore(CHECK_CONCURRENCY)
+async def _bounded(
+    items: Iterable[_T], call: Callable[[_T], Awaitable[_R]], gate: asyncio.Semaphore | None = None
+) -> list[_R]:
+    """`call` on every item, at most CHECK_CONCURRENCY at a time (or as `gate` allows, shared
+    by the steps of one PUT that run side by side), results in order."""
+    gate = gate or asyncio.Semaphore(CHECK_CONCURRENCY)
 
     async def one(item: _T) -> _R:
         async with gate:
@@ -167,16 +170,27 @@ class ManifestStore:
         if self._quotas is not None and not mirror:
             charges = await self._quotas.admit(name, await self._sizes(digest, data, needed))
         # Online GC safety (registry/gc.py): mark everything this push relies on as in use
-        # *before* the existence check it relies on (after the revision is written).
-        await _bounded([digest, *needed], self._blobs.touch)
+        # *before* the existence check it relies on (after the revision is written). Steps
+        # that do not depend on each other run side by side (one gate bounds them together):
+        # the marks with the look-up deciding whether the bytes need writing (it only spares
+        # a rewrite; the check after the revision is the one relied on), then the bytes with
+        # the revision (nothing reads the revision as a manifest before this PUT answers).
+        gate = asyncio.Semaphore(CHECK_CONCURRENCY)
         blob_key = paths.blob_data(digest)
-        if not await self._backend.exists(blob_key):
-            await self._backend.put(blob_key, data)
+
+        async def stored() -> bool:
+            async with gate:
+                return await self._backend.exists(blob_key)
+
+        _, have_bytes = await asyncio.gather(
+            _bounded([digest, *needed], self._blobs.touch, gate), stored()
+        )
         link = json.dumps({"digest": str(digest), "mediaType": parsed.media_type}).encode()
         revision = paths.manifest_revision_link(name, digest)
-        await self._backend.put(revision, link)
+        writes = [(revision, link)] if have_bytes else [(blob_key, data), (revision, link)]
+        await _bounded(writes, lambda w: self._backend.put(*w), gate)
         checked = [digest, *needed] if require_references else [digest]
-        present = await _bounded(checked, self._blobs.exists)
+        present = await _bounded(checked, self._blobs.exists, gate)
         missing = [str(d) for d, ok in zip(checked, present, strict=True) if not ok]
         if missing:
             await self._backend.delete(revision)
@@ -187,10 +201,12 @@ class ManifestStore:
             await self._referrers.add(name, subject, digest, descriptor)
         for tag in tags:
             await self._tags.set(name, tag, digest, enforce=not mirror)
-        if not await self._backend.exists(revision):
+        revision_kept, _ = await asyncio.gather(
+            self._backend.exists(revision), self._catalog.mark(name)
+        )
+        if not revision_kept:
             # `gc --delete-untagged` removed the revision between our write and the tag.
             await self._backend.put(revision, link)
-        await self._catalog.mark(name)
         if charges and self._quotas is not None:
             await self._quotas.commit(charges)
         return PutResult(digest, subject)

@@ -14,13 +14,14 @@ skips re-reading (hashlib objects cannot be persisted between requests).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from ocispec.digest import ALGORITHMS, Digest, DigestMismatch, Verifier
 from registry import errors
@@ -73,8 +74,17 @@ class UploadState:
         return cls(**obj)
 
 
+#: pieces a body is coalesced into before it is hashed and handed to storage
+PIECE_SIZE = 1024 * 1024
+
+
 class _Counter:
-    """Counts (and optionally hashes) the bytes of a request body as they stream past."""
+    """Counts (and optionally hashes) the bytes of a request body as they stream past.
+
+    The body arrives in ~64 KiB pieces; they are coalesced into PIECE_SIZE buffers (the one
+    copy storage made anyway) and a full buffer is hashed in a worker thread while storage
+    writes it in another: hashlib releases the GIL, so the event loop keeps receiving
+    instead of spending a third of its time in sha256 (profile in docs/performance.md)."""
 
     def __init__(self, chunks: AsyncIterable[bytes], algorithm: str | None) -> None:
         self._chunks = chunks
@@ -82,13 +92,39 @@ class _Counter:
         self.hash = hashlib.new(algorithm) if algorithm else None
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._chunks:
-            if not chunk:
-                continue
-            self.size += len(chunk)
-            if self.hash is not None:
-                self.hash.update(chunk)
-            yield chunk
+        hashing: asyncio.Future[None] | None = None
+        pending = bytearray()
+        try:
+            async for chunk in self._chunks:
+                if not chunk:
+                    continue
+                self.size += len(chunk)
+                pending += chunk
+                if len(pending) < PIECE_SIZE:
+                    continue
+                # handed over as is, never touched again: no second copy
+                piece, pending = pending, bytearray()
+                if self.hash is not None:
+                    if hashing is not None:
+                        await hashing  # updates stay in order
+                    hashing = asyncio.ensure_future(asyncio.to_thread(self.hash.update, piece))
+                yield _as_bytes(piece)
+            if hashing is not None:
+                await hashing
+                hashing = None
+            if pending:
+                if self.hash is not None:
+                    self.hash.update(pending)
+                yield _as_bytes(pending)
+        finally:
+            if hashing is not None and not hashing.done():
+                hashing.cancel()
+
+
+def _as_bytes(buffer: bytearray) -> bytes:
+    """A buffer nobody writes to again, passed where bytes are expected: storage only reads
+    it (file writes, hashlib, joins), and a bytes() copy would cost what coalescing saved."""
+    return cast(bytes, buffer)
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:
@@ -159,8 +195,13 @@ class UploadStore:
         chunks: AsyncIterable[bytes],
         start: int | None = None,
         length: int | None = None,
+        save: bool = True,
     ) -> UploadState:
         """Append a request body at the session's offset.
+
+        `save=False` when the same request commits right after (a closing PUT with the last
+        bytes): the state is used from memory, and a commit that fails leaves the stored state
+        at the previous offset, so the client's retry of the PUT rewrites the same part.
 
         `start` (from Content-Range) must equal the current offset, else 416 BLOB_UPLOAD_INVALID;
         `length` (Content-Length) must equal what arrived, else SIZE_INVALID and nothing is kept.
@@ -192,6 +233,8 @@ class UploadStore:
         state.offset += counter.size
         if was_empty and counter.hash is not None:
             state.hashed = InStreamHash(state.algorithm, counter.hash.hexdigest(), counter.size)
+        if not save:
+            return state  # an old tail stays with the stored state; the commit removes both
         await self._save(state)
         if old_tail and old_tail != new_tail:
             await self._backend.delete(old_tail)

@@ -1,0 +1,130 @@
+"""Storage calls the hot push paths make: a repository's catalog marker is looked up once per
+process, a closing PUT that carries the last bytes does not save the session state it is
+about to commit (a failed commit leaves the stored state, and the retry works), and a body
+reaches storage in MiB pieces, hashed on the way."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterable, AsyncIterator
+
+import pytest
+
+from ocispec.digest import Digest
+from registry import errors
+from registry.stores import paths
+from registry.stores.repository import RegistryStore
+from registry.stores.uploads import PIECE_SIZE
+from storage_backends.base import Part
+from storage_backends.memory import MemoryBackend
+
+
+class Counting(MemoryBackend):
+    """Memory storage recording the keys it was asked about or given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.looked_up: list[str] = []
+        self.written: list[str] = []
+
+    async def exists(self, path: str) -> bool:
+        self.looked_up.append(path)
+        return await super().exists(path)
+
+    async def put(self, path: str, data: bytes) -> None:
+        self.written.append(path)
+        await super().put(path, data)
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+def _sha(data: bytes) -> Digest:
+    return Digest("sha256", hashlib.sha256(data).hexdigest())
+
+
+async def test_a_repository_is_marked_in_the_catalog_with_one_look_up_per_process() -> None:
+    backend = Counting()
+    catalog = RegistryStore(backend).catalog
+    await catalog.mark("repo")
+    await catalog.mark("repo")
+    await catalog.mark("repo")
+    marker = paths.catalog_marker("repo")
+    assert backend.looked_up.count(marker) == 1
+    assert backend.written.count(marker) == 1
+    assert await catalog.names() == ["repo"]
+    # another process (a fresh store) finds the marker with one look-up and writes nothing
+    other = RegistryStore(backend).catalog
+    await other.mark("repo")
+    assert backend.looked_up.count(marker) == 2 and backend.written.count(marker) == 1
+
+
+async def test_a_closing_put_with_the_bytes_does_not_save_the_state_it_commits() -> None:
+    backend = Counting()
+    store = RegistryStore(backend)
+    data = b"small blob" * 10
+    state = await store.uploads.start("repo")
+    saved = backend.written.count(paths.upload_state(state.id))
+    state = await store.uploads.append(state, _once(data), None, len(data), save=False)
+    assert backend.written.count(paths.upload_state(state.id)) == saved
+    await store.uploads.commit(state, _sha(data))
+    assert b"".join([c async for c in store.blobs.read(_sha(data))]) == data
+
+
+async def test_a_failed_commit_after_an_unsaved_append_can_be_retried() -> None:
+    backend = MemoryBackend()
+    store = RegistryStore(backend)
+    data = b"retry me" * 100
+    state = await store.uploads.start("repo")
+    state = await store.uploads.append(state, _once(data), None, len(data), save=False)
+    wrong = _sha(b"something else")
+    with pytest.raises(errors.RegistryError):  # DIGEST_INVALID: the session goes, as before
+        await store.uploads.commit(state, wrong)
+    # a client retrying the whole push starts a new session and succeeds
+    state = await store.uploads.start("repo")
+    state = await store.uploads.append(state, _once(data), None, len(data), save=False)
+    await store.uploads.commit(state, _sha(data))
+    assert await store.blobs.is_linked("repo", _sha(data))
+
+
+class Pieces(MemoryBackend):
+    """Memory storage recording the sizes of the pieces each part arrives in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pieces: list[int] = []
+
+    async def multipart_upload_part(
+        self,
+        path: str,
+        upload_id: str,
+        number: int,
+        chunks: AsyncIterable[bytes],
+        size: int | None = None,
+    ) -> Part:
+        async def seen() -> AsyncIterator[bytes]:
+            async for chunk in chunks:
+                self.pieces.append(len(chunk))
+                yield chunk
+
+        return await super().multipart_upload_part(path, upload_id, number, seen(), size)
+
+
+async def test_a_body_reaches_storage_in_mib_pieces_hashed_on_the_way() -> None:
+    """uvicorn hands a body over in ~64 KiB pieces; storage gets PIECE_SIZE buffers (each
+    hashed in a worker thread while written), and the in-stream hash still matches."""
+    backend = Pieces()
+    store = RegistryStore(backend)
+    data = bytes(range(256)) * (10 * 1024)  # 2.5 MiB
+    state = await store.uploads.start("repo")
+
+    async def body() -> AsyncIterator[bytes]:
+        for i in range(0, len(data), 65536):
+            yield data[i : i + 65536]
+
+    state = await store.uploads.append(state, body(), None, len(data))
+    assert backend.pieces == [PIECE_SIZE, PIECE_SIZE, len(data) - 2 * PIECE_SIZE]
+    assert state.hashed is not None and state.hashed.hex == hashlib.sha256(data).hexdigest()
+    await store.uploads.commit(state, _sha(data))
+    assert b"".join([c async for c in store.blobs.read(_sha(data))]) == data
