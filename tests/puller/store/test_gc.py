@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ocispec.digest import digest_bytes
 from puller.store import GraphStore, prune
+from puller.store._fs import force_rmtree
 from tests.support.images import build_image, file, register_image
 
 BASE = [file("base", b"shared")]
@@ -84,7 +85,10 @@ def test_prune_recovers_from_its_own_deep_leftovers(tmp_path: Path) -> None:
     (_deep_dirs(leftover, DEPTH) / "f").write_bytes(b"x")
     os.chmod(leftover / "d" / "d", 0o500)  # as a rootless layer tree may have it
 
-    report = prune(store)
-
-    assert report.layers == chain
-    assert not [p for p in (tmp_path / "store/layers").iterdir() if p.name.startswith(".del-")]
+    try:
+        report = prune(store)
+        assert report.layers == chain
+        left = [p for p in (tmp_path / "store/layers").iterdir() if p.name.startswith(".del-")]
+        assert not left
+    finally:
+        force_rmtree(tmp_path / "store")  # never leave a tree this deep to pytest's clean-up
