@@ -22,7 +22,15 @@ from tests.support.server import RegistryServer
 pytestmark = pytest.mark.interop
 
 # How the tools word a refusal by access control (as opposed to some unrelated failure).
-REFUSED = ("unauthorized", "denied", "authentication required", "invalid username", "http 401")
+# How each client words a refusal by access control (pyreg's own: "not authorized (401)").
+REFUSED = (
+    "unauthorized",
+    "denied",
+    "authentication required",
+    "invalid username",
+    "http 401",
+    "not authorized (401)",
+)
 USERS = {"alice": "alice-pw", "bob": "bob-pw"}
 RULES: list[dict[str, Any]] = [
     {"repository": "library/*", "pull": ["anonymous"], "push": ["alice"]},
