@@ -15,12 +15,12 @@ from typing import Any
 from registry.gc import DEFAULT_GRACE, GarbageCollector, GcReport
 from registry.observe.gc_record import record_run
 from registry.observe.logs import configure_command
+from registry.offline import load_offline_settings, open_storage
 from registry.policies.config import parse_policies
 from registry.policies.notify import delete_notifier
-from registry.settings import SettingsError, load_settings
+from registry.settings import Settings
 from registry.shared import open_redis
 from registry.shared.blobcache import RedisBlobCache
-from storage_backends import open_backend
 from storage_backends.base import StorageError
 
 
@@ -64,13 +64,8 @@ def register(subparsers: Any) -> None:
 
 
 def gc(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings(args.config, storage_url=args.storage)
-    except SettingsError as exc:
-        print(f"pyreg gc: {exc}", file=sys.stderr)
-        return 2
-    if settings.storage_url.startswith("memory:"):
-        print("pyreg gc: memory:// storage belongs to one server process", file=sys.stderr)
+    settings = load_offline_settings("gc", args.config, args.storage)
+    if settings is None:
         return 2
     if args.grace < 0:
         print("pyreg gc: --grace must not be negative", file=sys.stderr)
@@ -82,18 +77,7 @@ def gc(args: argparse.Namespace) -> int:
             print(message)
 
     try:
-        report = asyncio.run(
-            _run(
-                settings.storage_url,
-                settings.storage_options,
-                args,
-                settings.upload_ttl,
-                log,
-                settings.redis_url,
-                None if args.no_policies else settings.policies,
-                settings.notifications,
-            )
-        )
+        report = asyncio.run(_run(settings, args, log))
     except (StorageError, ValueError) as exc:
         print(f"pyreg gc: {exc}", file=sys.stderr)
         return 1
@@ -102,36 +86,31 @@ def gc(args: argparse.Namespace) -> int:
 
 
 async def _run(
-    url: str,
-    options: dict[str, Any],
-    args: argparse.Namespace,
-    upload_ttl: float,
-    log: Callable[[str], None],
-    redis_url: str = "",
-    policies: dict[str, Any] | None = None,
-    notifications: dict[str, Any] | None = None,
+    settings: Settings, args: argparse.Namespace, log: Callable[[str], None]
 ) -> GcReport:
-    backend = open_backend(url, **options)
-    await backend.open()
-    # The replicas' blob cache must hear of every blob taken away (registry/shared/blobcache.py).
-    guard = open_redis(redis_url) if redis_url else None
-    try:
-        collector = GarbageCollector(
-            backend,
-            grace=args.grace,
-            upload_ttl=upload_ttl,
-            delete_untagged=args.delete_untagged,
-            dry_run=args.dry_run,
-            log=log,
-            blob_cache=RedisBlobCache(guard) if guard else None,
-            policies=parse_policies(policies) if policies else None,
-            on_delete=None if args.dry_run else delete_notifier(notifications, backend),
-        )
-        started = time.time()
-        report = await collector.run()
-        await record_run(backend, report, started, time.time())  # audit lines, GC metrics
-        return report
-    finally:
-        if guard is not None:
-            await guard.close()
-        await backend.close()
+    policies = None if args.no_policies else settings.policies
+    async with open_storage(settings) as backend:
+        # The replicas' blob cache must hear of every blob taken away
+        # (registry/shared/blobcache.py).
+        guard = open_redis(settings.redis_url) if settings.redis_url else None
+        try:
+            collector = GarbageCollector(
+                backend,
+                grace=args.grace,
+                upload_ttl=settings.upload_ttl,
+                delete_untagged=args.delete_untagged,
+                dry_run=args.dry_run,
+                log=log,
+                blob_cache=RedisBlobCache(guard) if guard else None,
+                policies=parse_policies(policies) if policies else None,
+                on_delete=None
+                if args.dry_run
+                else delete_notifier(settings.notifications, backend),
+            )
+            started = time.time()
+            report = await collector.run()
+            await record_run(backend, report, started, time.time())  # audit lines, GC metrics
+            return report
+        finally:
+            if guard is not None:
+                await guard.close()

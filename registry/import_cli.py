@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from registry.importer import Importer, ImportReport, SourceError
-from registry.policies.config import Policies, parse_policies
-from registry.settings import SettingsError, load_settings
+from registry.offline import load_offline_settings, open_storage
+from registry.policies.config import parse_policies
+from registry.settings import Settings
 from registry.stores.repository import RegistryStore
-from storage_backends import open_backend
 from storage_backends.base import StorageError
 
 
@@ -44,13 +44,8 @@ def register(subparsers: Any) -> None:
 
 
 def import_(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings(args.config, storage_url=args.storage)
-    except SettingsError as exc:
-        print(f"pyreg import: {exc}", file=sys.stderr)
-        return 2
-    if settings.storage_url.startswith("memory:"):
-        print("pyreg import: memory:// storage belongs to one server process", file=sys.stderr)
+    settings = load_offline_settings("import", args.config, args.storage)
+    if settings is None:
         return 2
 
     def log(message: str) -> None:
@@ -58,15 +53,7 @@ def import_(args: argparse.Namespace) -> int:
             print(message)
 
     try:
-        report = asyncio.run(
-            _run(
-                settings.storage_url,
-                settings.storage_options,
-                Path(args.source),
-                log,
-                parse_policies(settings.policies),
-            )
-        )
+        report = asyncio.run(_run(settings, Path(args.source), log))
     except SourceError as exc:
         print(f"pyreg import: {exc}", file=sys.stderr)
         return 2
@@ -79,17 +66,8 @@ def import_(args: argparse.Namespace) -> int:
     return 1 if report.skipped else 0
 
 
-async def _run(
-    url: str,
-    options: dict[str, Any],
-    source: Path,
-    log: Callable[[str], None],
-    policies: Policies | None = None,
-) -> ImportReport:
-    backend = open_backend(url, **options)
-    await backend.open()
-    try:
+async def _run(settings: Settings, source: Path, log: Callable[[str], None]) -> ImportReport:
+    policies = parse_policies(settings.policies)
+    async with open_storage(settings) as backend:
         # The config's policies hold for imports too (immutable tags, quotas).
         return await Importer(RegistryStore(backend, policies=policies), source, log).run()
-    finally:
-        await backend.close()

@@ -8,10 +8,10 @@ import asyncio
 import sys
 from typing import Any
 
+from registry.offline import load_offline_settings, open_storage
 from registry.policies.config import Policies, parse_policies
 from registry.policies.quota import QuotaStore, usage_text
-from registry.settings import SettingsError, load_settings
-from storage_backends import open_backend
+from registry.settings import Settings
 from storage_backends.base import StorageError
 
 
@@ -28,17 +28,15 @@ def register(subparsers: Any) -> None:
 
 
 def quota(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings(args.config)
-    except SettingsError as exc:
-        print(f"pyreg quota: {exc}", file=sys.stderr)
+    settings = load_offline_settings("quota", args.config)
+    if settings is None:
         return 2
     policies = parse_policies(settings.policies)
     if not policies.quotas:
         print("pyreg quota: no policies.quotas in the config", file=sys.stderr)
         return 2
     try:
-        lines = asyncio.run(_usage(settings.storage_url, settings.storage_options, policies))
+        lines = asyncio.run(_usage(settings, policies))
     except StorageError as exc:
         print(f"pyreg quota: {exc}", file=sys.stderr)
         return 1
@@ -46,10 +44,8 @@ def quota(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _usage(url: str, options: dict[str, Any], policies: Policies) -> list[str]:
-    backend = open_backend(url, **options)
-    await backend.open()
-    try:
+async def _usage(settings: Settings, policies: Policies) -> list[str]:
+    async with open_storage(settings) as backend:
         store = QuotaStore(backend, policies)
         out = []
         for rule in policies.quotas:
@@ -60,5 +56,3 @@ async def _usage(url: str, options: dict[str, Any], policies: Policies) -> list[
                 f"\t{used} of {rule.limit} bytes"
             )
         return out
-    finally:
-        await backend.close()
