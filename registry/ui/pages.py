@@ -27,12 +27,21 @@ from registry.ui.render import render
 
 PAGE_SIZE = 50
 SEPARATOR = "/-/"
+FORM_REFUSED = "The form expired or did not come from this site; try again."
 
 
 class NotFoundPage(Exception):
     def __init__(self, what: str) -> None:
         super().__init__(what)
         self.what = what
+
+
+class MessagePage(Exception):
+    """A refusal shown as message.html with this status (caught by `dispatch`)."""
+
+    def __init__(self, status: int, title: str, text: str) -> None:
+        super().__init__(text)
+        self.status, self.title, self.text = status, title, text
 
 
 def controller(request: Request) -> TokenAccess | None:
@@ -79,6 +88,10 @@ def page(request: Request, template: str, status: int = 200, **context: Any) -> 
 
 def not_found(request: Request, what: str) -> Response:
     return page(request, "not_found.html", 404, what=what)
+
+
+def message(request: Request, status: int, title: str, text: str) -> Response:
+    return page(request, "message.html", status, title=title, message=text)
 
 
 async def repositories(request: Request) -> Response:
@@ -181,18 +194,21 @@ async def blob(request: Request, name: str, raw: str) -> Response:
     return page(request, "blob.html", name=name, digest=str(digest), size=size, content=content)
 
 
-async def confirm_delete(request: Request, name: str, raw: str) -> Response:
-    principal = visitor(request)
+async def _delete_target(
+    request: Request, principal: Principal, name: str, raw: str
+) -> Digest | str:
+    """What `raw` names in `name`, once the visitor may see the repository and delete from it
+    (NotFoundPage, MessagePage otherwise): the one check of the confirmation and the delete."""
     await visible_repository(request, principal, name)
     reference = _reference(raw)
     if not await may(request, principal, delete(name)):
-        return page(
-            request,
-            "message.html",
-            403,
-            title="Not allowed",
-            message=f"You may not delete from {name}.",
-        )
+        raise MessagePage(403, "Not allowed", f"You may not delete from {name}.")
+    return reference
+
+
+async def confirm_delete(request: Request, name: str, raw: str) -> Response:
+    principal = visitor(request)
+    reference = await _delete_target(request, principal, name, raw)
     try:
         digest = await store(request).manifests.resolve(name, reference)
     except errors.RegistryError:
@@ -212,31 +228,10 @@ async def do_delete(request: Request, name: str, raw: str) -> Response:
     principal = visitor(request)
     form = await request.form(max_files=0, max_fields=8)
     if not session.csrf_ok(request, form.get(session.CSRF_FIELD)):
-        return page(
-            request,
-            "message.html",
-            403,
-            title="Refused",
-            message="The form expired or did not come from this site; try again.",
-        )
-    await visible_repository(request, principal, name)
-    reference = _reference(raw)
-    if not await may(request, principal, delete(name)):
-        return page(
-            request,
-            "message.html",
-            403,
-            title="Not allowed",
-            message=f"You may not delete from {name}.",
-        )
+        return message(request, 403, "Refused", FORM_REFUSED)
+    reference = await _delete_target(request, principal, name, raw)
     if settings(request).readonly:
-        return page(
-            request,
-            "message.html",
-            405,
-            title="Read-only",
-            message="The registry is in read-only mode.",
-        )
+        return message(request, 405, "Read-only", "The registry is in read-only mode.")
     try:
         await store(request).manifests.delete(name, reference)
     except errors.RegistryError:
@@ -284,13 +279,7 @@ async def logout(request: Request) -> Response:
     visitor(request)
     form = await request.form(max_files=0, max_fields=8)
     if not session.csrf_ok(request, form.get(session.CSRF_FIELD)):
-        return page(
-            request,
-            "message.html",
-            403,
-            title="Refused",
-            message="The form expired or did not come from this site; try again.",
-        )
+        return message(request, 403, "Refused", FORM_REFUSED)
     response = RedirectResponse("/ui/", status_code=303)
     session.end_session(request, response)
     return response
@@ -316,6 +305,8 @@ async def dispatch(request: Request) -> Response:
         raise NotFoundPage(f"page {request.url.path}")
     except NotFoundPage as exc:
         return not_found(request, exc.what)
+    except MessagePage as exc:
+        return message(request, exc.status, exc.title, exc.text)
 
 
 async def unknown(request: Request) -> Response:
