@@ -69,6 +69,20 @@ def split_words(
     text: str, env: Mapping[str, str], escape: str = "\\", *, substitute: bool = True
 ) -> list[str]:
     """Words of `text` split on unquoted whitespace, substituted and unquoted."""
+    return _scan(text, env, escape, split=True, substitute=substitute)
+
+
+def expand(text: str, env: Mapping[str, str], escape: str = "\\") -> str:
+    """Substitute in one word, keeping its whitespace; quotes removed."""
+    return _scan(text, env, escape, split=False, substitute=True)[0]
+
+
+def _scan(
+    text: str, env: Mapping[str, str], escape: str, *, split: bool, substitute: bool
+) -> list[str]:
+    """The one lexer of `split_words` (`split`) and `expand` (not `split`: one word, whitespace
+    kept, more lenient: an escape inside double quotes always takes the next character and an
+    unterminated quote is not an error)."""
     words: list[str] = []
     current: list[str] = []
     started = False
@@ -76,7 +90,7 @@ def split_words(
     quote: str | None = None
     while i < len(text):
         c = text[i]
-        if quote is None and c.isspace():
+        if split and quote is None and c.isspace():
             if started:
                 words.append("".join(current))
                 current, started = [], False
@@ -87,7 +101,7 @@ def split_words(
             if i + 1 < len(text):
                 nxt = text[i + 1]
                 # inside double quotes only the special characters are escaped
-                if quote == '"' and nxt not in ('"', "$", escape):
+                if split and quote == '"' and nxt not in ('"', "$", escape):
                     current.append(c)
                 current.append(nxt)
                 i += 2
@@ -110,37 +124,10 @@ def split_words(
             continue
         current.append(c)
         i += 1
+    if not split:
+        return ["".join(current)]
     if quote is not None:
         raise SubstitutionError(f"unterminated quote in {text!r}")
     if started:
         words.append("".join(current))
     return words
-
-
-def expand(text: str, env: Mapping[str, str], escape: str = "\\") -> str:
-    """Substitute in one word, keeping its whitespace; quotes removed."""
-    out: list[str] = []
-    i = 0
-    quote: str | None = None
-    while i < len(text):
-        c = text[i]
-        if c == escape and quote != "'" and i + 1 < len(text):
-            out.append(text[i + 1])
-            i += 2
-            continue
-        if c in ("'", '"'):
-            if quote is None:
-                quote = c
-                i += 1
-                continue
-            if quote == c:
-                quote = None
-                i += 1
-                continue
-        if c == "$" and quote != "'":
-            value, i = _variable(text, i, env, escape)
-            out.append(value)
-            continue
-        out.append(c)
-        i += 1
-    return "".join(out)

@@ -34,3 +34,12 @@ def test_expand_keeps_spaces_and_the_escape_character_can_change() -> None:
 def test_bad_substitutions_fail(text: str) -> None:
     with pytest.raises(SubstitutionError):
         split_words(text, ENV)
+
+
+def test_expand_differs_from_split_words_only_where_it_always_did() -> None:
+    # one lexer serves both: expand keeps whitespace, lets an escape inside double quotes
+    # take any character, and lets an unterminated quote pass
+    assert split_words('"a\\b\\$A" c  d', ENV) == ["a\\b$A", "c", "d"]
+    assert expand('"a\\b\\$A" c  d', ENV) == "ab$A c  d"
+    assert expand('"open $A', ENV) == "open x"
+    assert expand("", ENV) == "" and split_words("  ", ENV) == []
