@@ -1,17 +1,19 @@
-"""Small filesystem helpers: atomic writes, fsync, forced removal, JSON under a file lock."""
+"""Small filesystem helpers: atomic writes, fsync, forced removal, JSON under a file lock
+(the locks: locks.py)."""
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import itertools
 import json
 import os
 import stat
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
+
+from puller.store.locks import file_lock
 
 T = TypeVar("T")
 
@@ -134,34 +136,6 @@ def force_rmtree(path: Path) -> None:
                     unlink(entry, child)
             rmdir(top, entry)
     rmdir(top, top)
-
-
-@contextlib.contextmanager
-def file_lock(path: Path, shared: bool = False) -> Iterator[None]:
-    """An advisory lock held on `path` (created if needed) for the block's duration:
-    exclusive, or `shared` with other shared holders."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
-def try_lock(path: Path) -> bool:
-    """True when nobody holds the lock on `path` right now (it is released at once)."""
-    try:
-        fd = os.open(path, os.O_RDWR)
-    except FileNotFoundError:
-        return True
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)
 
 
 def read_json(path: Path, default: Any) -> Any:

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import fcntl
 import os
 import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from types import TracebackType
 from typing import IO, BinaryIO
 
 from ocispec.digest import Digest, DigestError, DigestMismatch, Verifier
 from puller.store._fs import fsync_dir
 from puller.store.errors import NotInStore, StoreError
+from puller.store.locks import HeldFile, lock_if_free
 
 CHUNK = 1 << 20
 
@@ -30,7 +29,7 @@ class IngestBusy(StoreError):
     """Another open Ingest (in this or another process) is writing the same blob."""
 
 
-class Ingest:
+class Ingest(HeldFile):
     """A resumable writer of one blob; the partial file survives process restarts.
 
     One writer per blob, enforced by a lock on the partial file: a second `ingest()` of the
@@ -74,14 +73,10 @@ class Ingest:
         delay = 0.01
         while True:
             fd = os.open(self.partial, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+            if not lock_if_free(fd):
                 os.close(fd)
                 if time.monotonic() >= deadline:
-                    raise IngestBusy(
-                        f"{self.digest} is already being written by another ingest"
-                    ) from None
+                    raise IngestBusy(f"{self.digest} is already being written by another ingest")
                 # polling, not a blocking flock: a waiter must never end up holding the
                 # inode the other writer renamed into blobs/
                 time.sleep(delay)
@@ -167,17 +162,6 @@ class Ingest:
         if self._file is not None:
             self._file.close()
             self._file = None
-
-    def __enter__(self) -> Ingest:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _is_same_file(fd: int, path: Path) -> bool:

@@ -10,7 +10,6 @@ deletes (`layers/.del-*`, removed without recursion however deep the tree).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING
 from ocispec.digest import Digest
 from ocispec.models import ImageConfig, Index, ManifestError, chain_ids, parse_manifest
 from puller.store.errors import StoreError
+from puller.store.locks import lock_if_free
 
 if TYPE_CHECKING:
     from puller.store import GraphStore
@@ -93,9 +93,7 @@ def _remove_if_unlocked(path: os.PathLike[str]) -> bool:
         fd = os.open(path, os.O_RDWR)
     except OSError:
         return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    if not lock_if_free(fd):
         os.close(fd)
         return False
     try:

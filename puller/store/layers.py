@@ -25,10 +25,11 @@ from typing import Any
 
 from ocispec.digest import Digest, DigestError
 from ocispec.models import chain_ids
-from puller.store._fs import file_lock, force_rmtree, fsync_dir, try_lock
+from puller.store._fs import force_rmtree, fsync_dir
 from puller.store.content import ContentStore
 from puller.store.errors import LayerError
 from puller.store.limits import UnpackBudget
+from puller.store.locks import file_lock, try_lock
 from puller.store.unpack import compression_of, unpack_layer
 
 

@@ -17,13 +17,12 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from types import TracebackType
 
 from ocispec.digest import Digest, DigestError
-from puller.store._fs import file_lock
+from puller.store.locks import HeldFile, file_lock, lock_if_free
 
 
-class Lease:
+class Lease(HeldFile):
     """One pull's hold on blobs and layers; `close()` (or the `with` block's end) drops it."""
 
     def __init__(self, leases: Leases) -> None:
@@ -56,17 +55,6 @@ class Lease:
                 os.unlink(self.path)
             os.close(self._fd)
             self._fd = None
-
-    def __enter__(self) -> Lease:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class Leases:
@@ -101,13 +89,10 @@ class Leases:
             except OSError:
                 continue
             try:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:  # its pull is running
-                    raw = _read_all(fd)
-                else:
+                if lock_if_free(fd):  # its pull ended
                     path.unlink(missing_ok=True)
                     continue
+                raw = _read_all(fd)
             finally:
                 os.close(fd)
             blobs.update(_digests(raw, "blobs"))
