@@ -41,7 +41,7 @@ from puller.store import GraphStore, assemble_rootfs
 from puller.store._fs import force_rmtree
 from puller.store.images import image_name
 from puller.store.tarsafe import Applier, Entry, clean_name
-from puller.store.unpack import _apply_member
+from puller.store.unpack import apply_tar_member
 from runtime import rootfs
 from runtime.engine import seccomp_filter
 from runtime.errors import ContainerError
@@ -795,4 +795,4 @@ def _extract(applier: Applier, archive: Path, dest_rel: str) -> None:
             if member.islnk():
                 link = clean_name(member.linkname)
                 member.linkname = posixpath.join(dest_rel, link) if dest_rel else link
-            _apply_member(applier, tf, member, hardlinks)
+            apply_tar_member(applier, tf, member, hardlinks)

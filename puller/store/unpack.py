@@ -164,7 +164,7 @@ def unpack_layer(
             # bufsize: tarfile reads 10 KiB records by default, which starves the decompressor
             with tarfile.open(fileobj=hashing, mode="r|", bufsize=_CHUNK) as tf:  # type: ignore[call-overload]
                 for member in tf:
-                    _apply_member(applier, tf, member, hardlinks)
+                    apply_tar_member(applier, tf, member, hardlinks)
             hashing.drain()
     except _STREAM_ERRORS as exc:
         raise LayerError(f"corrupt or truncated layer {blob.name}: {exc}") from exc
@@ -185,9 +185,18 @@ class LayerDiffIdMismatch(LayerError):
         self.mismatch = DigestMismatch(expected, actual)
 
 
-def _apply_member(
+def apply_tar_member(
     applier: Applier, tf: tarfile.TarFile, member: tarfile.TarInfo, hardlinks: dict[str, str]
 ) -> None:
+    """Apply one member of the open tar `tf` through `applier`, so by every rule of tarsafe.py:
+    nothing it writes lands outside the applier's root (UnsafeEntry otherwise).
+
+    Whiteouts are kept as empty marker files (aufs bookkeeping such as `.wh..wh.plnk` is
+    dropped); sparse members are refused (UnsafeEntry: their holes would be written out);
+    kinds a layer cannot hold are listed in `applier.skipped`; PAX xattrs are kept. A hardlink
+    to a file not in this tree (a lower layer's) is not made: `hardlinks[path] = target`
+    records it. For layers (`unpack_layer`) and the builder's ADD of a local archive.
+    """
     path = clean_name(member.name)
     if not path:
         return  # the root directory's own entry: the layer directory keeps its own mode

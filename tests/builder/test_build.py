@@ -188,6 +188,35 @@ def test_copy_that_leaves_the_context_is_refused(
     assert "localhost/leak:v1" not in pyreg("images").stdout
 
 
+def _escaping_tar(path: Path, outside: Path, escape: str) -> None:
+    """A way out of the image: a symlink to `outside` and a member below it, or a member whose
+    name climbs out with `..`."""
+    name = "../" * 40 + str(outside).lstrip("/") + "/pwned"
+    with tarfile.open(path, "w") as tf:
+        if escape == "symlink":
+            link = tarfile.TarInfo("out")
+            link.type, link.linkname = tarfile.SYMTYPE, str(outside)
+            tf.addfile(link)
+            name = "out/pwned"
+        info = tarfile.TarInfo(name)
+        info.size = 5
+        tf.addfile(info, io.BytesIO(b"pwned"))
+
+
+def test_add_of_an_archive_never_writes_outside_the_image(pyreg: Pyreg, tmp_path: Path) -> None:
+    # ADD extracts with the layer unpacker's rules (puller.store.unpack.apply_tar_member)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    for escape, refusal in [("symlink", "is an absolute symlink"), ("dotdot", "'..' in path")]:
+        ctx = _context(tmp_path / escape, f"FROM {BASE}\nADD evil.tar /x/\n")
+        _escaping_tar(ctx / "evil.tar", outside, escape)
+        done = pyreg("build", "-t", "localhost/evil:v1", str(ctx))
+        assert done.returncode == 1 and refusal in done.stderr
+        assert "Traceback" not in done.stderr
+    assert list(outside.iterdir()) == []
+    assert "localhost/evil:v1" not in pyreg("images").stdout
+
+
 def test_malformed_dockerfile_and_failing_run(pyreg: Pyreg, tmp_path: Path) -> None:
     ctx = _context(tmp_path / "ctx", f"FROM {BASE}\n\nFROB it\n")
     bad = pyreg("build", str(ctx))
