@@ -30,7 +30,7 @@ DOCKERFILE = f"""\
 FROM {BASE}
 MAINTAINER Jane Doe
 ARG VERSION=1.0
-ENV APP=/srv/app MODE="two words"
+ENV APP=/srv/app MODE="two words" QUOTED="back\\slash \\"q\\" \\$APP"
 LABEL org.example.version=$VERSION other="x y"
 WORKDIR $APP
 COPY files/ ./
