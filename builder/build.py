@@ -295,11 +295,13 @@ class Builder:
         self, df: Dockerfile, ins: Instruction, scope: dict[str, str]
     ) -> list[tuple[str, str | None]]:
         out: list[tuple[str, str | None]] = []
-        for word in split_words(ins.raw, {}, df.escape, substitute=False):
+        # one pass, as the frontend does: split and substitute together, so an escaped `\$`
+        # inside quotes stays a literal dollar instead of being substituted by a second pass
+        for word in self._words(df, ins, scope):
             name, sep, value = word.partition("=")
             if not name or not name.replace("_", "a").isalnum():
                 raise df.error(ins, f"invalid ARG name {name!r}")
-            out.append((name, self._expand(df, ins, value, scope) if sep else None))
+            out.append((name, value if sep else None))
         return out
 
     def _ins_arg(self, df: Dockerfile, stage: Stage, ins: Instruction) -> None:

@@ -29,9 +29,9 @@ DOCKERFILE = f"""\
 # the legacy builder of docker 20.10 has no --chmod and no RUN --network: not used here
 FROM {BASE}
 MAINTAINER Jane Doe
-ARG VERSION=1.0
+ARG VERSION=1.0 PRICE="cost \\$VERSION"
 ENV APP=/srv/app MODE="two words" QUOTED="back\\slash \\"q\\" \\$APP"
-LABEL org.example.version=$VERSION other="x y"
+LABEL org.example.version=$VERSION other="x y" price=$PRICE
 WORKDIR $APP
 COPY files/ ./
 COPY --chown=app:app owned.txt /home/app/
