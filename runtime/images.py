@@ -14,12 +14,15 @@ import httpx
 from ocispec.digest import Digest
 from ocispec.models import ImageConfig, Index, Manifest, Platform, chain_ids, parse_manifest
 from ocispec.reference import Reference
-from puller.pull import Puller, PullError, choose_platform, host_platform_spec
+from puller.mirrors import pull_image
+from puller.netopts import NetOptions
+from puller.pull import PullError, choose_platform, host_platform_spec
 from puller.store import GraphStore, StoreError
 from puller.store.images import image_name
-from regclient import credentials
-from regclient.api import RegistryClient, RegistryError
+from regclient.api import RegistryError
 from regclient.auth import AuthError
+from regclient.credentials import CredentialsError
+from regclient.tls import TLSConfigError
 from runtime.errors import ContainerError
 
 
@@ -48,28 +51,38 @@ def _lookup(store: GraphStore, value: str) -> tuple[str, Digest] | None:
     return (name, found) if found is not None else None
 
 
-def _pull(store: GraphStore, value: str, platform: Platform | None) -> None:
+def _pull(store: GraphStore, value: str, platform: Platform | None, net: NetOptions) -> None:
+    """As `pyreg pull` with the same options (`net`): mirrors, credentials, TLS trust."""
     ref = Reference.parse(value)
-
-    async def body() -> None:
-        client = RegistryClient(ref.registry, credentials=credentials.load(ref.registry))
-        async with client:
-            await Puller(client, store).pull(ref, platform)
-
+    failures = (
+        RegistryError,
+        AuthError,
+        PullError,
+        StoreError,
+        httpx.HTTPError,
+        CredentialsError,
+        TLSConfigError,
+    )
     try:
-        asyncio.run(body())
-    except (RegistryError, AuthError, PullError, StoreError, httpx.HTTPError) as exc:
+        asyncio.run(pull_image(store, ref, net, platform=platform))
+    except failures as exc:
         raise ContainerError(
             f"{value} is not in the local store and pulling it failed: {exc or type(exc).__name__}"
         ) from None
 
 
 def resolve_image(
-    store: GraphStore, value: str, *, pull: bool = True, platform: Platform | None = None
+    store: GraphStore,
+    value: str,
+    *,
+    pull: bool = True,
+    platform: Platform | None = None,
+    net: NetOptions | None = None,
 ) -> LocalImage:
+    """`net`: how a missing image is pulled (default: as `pyreg pull` without options)."""
     found = _lookup(store, value)
     if found is None and pull and not Digest.is_valid(value):
-        _pull(store, value, platform)
+        _pull(store, value, platform, net or NetOptions())
         found = _lookup(store, value)
     if found is None:
         raise ContainerError(f"no local image named {value}")
