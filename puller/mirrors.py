@@ -2,10 +2,10 @@
 as podman does: each mirror in order, then the primary location; the image is recorded under
 the name that was asked for, whichever location served it.
 
-A mirror that fails (unreachable, not found, 5xx, refused credentials, a download that broke)
-is skipped for the next location; with `debug` a line on stderr says so. The primary's
-failure is the pull's failure. What a failed attempt already stored (verified blobs) is reused
-by the next one. Pushes never use mirrors.
+A mirror that fails (unreachable, not found, 5xx, refused credentials, a download that broke
+or did not match its digest) is skipped for the next location; with `debug` a line on stderr
+says so. The primary's failure is the pull's failure. What a failed attempt already stored
+(verified blobs) is reused by the next one. Pushes never use mirrors.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import sys
 
 import httpx
 
+from ocispec.digest import DigestMismatch
 from ocispec.models import Platform
 from ocispec.reference import Reference
 from puller.netopts import NetOptions
@@ -40,8 +41,8 @@ def pull_sources(ref: Reference, net: NetOptions) -> list[PullSource]:
 def _mirror_failed(exc: BaseException) -> bool:
     if isinstance(exc, MIRROR_FAILURES):
         return True
-    # a download that kept breaking: PullError raised from the transport error
-    return isinstance(exc, PullError) and isinstance(exc.__cause__, RESUMABLE)
+    # a download that kept breaking or kept arriving wrong: PullError raised from it
+    return isinstance(exc, PullError) and isinstance(exc.__cause__, (*RESUMABLE, DigestMismatch))
 
 
 async def pull_image(
