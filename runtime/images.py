@@ -6,6 +6,7 @@ with the client's own puller, as `docker run` and `docker build` do.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 from dataclasses import dataclass
 
@@ -14,6 +15,7 @@ import httpx
 from ocispec.digest import Digest
 from ocispec.models import ImageConfig, Index, Manifest, Platform, chain_ids, parse_manifest
 from ocispec.reference import Reference
+from puller import messages
 from puller.mirrors import pull_image
 from puller.netopts import NetOptions
 from puller.pull import PullError, choose_platform, host_platform_spec
@@ -66,9 +68,9 @@ def _pull(store: GraphStore, value: str, platform: Platform | None, net: NetOpti
     try:
         asyncio.run(pull_image(store, ref, net, platform=platform))
     except failures as exc:
-        raise ContainerError(
-            f"{value} is not in the local store and pulling it failed: {exc or type(exc).__name__}"
-        ) from None
+        # the words and hints `pyreg pull` gives (login, TLS trust, is the registry running)
+        said = messages.describe(exc, "pull", argparse.Namespace(reference=value))
+        raise ContainerError(f"{value} is not in the local store and {said}") from None
 
 
 def resolve_image(

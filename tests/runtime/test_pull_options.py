@@ -53,11 +53,13 @@ def test_run_pulls_with_authfile_cert_dir_and_tls_verify(
                               image, *cmd, env=env)  # fmt: skip
             assert untrusted.returncode == 1
             assert "certificate" in untrusted.stderr.lower(), untrusted.stderr
+            assert "--cert-dir" in untrusted.stderr  # `pyreg pull`'s hint, one line
+            assert untrusted.stderr.count("\n") == 1, untrusted.stderr
             anonymous = fresh("run", "--rm", *trust, image, *cmd, env=env)
             assert anonymous.returncode == 1
-            assert "not authorized" in anonymous.stderr or "401" in anonymous.stderr, (
+            assert f"not authorized (UNAUTHORIZED); log in with `pyreg login {host}`" in (
                 anonymous.stderr
-            )
+            ), anonymous.stderr
             ran = fresh("run", "--rm", *trust, "--authfile", str(authfile), image, *cmd, env=env)
             assert (ran.returncode, ran.stdout) == (0, "pulled and ran\n"), ran.stderr
         finally:
