@@ -208,6 +208,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
                 reporter=reporter,
                 concurrency=args.concurrency,
                 caps=caps,
+                on_try=lambda source: setattr(args, "location", str(source.reference)),
             )
 
     result = _run(body())

@@ -11,6 +11,7 @@ says so. The primary's failure is the pull's failure. What a failed attempt alre
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 import httpx
 
@@ -54,13 +55,18 @@ async def pull_image(
     reporter: Reporter | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
     caps: SizeCaps | None = None,
+    on_try: Callable[[PullSource], None] | None = None,
 ) -> PullResult:
+    """`on_try(source)` before each location is tried: the last one is where a failure
+    happened (messages name it, not a name registries.conf rewrote)."""
     sources = pull_sources(ref, net)
     name = image_name(ref)
     for i, source in enumerate(sources):
         last = i == len(sources) - 1
         if net.debug and len(sources) > 1:
             print(f"Trying to access {source.reference}", file=sys.stderr)
+        if on_try is not None:
+            on_try(source)
         try:
             client = net.client(
                 source.reference.registry,

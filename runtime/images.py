@@ -24,6 +24,7 @@ from puller.store.images import image_name
 from regclient.api import RegistryError
 from regclient.auth import AuthError
 from regclient.credentials import CredentialsError
+from regclient.registries_conf import PullSource
 from regclient.tls import TLSConfigError
 from runtime.errors import ContainerError
 
@@ -65,11 +66,16 @@ def _pull(store: GraphStore, value: str, platform: Platform | None, net: NetOpti
         CredentialsError,
         TLSConfigError,
     )
+    where = argparse.Namespace(reference=value)
+
+    def tried(source: PullSource) -> None:
+        where.location = str(source.reference)
+
     try:
-        asyncio.run(pull_image(store, ref, net, platform=platform))
+        asyncio.run(pull_image(store, ref, net, platform=platform, on_try=tried))
     except failures as exc:
         # the words and hints `pyreg pull` gives (login, TLS trust, is the registry running)
-        said = messages.describe(exc, "pull", argparse.Namespace(reference=value))
+        said = messages.describe(exc, "pull", where)
         raise ContainerError(f"{value} is not in the local store and {said}") from None
 
 

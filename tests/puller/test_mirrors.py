@@ -130,6 +130,8 @@ def test_pull_goes_through_the_mirror_and_keeps_working_when_the_upstream_is_dow
     no_mirror = _conf(tmp_path / "plain", registry.host)
     failed = _pyreg(env, "pull", "--registries-conf", str(no_mirror), f"{NAME}:v1")
     assert failed.returncode == 1, failed.stderr
+    # the message names where the pull went (the rewritten location), not docker.io
+    assert f"pull library/app on {registry.host}: cannot connect" in failed.stderr
 
 
 def test_a_failing_mirror_falls_through_to_the_next_then_the_primary(
