@@ -25,13 +25,20 @@ from ocispec.models import ImageConfig, Index, ManifestError, Platform, chain_id
 from ocispec.reference import Reference, ReferenceError
 from puller import layout, messages
 from puller.copy import Copier, CopyError
+from puller.mirrors import pull_image
+from puller.netopts import (
+    NetOptions,
+    add_authfile_argument,
+    add_network_arguments,
+    add_registries_conf_argument,
+)
 from puller.progress import NullReporter, PlainReporter, Reporter, RichReporter, human_size
-from puller.pull import Puller, PullError, choose_platform, host_platform_spec
+from puller.pull import PullError, choose_platform, host_platform_spec
 from puller.push import Pusher, PushError
 from puller.store import GraphStore, StoreError, assemble_rootfs, prune
 from puller.store.images import image_name
 from puller.store.limits import SizeCaps, parse_size
-from puller.tlsargs import add_tls_arguments, tls_options
+from puller.tlsargs import tls_options
 from regclient import credentials
 from regclient.api import RegistryClient, RegistryError, Unauthorized, Unsupported
 from regclient.auth import AuthError
@@ -103,15 +110,11 @@ def _ref(value: str) -> Reference:
 
 
 def _client(ref_or_registry: Reference | str, args: argparse.Namespace) -> RegistryClient:
-    registry = (
-        ref_or_registry.registry if isinstance(ref_or_registry, Reference) else ref_or_registry
-    )
-    return RegistryClient(
-        registry,
-        credentials=credentials.load(registry, authfile=getattr(args, "authfile", None)),
-        insecure=bool(getattr(args, "insecure", False)),
-        tls=tls_options(args),
-    )
+    if isinstance(ref_or_registry, Reference):
+        registry, repository = ref_or_registry.registry, ref_or_registry.repository
+    else:
+        registry, repository = ref_or_registry, None
+    return NetOptions.from_args(args).client(registry, repository=repository)
 
 
 def _reporter(args: argparse.Namespace) -> Reporter:
@@ -193,15 +196,22 @@ def cmd_pull(args: argparse.Namespace) -> int:
     platform = Platform.parse(args.platform) if args.platform else None
     store = _store()
 
-    async def body(client: RegistryClient) -> Any:
+    async def body() -> Any:
         with _reporter(args) as reporter:
             caps = SizeCaps.from_env(args.max_layer_size, args.max_pull_size)
-            puller = Puller(
-                client, store, reporter=reporter, concurrency=args.concurrency, caps=caps
+            net = NetOptions.from_args(args)
+            return await pull_image(
+                store,
+                ref,
+                net,
+                platform=platform,
+                reporter=reporter,
+                concurrency=args.concurrency,
+                caps=caps,
+                on_try=lambda source: setattr(args, "location", str(source.reference)),
             )
-            return await puller.pull(ref, platform)
 
-    result = _run(_with_client(ref, args, body))
+    result = _run(body())
     if platform is not None:
         _warn_platform(store, result.resolved_digest, platform)
     if args.quiet:
@@ -499,23 +509,11 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def _net(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--insecure",
-        action="store_true",
-        help="no certificate checks, plain HTTP if no TLS (as loopback registries by default)",
-    )
-    add_tls_arguments(p)
-    _authfile(p)
+    add_network_arguments(p)
 
 
 def _authfile(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--authfile",
-        type=Path,
-        help="credentials file (podman's auth.json format; default $REGISTRY_AUTH_FILE, then "
-        "$XDG_RUNTIME_DIR/containers/auth.json, ~/.config/containers/auth.json, "
-        "docker's config.json)",
-    )
+    add_authfile_argument(p)
 
 
 def _size(value: str) -> int:
@@ -577,6 +575,7 @@ def register(subparsers: Any) -> None:
     )
     _quiet(p)
     _net(p)
+    add_registries_conf_argument(p)
 
     p = add("push", cmd_push, "Push a local image to its registry")
     p.add_argument("reference")

@@ -15,8 +15,9 @@ from regclient.transport import base_url
 
 
 def target(args: argparse.Namespace) -> tuple[str | None, str | None]:
-    """(registry, repository) a command works on, as far as its arguments say."""
-    for name in ("reference", "repository", "source"):
+    """(registry, repository) a command works on, as far as its arguments say; `location`:
+    where a pull actually went (a registries.conf location or mirror)."""
+    for name in ("location", "reference", "repository", "source"):
         value = getattr(args, name, None)
         if isinstance(value, str):
             try:

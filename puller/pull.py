@@ -144,16 +144,24 @@ class Puller:
         self.retries = retries
         self.backoff = backoff
 
-    async def pull(self, ref: Reference, platform: Platform | None = None) -> PullResult:
+    async def pull(
+        self, ref: Reference, platform: Platform | None = None, *, name: str | None = None
+    ) -> PullResult:
+        """`name`: record the image under it instead of `ref`'s (a mirror served `ref`)."""
         budget = UnpackBudget(self.caps or SizeCaps.from_env())
         lease = await asyncio.to_thread(self.store.leases.open)
         try:
-            return await self._pull(ref, platform, lease, budget)
+            return await self._pull(ref, platform, lease, budget, name)
         finally:
             lease.close()
 
     async def _pull(
-        self, ref: Reference, platform: Platform | None, lease: Lease, budget: UnpackBudget
+        self,
+        ref: Reference,
+        platform: Platform | None,
+        lease: Lease,
+        budget: UnpackBudget,
+        name: str | None = None,
     ) -> PullResult:
         repo = ref.repository
         fetched = await self.client.get_manifest(repo, ref.identifier)
@@ -170,7 +178,7 @@ class Puller:
                 raise PullError(f"{ref}: the index entry for {entry.platform} is not an image")
             data, digest = child.data, child.digest
             await asyncio.to_thread(lease.add, [digest])
-        result = PullResult(ref, image_name(ref), digest, resolved)
+        result = PullResult(ref, name or image_name(ref), digest, resolved)
         complete = False
         try:
             chains = await self._fetch_image(ref, parsed, result, lease, budget)

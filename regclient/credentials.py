@@ -6,9 +6,12 @@ Read, first entry found wins (containers-auth.json(5)):
    `${XDG_RUNTIME_DIR}/containers/auth.json` (podman's `login`; `/run/containers/UID/auth.json`
    without XDG_RUNTIME_DIR);
 2. `${XDG_CONFIG_HOME:-~/.config}/containers/auth.json`;
-3. docker's `$DOCKER_CONFIG/config.json` (default `~/.docker/config.json`).
+3. docker's `$DOCKER_CONFIG/config.json` (default `~/.docker/config.json`);
+4. docker's legacy `~/.dockercfg` (its top level is the `auths` map; read, never written).
 In each file: `credHelpers[HOST]` names a helper for that registry; else the `auths` entry
-(keyed by host, `https://index.docker.io/v1/` for Docker Hub) with `auth` =
+for the repository's namespace when one is known, most specific first (`quay.io/user/image`,
+then `quay.io/user`; exact keys, as containers-auth.json(5)), then the one keyed by host
+(`https://index.docker.io/v1/` for Docker Hub), with `auth` =
 base64("user:password") and optionally `identitytoken` (an OAuth2 refresh token); else
 `credsStore` names the helper for every registry. Helpers are `docker-credential-NAME`
 programs (credhelpers.py); one that is not installed is warned about and skipped.
@@ -60,7 +63,7 @@ def auth_files(authfile: Path | None = None) -> list[Path]:
         else Path(f"/run/containers/{os.getuid()}/auth.json")
     )
     config_home = _env_path("XDG_CONFIG_HOME") or Path.home() / ".config"
-    files = [primary, config_home / "containers/auth.json", config_path()]
+    files = [primary, config_home / "containers/auth.json", config_path(), legacy_path()]
     return list(dict.fromkeys(files))  # one file named twice is read once
 
 
@@ -80,6 +83,11 @@ def config_path() -> Path:
     return base / "config.json"
 
 
+def legacy_path() -> Path:
+    """docker's pre-1.7 credentials file, read last (as docker and containers/image do)."""
+    return Path.home() / ".dockercfg"
+
+
 def registry_key(registry: str) -> str:
     return DOCKER_HUB_KEY if registry in _HUB_ALIASES else registry
 
@@ -94,6 +102,12 @@ def _normalise(key: str) -> str:
 
 
 def _read(path: Path) -> dict[str, Any]:
+    """The file as a config.json (the legacy ~/.dockercfg is the `auths` map itself)."""
+    data = _read_json(path)
+    return {"auths": data} if path == legacy_path() and data else data
+
+
+def _read_json(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text()
     except FileNotFoundError:
@@ -126,11 +140,15 @@ def _write(path: Path, data: dict[str, Any]) -> None:
 
 
 def load(
-    registry: str, path: Path | None = None, authfile: Path | None = None
+    registry: str,
+    path: Path | None = None,
+    authfile: Path | None = None,
+    repository: str | None = None,
 ) -> Credentials | None:
-    """The credentials stored for `registry`, or None (anonymous). `path`: that file only."""
+    """The credentials stored for `registry` (for `repository` in it, when given: namespace
+    keys count), or None (anonymous). `path`: that file only."""
     for file in [path] if path else auth_files(authfile):
-        found = _load_from(file, registry)
+        found = _load_from(file, registry, repository)
         if found is not None:
             return found
     return None
@@ -160,15 +178,31 @@ def _from_helper(name: str, registry: str, path: Path) -> Credentials | None:
         return None
 
 
-def _load_from(path: Path, registry: str) -> Credentials | None:
+def _namespace_keys(registry: str, repository: str | None) -> list[str]:
+    """`host/a/b/c`, `host/a/b`, `host/a`: the repository and its namespaces, most specific
+    first."""
+    if not repository:
+        return []
+    host = "docker.io" if registry in _HUB_ALIASES else registry
+    parts = repository.split("/")
+    return [f"{host}/{'/'.join(parts[:n])}" for n in range(len(parts), 0, -1)]
+
+
+def _load_from(path: Path, registry: str, repository: str | None = None) -> Credentials | None:
     data = _read(path)
     own, store = _helper_for(data, registry)
     if own is not None:
         return _from_helper(own, registry, path)
     auths = data.get("auths")
+    if isinstance(auths, dict) and path != legacy_path():  # the legacy file has hosts only
+        for key in _namespace_keys(registry, repository):
+            entry = auths.get(key)
+            found = _decode(entry, key, path) if isinstance(entry, dict) else None
+            if found is not None:
+                return found
     wanted = _normalise(registry_key(registry))
     for key, entry in auths.items() if isinstance(auths, dict) else ():
-        if not isinstance(entry, dict) or _normalise(key) != wanted:
+        if not isinstance(entry, dict) or _normalise(key) != wanted or _has_path(key):
             continue
         found = _decode(entry, key, path)
         if found is not None:
@@ -176,6 +210,12 @@ def _load_from(path: Path, registry: str) -> Credentials | None:
     if store is not None:
         return _from_helper(store, registry, path)
     return None
+
+
+def _has_path(key: str) -> bool:
+    """A namespace key (`quay.io/user`), not a host: it only counts for its repositories.
+    docker's URL keys (`https://index.docker.io/v1/`) name the host."""
+    return "://" not in key and "/" in key.rstrip("/")
 
 
 def _decode(entry: dict[str, Any], key: str, path: Path) -> Credentials | None:
@@ -224,7 +264,7 @@ def store(
     if not isinstance(auths, dict):
         auths = {}
     wanted = _normalise(registry_key(registry))
-    for key in [k for k in auths if _normalise(k) == wanted]:
+    for key in [k for k in auths if _normalise(k) == wanted and not _has_path(k)]:
         del auths[key]
     auths[registry_key(registry)] = {
         "auth": base64.b64encode(f"{username}:{password}".encode()).decode()
@@ -239,6 +279,14 @@ def remove(registry: str, path: Path | None = None, authfile: Path | None = None
     none had."""
     removed = False
     for file in [path] if path else auth_files(authfile):
+        if file == legacy_path():
+            if _load_from(file, registry) is not None:
+                print(
+                    f"warning: {file} (docker's legacy format, not modified) still has "
+                    f"credentials for {registry}",
+                    file=sys.stderr,
+                )
+            continue
         removed = _remove_from(file, registry) or removed
     return removed
 
@@ -259,7 +307,7 @@ def _remove_from(path: Path, registry: str) -> bool:
     if not isinstance(auths, dict):
         return removed
     wanted = _normalise(registry_key(registry))
-    keys = [k for k in auths if _normalise(k) == wanted]
+    keys = [k for k in auths if _normalise(k) == wanted and not _has_path(k)]
     if not keys:
         return removed
     for key in keys:

@@ -15,6 +15,7 @@ from typing import Any
 from ocispec.digest import DigestError
 from ocispec.models import ManifestError
 from ocispec.reference import ReferenceError
+from puller.netopts import NetOptions, add_network_arguments
 from puller.store import GraphStore, StoreError
 from runtime.containers import Container, ContainerStore
 from runtime.engine import Engine, RunOptions, parse_volume
@@ -66,6 +67,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         read_only=args.read_only,
         auto_remove=args.rm,
         detach=args.detach,
+        net=NetOptions.from_args(args),
     )
     engine = _engine()
     container, ended = engine.run(opts)
@@ -210,6 +212,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--network", choices=("none", "host"), default="none")
     p.add_argument("-v", "--volume", action="append", metavar="HOST:CONTAINER[:ro]")
     p.add_argument("--read-only", action="store_true", help="mount the rootfs read-only")
+    add_network_arguments(p, pulls=True)  # for an image that must be pulled first
     p.add_argument("image")
     p.add_argument("command", nargs=argparse.REMAINDER)
 

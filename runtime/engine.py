@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from puller.netopts import NetOptions
 from puller.store import GraphStore
 from puller.store._fs import force_rmtree
 from puller.store.tarsafe import Applier
@@ -66,6 +67,7 @@ class RunOptions:
     auto_remove: bool = False
     detach: bool = False
     copy_rootfs: bool = False  # never overlay (the builder's tree-comparison mode)
+    net: NetOptions = field(default_factory=NetOptions)  # how a missing image is pulled
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,7 @@ class Engine:
             _check_rootless(opts)
         if opts.name and self.containers.name_taken(opts.name):
             raise ContainerError(f"the container name {opts.name!r} is already in use")
-        image = resolve_image(self.store, opts.image)
+        image = resolve_image(self.store, opts.image, net=opts.net)
         cfg: dict[str, Any] = image.config.raw.get("config") or {}
         args = command_of(cfg, opts.entrypoint, opts.command)
         if not args:

@@ -6,6 +6,7 @@ with the client's own puller, as `docker run` and `docker build` do.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 from dataclasses import dataclass
 
@@ -14,12 +15,17 @@ import httpx
 from ocispec.digest import Digest
 from ocispec.models import ImageConfig, Index, Manifest, Platform, chain_ids, parse_manifest
 from ocispec.reference import Reference
-from puller.pull import Puller, PullError, choose_platform, host_platform_spec
+from puller import messages
+from puller.mirrors import pull_image
+from puller.netopts import NetOptions
+from puller.pull import PullError, choose_platform, host_platform_spec
 from puller.store import GraphStore, StoreError
 from puller.store.images import image_name
-from regclient import credentials
-from regclient.api import RegistryClient, RegistryError
+from regclient.api import RegistryError
 from regclient.auth import AuthError
+from regclient.credentials import CredentialsError
+from regclient.registries_conf import PullSource
+from regclient.tls import TLSConfigError
 from runtime.errors import ContainerError
 
 
@@ -48,28 +54,43 @@ def _lookup(store: GraphStore, value: str) -> tuple[str, Digest] | None:
     return (name, found) if found is not None else None
 
 
-def _pull(store: GraphStore, value: str, platform: Platform | None) -> None:
+def _pull(store: GraphStore, value: str, platform: Platform | None, net: NetOptions) -> None:
+    """As `pyreg pull` with the same options (`net`): mirrors, credentials, TLS trust."""
     ref = Reference.parse(value)
+    failures = (
+        RegistryError,
+        AuthError,
+        PullError,
+        StoreError,
+        httpx.HTTPError,
+        CredentialsError,
+        TLSConfigError,
+    )
+    where = argparse.Namespace(reference=value)
 
-    async def body() -> None:
-        client = RegistryClient(ref.registry, credentials=credentials.load(ref.registry))
-        async with client:
-            await Puller(client, store).pull(ref, platform)
+    def tried(source: PullSource) -> None:
+        where.location = str(source.reference)
 
     try:
-        asyncio.run(body())
-    except (RegistryError, AuthError, PullError, StoreError, httpx.HTTPError) as exc:
-        raise ContainerError(
-            f"{value} is not in the local store and pulling it failed: {exc or type(exc).__name__}"
-        ) from None
+        asyncio.run(pull_image(store, ref, net, platform=platform, on_try=tried))
+    except failures as exc:
+        # the words and hints `pyreg pull` gives (login, TLS trust, is the registry running)
+        said = messages.describe(exc, "pull", where)
+        raise ContainerError(f"{value} is not in the local store and {said}") from None
 
 
 def resolve_image(
-    store: GraphStore, value: str, *, pull: bool = True, platform: Platform | None = None
+    store: GraphStore,
+    value: str,
+    *,
+    pull: bool = True,
+    platform: Platform | None = None,
+    net: NetOptions | None = None,
 ) -> LocalImage:
+    """`net`: how a missing image is pulled (default: as `pyreg pull` without options)."""
     found = _lookup(store, value)
     if found is None and pull and not Digest.is_valid(value):
-        _pull(store, value, platform)
+        _pull(store, value, platform, net or NetOptions())
         found = _lookup(store, value)
     if found is None:
         raise ContainerError(f"no local image named {value}")

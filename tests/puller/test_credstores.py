@@ -187,6 +187,72 @@ def test_a_failing_helper_is_an_error(homes: dict[str, Path], helper: Path) -> N
         credentials.load("r.example")
 
 
+def _basic(user: str) -> dict[str, str]:
+    return {"auth": base64.b64encode(f"{user}:pw".encode()).decode()}
+
+
+def test_namespace_keys_most_specific_first_and_only_for_their_repositories(
+    homes: dict[str, Path],
+) -> None:
+    auths = {
+        "quay.example/user/image": _basic("image"),
+        "quay.example/user": _basic("user"),
+        "quay.example": _basic("host"),
+        "docker.io/team": _basic("hub-team"),
+    }
+    _write(homes["runtime"], {"auths": auths})
+    load = credentials.load
+    assert load("quay.example", repository="user/image") == Credentials("image", "pw")
+    assert load("quay.example", repository="user/image/sub") == Credentials("image", "pw")
+    assert load("quay.example", repository="user/other") == Credentials("user", "pw")
+    assert load("quay.example", repository="other/x") == Credentials("host", "pw")
+    assert load("quay.example") == Credentials("host", "pw")  # no repository: the host's
+    assert load("docker.io", repository="team/app") == Credentials("hub-team", "pw")
+    # no host key: a namespace key never leaks to another repository or to the host
+    del auths["quay.example"]
+    _write(homes["runtime"], {"auths": auths})
+    assert load("quay.example", repository="userx/image") is None
+    assert load("quay.example", repository="other/user") is None
+    assert load("quay.example") is None
+    assert load("docker.io", repository="library/busybox") is None
+    # the files' order comes first: a host key in an earlier file beats a namespace key
+    _write(homes["docker"], {"auths": {"quay.example/user/image": _basic("later")}})
+    _write(homes["config"], {"auths": {"quay.example": _basic("earlier")}})
+    del auths["quay.example/user/image"], auths["quay.example/user"]
+    _write(homes["runtime"], {"auths": auths})
+    assert load("quay.example", repository="user/image") == Credentials("earlier", "pw")
+
+
+def test_login_and_logout_of_a_host_keep_its_namespace_keys(homes: dict[str, Path]) -> None:
+    path = _write(homes["docker"], {"auths": {"quay.example/user": _basic("user")}})
+    credentials.store("quay.example", "host", "pw")
+    assert set(json.loads(path.read_text())["auths"]) == {"quay.example/user", "quay.example"}
+    assert credentials.remove("quay.example") is True
+    assert set(json.loads(path.read_text())["auths"]) == {"quay.example/user"}
+    assert credentials.load("quay.example", repository="user/x") == Credentials("user", "pw")
+
+
+def test_legacy_dockercfg_is_read_last_and_never_written(
+    homes: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    legacy = homes["docker"].parent.parent / ".dockercfg"  # $HOME/.dockercfg
+    legacy.parent.mkdir(parents=True)
+    legacy.write_text(json.dumps({"https://r.example/v1/": {**_basic("legacy"), "email": "x"}}))
+    before = legacy.read_text()
+    assert credentials.auth_files()[-1] == legacy
+    assert credentials.load("r.example") == Credentials("legacy", "pw")
+    assert credentials.load("other.example") is None
+    _write(homes["docker"], _auth("docker", "pw"))
+    assert credentials.load("r.example") == Credentials("docker", "pw")  # config.json first
+    # logout clears config.json, says the legacy file still has an entry, leaves it alone
+    assert credentials.remove("r.example") is True
+    assert "still has credentials for r.example" in capsys.readouterr().err
+    assert legacy.read_text() == before
+    assert credentials.load("r.example") == Credentials("legacy", "pw")
+    credentials.store("r.example", "new", "pw")  # login writes config.json
+    assert legacy.read_text() == before
+
+
 @pytest.fixture
 def pass_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """gpg and `pass init` in a temporary GNUPGHOME and PASSWORD_STORE_DIR."""
