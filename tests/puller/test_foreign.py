@@ -355,6 +355,22 @@ def test_copy_keeps_the_reference_or_copies_from_the_url(
         assert raw_manifest(other, "full", "v1") == image.manifest
         assert [a for p, a in blob_host.seen if p == "/copy/layer"] == [None]
 
+        # a URL serving other bytes: the upload is not completed, the next URL is used
+        bad, good = "/copy/tampered", "/copy/good"
+        second = foreign_image([blob_host.url(bad), blob_host.url(good)], "copy-tampered")
+        right = foreign_blob(second)
+        blob_host.files[bad] = right[:-1] + bytes([right[-1] ^ 0xFF])
+        blob_host.files[good] = right
+        push(capsys, home, f"{host}/open/copy-tampered:v1", second)
+        code, _, err = run(
+            capsys, "copy", "--allow-nondistributable",
+            f"{host}/open/copy-tampered:v1", f"{dst}/tampered:v1",
+        )  # fmt: skip
+        assert code == 0, err
+        blob = httpx.get(f"{other.url}/v2/tampered/blobs/{second.layers[1].digest}")
+        assert blob.status_code == 200 and blob.content == right
+        assert [p for p, _ in blob_host.seen if p in (bad, good)] == [bad, good]
+
 
 # -- interop -------------------------------------------------------------------------------------
 
