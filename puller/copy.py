@@ -20,7 +20,7 @@ from ocispec.models import Descriptor, Index, Manifest, ManifestError, parse_man
 from ocispec.reference import Reference
 from puller import foreign
 from puller.progress import NullReporter, Reporter
-from regclient.api import Mounted, RegistryClient, UploadSession
+from regclient.api import Mounted, RegistryClient, RegistryError, UploadSession
 
 
 class CopyError(Exception):
@@ -86,7 +86,15 @@ class Copier:
             target = dst.tag or "latest"
         else:
             target = str(result.digest) if top else str(digest_bytes(data))
-        await self.target.put_manifest(dst.repository, target, data, parsed.media_type)
+        try:
+            await self.target.put_manifest(dst.repository, target, data, parsed.media_type)
+        except RegistryError as exc:
+            kept = foreign.kept_as_reference(
+                [] if isinstance(parsed, Index) else parsed.layers, self.allow_nondistributable
+            )
+            if kept:
+                raise CopyError(foreign.refused_references(exc, sorted(kept, key=str))) from exc
+            raise
 
     async def _copy_blob(
         self, src: Reference, dst: Reference, desc: Descriptor, result: CopyResult

@@ -59,6 +59,16 @@ def kept_as_reference(layers: Sequence[Descriptor], allow: bool) -> set[Digest]:
     return set() if allow else {d.digest for d in layers if d.urls}
 
 
+def refused_references(exc: Exception, kept: Sequence[Digest]) -> str:
+    """The message for a manifest the registry refused while it points at foreign layers."""
+    layers = "1 foreign layer at its" if len(kept) == 1 else f"{len(kept)} foreign layers at their"
+    return (
+        f"{exc}; the manifest leaves {layers} URLs, which the registry may refuse "
+        f"(distribution does unless validation.manifests.urls.allow lets them through): "
+        f"{FLAG} uploads them"
+    )
+
+
 def allowed(flag: bool | None = None) -> bool:
     """The flag when given, else PYREG_ALLOW_NONDISTRIBUTABLE."""
     if flag:

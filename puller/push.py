@@ -158,7 +158,15 @@ class Pusher:
         target = str(digest) if not top or ref.digest else (ref.tag or "latest")
         if top and ref.digest is not None and ref.digest != digest:
             raise PushError(f"{ref}: the local image has digest {digest}")
-        await self.client.put_manifest(ref.repository, target, data, parsed.media_type)
+        try:
+            await self.client.put_manifest(ref.repository, target, data, parsed.media_type)
+        except RegistryError as exc:
+            kept = foreign.kept_as_reference(
+                [] if isinstance(parsed, Index) else parsed.layers, self.allow_nondistributable
+            )
+            if kept:
+                raise PushError(foreign.refused_references(exc, sorted(kept, key=str))) from exc
+            raise
         held.append(digest)
 
     async def _push_blob(

@@ -433,8 +433,10 @@ def test_reference_registry_takes_the_reference_and_pull_follows_the_url(
     strict = start_registry(tmp_path / "strict")
     try:
         ref = f"{strict.host}/foreign:v1"
-        put_image(home, str(Reference.parse(ref)), image)
+        put_image(puller, str(Reference.parse(ref)), image)
         code, _, err = run(capsys, "push", ref)
         assert code == 1 and err.count("\n") == 1, err
+        assert "MANIFEST_BLOB_UNKNOWN" in err and "1 foreign layer at its URLs" in err, err
+        assert "--allow-nondistributable uploads them" in err
     finally:
         strict.stop()
