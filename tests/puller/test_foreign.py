@@ -380,6 +380,7 @@ def test_skopeo_reads_and_copies_the_pushed_reference(
     blob_host: BlobHost,
     home: GraphStore,
     capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
 ) -> None:
     skopeo = shutil.which("skopeo")
     if skopeo is None:
@@ -404,6 +405,16 @@ def test_skopeo_reads_and_copies_the_pushed_reference(
     # containers/image skips a layer with urls to a registry; pyreg takes the manifest
     assert head_blob(server, "open/skopeo-copy", image.layers[1].digest) == 404
     assert digest_bytes(raw_manifest(server, "open/skopeo-copy", "v1")) == image.digest
+    # to a directory, skopeo fetches the layer from its URL, as pyreg pull does with the flag
+    blob_host.files["/skopeo/layer"] = foreign_blob(image)
+    out = tmp_path / "dir"
+    fetched = subprocess.run(
+        [skopeo, "copy", "--src-tls-verify=false", f"docker://{host}/open/skopeo:v1", f"dir:{out}"],
+        capture_output=True, timeout=120, text=True,
+    )  # fmt: skip
+    assert fetched.returncode == 0, fetched.stderr
+    assert (out / image.layers[1].digest.hex).read_bytes() == foreign_blob(image)
+    assert [a for p, a in blob_host.seen if p == "/skopeo/layer"] == [None]
 
 
 def test_reference_registry_takes_the_reference_and_pull_follows_the_url(
