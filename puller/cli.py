@@ -25,6 +25,8 @@ from ocispec.models import ImageConfig, Index, ManifestError, Platform, chain_id
 from ocispec.reference import Reference, ReferenceError
 from puller import layout, messages
 from puller.copy import Copier, CopyError
+from puller.foreign import FLAG as NONDISTRIBUTABLE_FLAG
+from puller.foreign import ForeignLayerError
 from puller.mirrors import pull_image
 from puller.netopts import (
     NetOptions,
@@ -61,6 +63,7 @@ EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     ValueError,
     TLSConfigError,
+    ForeignLayerError,
 )
 
 T = TypeVar("T")
@@ -208,6 +211,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
                 reporter=reporter,
                 concurrency=args.concurrency,
                 caps=caps,
+                allow_nondistributable=args.allow_nondistributable,
                 on_try=lambda source: setattr(args, "location", str(source.reference)),
             )
 
@@ -247,7 +251,10 @@ def cmd_push(args: argparse.Namespace) -> int:
 
     async def body(client: RegistryClient) -> Any:
         with _reporter(args) as reporter:
-            pusher = Pusher(client, store, reporter=reporter, concurrency=args.concurrency)
+            pusher = Pusher(
+                client, store, reporter=reporter, concurrency=args.concurrency,
+                allow_nondistributable=args.allow_nondistributable,
+            )  # fmt: skip
             return await pusher.push(ref)
 
     result = _run(_with_client(ref, args, body))
@@ -265,7 +272,11 @@ def cmd_copy(args: argparse.Namespace) -> int:
     async def body() -> Any:
         async with _client(src, args) as source, _client(dst, args) as target:
             with _reporter(args) as reporter:
-                return await Copier(source, target, reporter=reporter).copy(src, dst)
+                copier = Copier(
+                    source, target, reporter=reporter,
+                    allow_nondistributable=args.allow_nondistributable,
+                )  # fmt: skip
+                return await copier.copy(src, dst)
 
     result = _run(body())
     if args.quiet:
@@ -533,6 +544,14 @@ def _octal_mode(value: str) -> int:
     return mode
 
 
+def _nondistributable(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        NONDISTRIBUTABLE_FLAG,
+        action="store_true",
+        help=f"{what} (default $PYREG_ALLOW_NONDISTRIBUTABLE; docs/client.md)",
+    )
+
+
 def _quiet(p: argparse.ArgumentParser, what: str = "print only the digest") -> None:
     p.add_argument("-q", "--quiet", action="store_true", help=what)
 
@@ -573,6 +592,7 @@ def register(subparsers: Any) -> None:
         help="refuse an image whose layers add up to more than this uncompressed "
         "(default $PYREG_MAX_PULL_SIZE or 64G)",
     )
+    _nondistributable(p, "fetch foreign layers the registry lacks from their URLs")
     _quiet(p)
     _net(p)
     add_registries_conf_argument(p)
@@ -580,12 +600,14 @@ def register(subparsers: Any) -> None:
     p = add("push", cmd_push, "Push a local image to its registry")
     p.add_argument("reference")
     p.add_argument("--concurrency", type=int, default=4, help="parallel uploads (default 4)")
+    _nondistributable(p, "upload foreign layers too, instead of leaving them at their URLs")
     _quiet(p)
     _net(p)
 
     p = add("copy", cmd_copy, "Copy an image from one registry/repository to another")
     p.add_argument("source")
     p.add_argument("destination")
+    _nondistributable(p, "copy foreign layers too (from the source or their URLs)")
     _quiet(p)
     _net(p)
 

@@ -55,6 +55,7 @@ async def pull_image(
     reporter: Reporter | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
     caps: SizeCaps | None = None,
+    allow_nondistributable: bool | None = None,
     on_try: Callable[[PullSource], None] | None = None,
 ) -> PullResult:
     """`on_try(source)` before each location is tried: the last one is where a failure
@@ -75,7 +76,12 @@ async def pull_image(
             )
             async with client:
                 puller = Puller(
-                    client, store, reporter=reporter, concurrency=concurrency, caps=caps
+                    client,
+                    store,
+                    reporter=reporter,
+                    concurrency=concurrency,
+                    caps=caps,
+                    allow_nondistributable=allow_nondistributable,
                 )
                 return await puller.pull(source.reference, platform, name=name)
         except Exception as exc:

@@ -41,6 +41,7 @@ from ocispec.models import (
     parse_manifest,
 )
 from ocispec.reference import Reference
+from puller import foreign
 from puller.progress import NullReporter, Reporter
 from puller.store import GraphStore, Lease, StoreError
 from puller.store.images import image_name
@@ -131,11 +132,15 @@ class Puller:
         backoff: float = 0.2,
         caps: SizeCaps | None = None,
         checkpoint: Callable[[str], Awaitable[None]] | None = None,
+        allow_nondistributable: bool | None = None,
     ) -> None:
         """`caps`: uncompressed size caps (default: from the environment, limits.py).
         `checkpoint(step)` is awaited between steps ("fetched": everything is in the store,
-        the name is not recorded yet); a seam for tests to act in between."""
+        the name is not recorded yet); a seam for tests to act in between.
+        `allow_nondistributable`: fetch foreign layers the registry lacks from their `urls`
+        (puller/foreign.py; default: PYREG_ALLOW_NONDISTRIBUTABLE)."""
         self.client = client
+        self.allow_nondistributable = foreign.allowed(allow_nondistributable)
         self.caps = caps
         self.checkpoint = checkpoint
         self.store = store
@@ -308,14 +313,18 @@ class Puller:
             result.existing.append(desc.digest)
             self.reporter.finish(desc.digest, "Already exists")
             return
+        source = foreign.LayerSource(self.client, ref.repository, desc, self.allow_nondistributable)
         async with self._semaphore:
             attempt = 0
             while True:
                 try:
-                    await self._download(ref, desc, result)
+                    await self._download(source, result)
                     break
                 except (*RESUMABLE, DigestMismatch) as exc:
-                    # a mismatch discarded the partial: the next try starts from 0
+                    # a mismatch discarded the partial: the next try starts from 0 (and
+                    # skips a foreign URL that served those bytes)
+                    if isinstance(exc, DigestMismatch):
+                        source.refused(str(exc))
                     attempt += 1
                     if attempt > self.retries:
                         raise PullError(f"download of {desc.digest} failed: {exc}") from exc
@@ -324,14 +333,15 @@ class Puller:
         result.downloaded.append(desc.digest)
         self.reporter.finish(desc.digest, "Pull complete")
 
-    async def _download(self, ref: Reference, desc: Descriptor, result: PullResult) -> None:
+    async def _download(self, source: foreign.LayerSource, result: PullResult) -> None:
         """Download the rest of one blob into its ingest, counting the bytes received."""
+        desc = source.desc
         ingest = await asyncio.to_thread(self.store.content.ingest, desc.digest, desc.size)
         try:
             offset = ingest.offset
             self.reporter.start(desc.digest, desc.size, "Downloading")
             if offset < desc.size:
-                async with self.client.get_blob(ref.repository, desc.digest, offset) as response:
+                async with source.open(offset) as response:
                     if offset and not _resumes_at(response, offset):
                         ingest.reset()  # the server sent the whole blob again
                         offset = 0

@@ -6,6 +6,7 @@ store knows another repository of the same registry holding it, a cross-reposito
 (201 = done, 202 = the registry opened an ordinary upload session: use it); else an upload:
 monolithic (POST, then PUT with the body) for small blobs, chunked PATCHes for large ones,
 resuming from the registry's upload status (GET Location -> Range) after a failure.
+A layer with `urls` is not uploaded unless asked (puller/foreign.py): the manifest points at them.
 Bodies are async iterators of 1 MiB pieces with an explicit Content-Length: one big bytes
 body makes httpcore's send loop quadratic.
 """
@@ -22,6 +23,7 @@ import httpx
 from ocispec.digest import Digest
 from ocispec.models import Descriptor, Index, Manifest, ManifestError, parse_manifest
 from ocispec.reference import Reference
+from puller import foreign
 from puller.progress import NullReporter, Reporter, human_size
 from puller.store import GraphStore, NotInStore
 from puller.store.images import image_name
@@ -53,11 +55,13 @@ class PushResult:
     skipped: list[Digest] = field(default_factory=list)
     mounted: list[Digest] = field(default_factory=list)
     bytes_sent: int = 0
+    foreign: list[Digest] = field(default_factory=list)  # left at their `urls`, not uploaded
 
     def summary(self) -> str:
+        kept = f", {len(self.foreign)} foreign left at their URLs" if self.foreign else ""
         return (
             f"pushed {len(self.pushed)} blobs ({_human(self.bytes_sent)} sent), "
-            f"mounted {len(self.mounted)}, skipped {len(self.skipped)} already present"
+            f"mounted {len(self.mounted)}, skipped {len(self.skipped)} already present{kept}"
         )
 
 
@@ -93,8 +97,12 @@ class Pusher:
         retries: int = DEFAULT_RETRIES,
         monolithic_max: int = MONOLITHIC_MAX,
         chunk_size: int = CHUNK_SIZE,
+        allow_nondistributable: bool | None = None,
     ) -> None:
+        """`allow_nondistributable`: upload layers with `urls` too (default:
+        PYREG_ALLOW_NONDISTRIBUTABLE; puller/foreign.py)."""
         self.client = client
+        self.allow_nondistributable = foreign.allowed(allow_nondistributable)
         self.store = store
         self.reporter: Reporter = reporter or NullReporter()
         self._semaphore = asyncio.Semaphore(concurrency)
@@ -142,11 +150,23 @@ class Pusher:
         else:
             # each distinct blob once: images may repeat a layer
             blobs = {b.digest: b for b in (parsed.config, *parsed.layers)}
+            for digest in foreign.kept_as_reference(parsed.layers, self.allow_nondistributable):
+                del blobs[digest]
+                result.foreign.append(digest)
+                self.reporter.finish(digest, "Skipped foreign layer")
             await asyncio.gather(*(self._push_blob(ref, b, result, held) for b in blobs.values()))
         target = str(digest) if not top or ref.digest else (ref.tag or "latest")
         if top and ref.digest is not None and ref.digest != digest:
             raise PushError(f"{ref}: the local image has digest {digest}")
-        await self.client.put_manifest(ref.repository, target, data, parsed.media_type)
+        try:
+            await self.client.put_manifest(ref.repository, target, data, parsed.media_type)
+        except RegistryError as exc:
+            kept = foreign.kept_as_reference(
+                [] if isinstance(parsed, Index) else parsed.layers, self.allow_nondistributable
+            )
+            if kept:
+                raise PushError(foreign.refused_references(exc, sorted(kept, key=str))) from exc
+            raise
         held.append(digest)
 
     async def _push_blob(

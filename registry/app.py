@@ -43,6 +43,7 @@ from registry.routes import ROUTES
 from registry.settings import SETTINGS_ENV, Settings
 from registry.shared import open_redis
 from registry.shared.blobcache import RedisBlobCache
+from registry.stores.foreign import parse_validation
 from registry.stores.repository import RegistryStore
 from storage_backends import open_backend
 from storage_backends.base import (
@@ -158,6 +159,7 @@ def create_app(
                 storage,
                 blob_cache=RedisBlobCache(guard) if guard else None,
                 policies=parse_policies(config.policies),
+                url_rules=parse_validation(config.validation),
             )
             app.state.store = registry_store
             app.state.access = controller

@@ -22,6 +22,7 @@ YAML keys (all optional; documented in docs/registry.md):
     proxy: null                          # pull-through cache upstreams (registry.proxy.config)
     ui: true                             # the web interface at /ui/ (registry.ui)
     policies: null                       # immutability, retention (registry.policies.config)
+    validation: {manifests: {urls: {allow: [], deny: []}}}   # foreign layers' URLs (stores/foreign)
 
 Environment: PYREG_HOST, PYREG_PORT, PYREG_WORKERS, PYREG_LOG_LEVEL, PYREG_STORAGE,
 PYREG_UPLOAD_TTL, PYREG_UPLOAD_PURGE_INTERVAL, PYREG_MAX_MANIFEST_SIZE, PYREG_TRUSTED_PROXIES,
@@ -44,6 +45,7 @@ import yaml
 from registry.client_address import TrustedProxiesError, parse_trusted
 from registry.policies.config import PolicyError, parse_policies
 from registry.proxy.config import ProxyConfigError, parse_proxy_config
+from registry.stores.foreign import ValidationConfigError, parse_validation
 
 #: how `pyreg serve` hands its settings to every uvicorn worker (registry.app reads it)
 SETTINGS_ENV = "PYREG_SETTINGS_JSON"
@@ -95,6 +97,7 @@ class Settings:
     metrics_on_main_port: bool = False  # also serve /metrics on the registry's port
     ui: bool = True  # the web interface at /ui/ (registry.ui)
     policies: dict[str, Any] | None = None  # registry.policies.config, checked in __post_init__
+    validation: dict[str, Any] | None = None  # foreign layers' URLs (registry.stores.foreign)
 
     def __post_init__(self) -> None:
         _check_operations(self)
@@ -126,6 +129,10 @@ class Settings:
             parse_policies(self.policies)
         except PolicyError as exc:
             raise SettingsError(str(exc)) from None
+        try:
+            parse_validation(self.validation)
+        except ValidationConfigError as exc:
+            raise SettingsError(str(exc)) from None
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -156,6 +163,7 @@ def _from_mapping(raw: Mapping[str, Any]) -> dict[str, Any]:
     known |= {"log_format", "metrics"}
     known |= {"ui"}
     known |= {"policies"}
+    known |= {"validation"}
     unknown = set(raw) - known
     if unknown:
         raise SettingsError(f"unknown settings: {', '.join(sorted(unknown))}")
@@ -237,6 +245,11 @@ def _from_mapping(raw: Mapping[str, Any]) -> dict[str, Any]:
         raise SettingsError("policies: expected a mapping")
     if policies:
         out["policies"] = dict(policies)
+    validation = raw.get("validation")
+    if validation is not None and not isinstance(validation, Mapping):
+        raise SettingsError("validation: expected a mapping")
+    if validation:
+        out["validation"] = dict(validation)
     return out
 
 

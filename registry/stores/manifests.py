@@ -3,7 +3,8 @@
 The bytes go to the global content store by digest; the repository keeps a revision link
 (JSON: digest and media type as pushed) so GET answers with the exact Content-Type.
 A PUT requires every referenced blob or child manifest to be in the same repository
-(descriptors with `urls`, i.e. non-distributable layers, are exempt); `subject` need not exist.
+(foreign layers with `urls` are exempt, their URLs checked: stores/foreign.py); `subject` need
+not exist.
 
 Bounded work per manifest: at most `MAX_DESCRIPTORS` descriptors (refused with MANIFEST_INVALID
 right after parsing, before any storage call); references are checked read-only first, in
@@ -22,7 +23,7 @@ from typing import Any, TypeVar
 
 from ocispec import mediatypes as mt
 from ocispec.digest import Digest, DigestError, digest_bytes
-from ocispec.models import Descriptor, Index, Manifest, ManifestError, parse_manifest
+from ocispec.models import Index, Manifest, ManifestError, parse_manifest
 from ocispec.reference import valid_tag
 from registry import errors
 from registry.policies import immutability
@@ -30,6 +31,7 @@ from registry.policies.quota import QuotaStore
 from registry.stores import paths
 from registry.stores.blobs import BlobStore
 from registry.stores.catalog import CatalogStore
+from registry.stores.foreign import UrlRules, check_urls, stored_references
 from registry.stores.referrers import ReferrerStore
 from registry.stores.tags import TagStore
 from storage_backends.base import NotFound, StorageBackend
@@ -93,8 +95,10 @@ class ManifestStore:
         referrers: ReferrerStore,
         catalog: CatalogStore,
         quotas: QuotaStore | None = None,
+        url_rules: UrlRules | None = None,
     ) -> None:
         self._backend = backend
+        self._url_rules = url_rules or UrlRules()
         self._quotas = quotas  # registry.policies.quota
         self._blobs = blobs
         self._tags = tags
@@ -160,8 +164,9 @@ class ManifestStore:
         tags = [reference] if isinstance(reference, str) else []
         tags += extra_tags or []
         if not mirror:  # read-only, before any write: a refused push stores nothing
+            check_urls(parsed, self._url_rules)
             await self._check_immutable(name, tags, digest)
-        needed = list(dict.fromkeys(_stored_references(parsed)))  # each digest once, in order
+        needed = list(dict.fromkeys(stored_references(parsed)))  # each digest once, in order
         # Read-only first: a manifest refused here has written nothing.
         if require_references:
             await self._require_references(name, needed)
@@ -265,15 +270,6 @@ class ManifestStore:
             return
         if parsed.subject is not None:
             await self._referrers.remove(name, parsed.subject.digest, reference)
-
-
-def _stored_references(parsed: Manifest | Index) -> list[Digest]:
-    """Digests a manifest needs in storage: children of an index, config and layers of an
-    image; non-distributable descriptors (with `urls`) are fetched elsewhere, never pushed."""
-    needed: list[Descriptor] = (
-        list(parsed.manifests) if isinstance(parsed, Index) else parsed.references()
-    )
-    return [d.digest for d in needed if not d.urls]
 
 
 def parse_reference(value: str) -> Digest | str:

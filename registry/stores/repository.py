@@ -8,6 +8,7 @@ from registry.policies.quota import QuotaStore
 from registry.shared.blobcache import BlobCache
 from registry.stores.blobs import BlobStore
 from registry.stores.catalog import CatalogStore
+from registry.stores.foreign import UrlRules
 from registry.stores.manifests import ManifestStore
 from registry.stores.pagination import Page
 from registry.stores.referrers import ReferrerStore
@@ -23,6 +24,7 @@ class RegistryStore:
         upload_buffer_size: int = DEFAULT_BUFFER_SIZE,
         blob_cache: BlobCache | None = None,
         policies: Policies | None = None,
+        url_rules: UrlRules | None = None,
     ) -> None:
         self.backend = backend
         self.catalog = CatalogStore(backend)
@@ -32,7 +34,7 @@ class RegistryStore:
         self.referrers = ReferrerStore(backend)
         self.quotas = QuotaStore(backend, policies) if policies and policies.quotas else None
         self.manifests = ManifestStore(
-            backend, self.blobs, self.tags, self.referrers, self.catalog, self.quotas
+            backend, self.blobs, self.tags, self.referrers, self.catalog, self.quotas, url_rules
         )
 
     async def list_tags(self, name: str, n: int | None, last: str | None) -> Page:

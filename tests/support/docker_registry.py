@@ -96,7 +96,9 @@ def start_registry(
     *,
     users: dict[str, str] | None = None,
     token: TokenAuthConfig | None = None,
+    extra_config: str = "",
 ) -> DockerRegistry:
+    """`extra_config`: more top-level YAML for config.yml (e.g. a `validation:` section)."""
     binary = shutil.which(BINARY)
     if binary is None:
         pytest.skip(f"{BINARY} is not installed (Debian package docker-registry)")
@@ -136,7 +138,7 @@ storage:
       enabled: false
 http:
   addr: 127.0.0.1:{port}
-{auth}"""
+{auth}{extra_config}"""
     )
     log_path = workdir / "registry.log"
     log = log_path.open("wb")
