@@ -36,6 +36,7 @@ from ocispec import mediatypes as mt
 from ocispec.digest import Digest, digest_bytes
 from ocispec.models import Platform, chain_ids
 from ocispec.reference import Reference, ReferenceError
+from puller.netopts import NetOptions
 from puller.pull import host_platform_spec
 from puller.store import GraphStore, assemble_rootfs
 from puller.store._fs import force_rmtree
@@ -66,6 +67,7 @@ class BuildOptions:
     platform: Platform | None = None
     compression: str = "gzip"
     output: IO[str] = field(default_factory=lambda: sys.stdout)
+    net: NetOptions = field(default_factory=NetOptions)  # how a missing base image is pulled
 
 
 @dataclass
@@ -249,7 +251,7 @@ class Builder:
                 name, {}, [], [], wanted.os, wanted.architecture, wanted.variant, _base_time()
             )
         try:
-            image = resolve_image(self.store, base, platform=platform)
+            image = resolve_image(self.store, base, platform=platform, net=self.opts.net)
         except (ContainerError, ReferenceError) as exc:
             raise df.error(ins, str(exc)) from None
         raw = image.config.raw
@@ -607,7 +609,9 @@ class Builder:
                 chains = earlier.chains
         if chains is None:
             try:
-                chains = resolve_image(self.store, name, platform=self.opts.platform).chains
+                chains = resolve_image(
+                    self.store, name, platform=self.opts.platform, net=self.opts.net
+                ).chains
             except (ContainerError, ReferenceError) as exc:
                 raise df.error(ins, f"--from={name}: {exc}") from None
         assemble_rootfs(self.store, chains, scratch)

@@ -12,6 +12,7 @@ from builder.errors import BuildError
 from ocispec.digest import DigestError
 from ocispec.models import ManifestError, Platform
 from ocispec.reference import ReferenceError
+from puller.netopts import NetOptions, add_network_arguments
 from puller.store import GraphStore, StoreError
 from runtime.errors import ContainerError
 
@@ -43,6 +44,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             platform=Platform.parse(args.platform) if args.platform else None,
             compression=args.compression,
             output=sys.stderr if args.quiet else sys.stdout,
+            net=NetOptions.from_args(args),
         )
         if opts.dockerfile is not None and not opts.dockerfile.is_absolute():
             # like docker: -f is relative to the working directory
@@ -84,4 +86,5 @@ def register(subparsers: Any) -> None:
     p.add_argument("--platform", help="os/arch[/variant] of the base images")
     p.add_argument("--compression", choices=("gzip", "zstd"), default="gzip")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the image digest")
+    add_network_arguments(p, pulls=True)  # for base images pulled as `pyreg pull` would
     p.add_argument("context")
