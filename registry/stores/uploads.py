@@ -79,6 +79,9 @@ class UploadState:
         return cls(**obj)
 
 
+#: running hashes kept per process (a sha256 state is ~0.2 KiB)
+MAX_RUNNING_HASHES = 10_000
+
 #: pieces a body is coalesced into before it is hashed and handed to storage
 PIECE_SIZE = 1024 * 1024
 
@@ -91,10 +94,15 @@ class _Counter:
     writes it in another: hashlib releases the GIL, so the event loop keeps receiving
     instead of spending a third of its time in sha256 (profile in docs/performance.md)."""
 
-    def __init__(self, chunks: AsyncIterable[bytes], algorithm: str | None) -> None:
+    def __init__(
+        self, chunks: AsyncIterable[bytes], algorithm: str | None, running: Any = None
+    ) -> None:
         self._chunks = chunks
         self.size = 0
-        self.hash = hashlib.new(algorithm) if algorithm else None
+        # `running`: the hash of the session's earlier bytes, continued (a hashlib object)
+        self.hash = (
+            running if running is not None else hashlib.new(algorithm) if algorithm else None
+        )
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         hashing: asyncio.Future[None] | None = None
@@ -153,6 +161,10 @@ class UploadStore:
         self._backend = backend
         self._blobs = blobs
         self._buffer_size = max(buffer_size, backend.min_part_size)
+        # Per process: the hash of each session's bytes so far, by (id, offset), so a PATCH
+        # that lands in the process that took the previous one goes on hashing in-stream and
+        # the commit need not read the assembled blob back (hashlib objects cannot be stored).
+        self._running: dict[tuple[str, int], Any] = {}
 
     # -- session lifecycle -------------------------------------------------------------------
 
@@ -226,7 +238,14 @@ class UploadStore:
                 f"chunk starts at {start}, the upload is at offset {state.offset}"
             )
         await self._ensure_multipart(state)
-        counter = _Counter(chunks, state.algorithm if state.offset == 0 else None)
+        running = None
+        if state.offset > 0 and state.hashed is not None and state.hashed.size == state.offset:
+            kept = self._running.pop((state.id, state.offset), None)
+            # Only the hash of the very bytes the stored state vouches for: a request racing
+            # on the session in another process may have replaced them since.
+            if kept is not None and kept.hexdigest() == state.hashed.hex:
+                running = kept
+        counter = _Counter(chunks, state.algorithm if state.offset == 0 else None, running)
         try:
             if self._backend.min_part_size > 0:
                 new_parts, new_tail = await self._append_coalesced(state, counter)
@@ -247,14 +266,20 @@ class UploadStore:
         state.parts.extend(new_parts)
         state.tail = new_tail
         state.offset += counter.size
-        if was_empty and counter.hash is not None:
-            state.hashed = InStreamHash(state.algorithm, counter.hash.hexdigest(), counter.size)
+        if counter.hash is not None and (was_empty or running is not None):
+            state.hashed = InStreamHash(state.algorithm, counter.hash.hexdigest(), state.offset)
+            self._keep_running(state.id, state.offset, counter.hash)
         if not save:
             return state  # an old tail stays with the stored state; the commit removes both
         await self._save(state)
         if old_tail and old_tail != new_tail:
             await self._backend.delete(old_tail)
         return state
+
+    def _keep_running(self, upload_id: str, offset: int, running: Any) -> None:
+        if len(self._running) >= MAX_RUNNING_HASHES:
+            self._running.pop(next(iter(self._running)))  # the oldest: sessions get abandoned
+        self._running[(upload_id, offset)] = running
 
     async def _append_streamed(
         self, state: UploadState, counter: _Counter, length: int | None
@@ -316,6 +341,7 @@ class UploadStore:
         """
         backend = self._backend
         data_path = paths.upload_data(state.id)
+        self._running.pop((state.id, state.offset), None)
         if await backend.exists(data_path):
             # A commit died after the join (multipart complete is atomic: the data is whole),
             # or a whole-blob PUT after writing it.

@@ -226,3 +226,56 @@ async def test_a_commit_after_a_whole_body_put_died_before_publishing_finishes_i
     await store.uploads.commit(state, _sha(data))
     assert await store.blobs.is_linked("repo", _sha(data))
     assert b"".join([c async for c in store.blobs.read(_sha(data))]) == data
+
+
+class Reads(MemoryBackend):
+    """Memory storage recording the keys streamed back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.streamed: list[str] = []
+
+    def stream(self, path: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        self.streamed.append(path)
+        return super().stream(path, offset, length)
+
+
+async def test_a_chunked_upload_in_one_process_is_hashed_in_stream_not_read_back() -> None:
+    """Each PATCH goes on with the hash of the bytes before it (kept per process), so the
+    commit of a multi-PATCH upload does not read the assembled blob back to hash it."""
+    backend = Reads()
+    store = RegistryStore(backend)
+    parts = [b"first " * 100, b"second " * 100, b"third " * 100]
+    data = b"".join(parts)
+    state = await store.uploads.start("repo")
+    for part in parts[:-1]:
+        state = await store.uploads.append(state, _once(part), state.offset, len(part))
+        state = await store.uploads.load("repo", state.id)  # as the next request does
+    state = await store.uploads.append(
+        state, _once(parts[-1]), state.offset, len(parts[-1]), save=False
+    )
+    await store.uploads.commit(state, _sha(data))
+    assert paths.upload_data(state.id) not in backend.streamed
+    assert b"".join([c async for c in store.blobs.read(_sha(data))]) == data
+
+
+async def test_a_kept_hash_of_other_bytes_than_the_state_vouches_for_is_not_used() -> None:
+    """Another process's request replaced the session's bytes (and state) at the same offset:
+    the hash this process kept is of other bytes, so it is dropped and the commit hashes what
+    is stored; the digest of the replaced bytes is refused."""
+    backend = Reads()
+    store = RegistryStore(backend)
+    other = RegistryStore(backend)  # another worker process on the same storage
+    x, y, z = b"X" * 500, b"Y" * 500, b"Z" * 500
+    state = await store.uploads.start("repo")
+    await store.uploads.append(state, _once(x), 0, len(x))  # keeps H(X) in `store`
+    racing = await other.uploads.load("repo", state.id)
+    racing.offset, racing.parts, racing.hashed = 0, [], None
+    await other.uploads.append(racing, _once(y), 0, len(y))  # part 1 and the state: Y
+    state = await store.uploads.load("repo", state.id)
+    state = await store.uploads.append(state, _once(z), len(y), len(z), save=False)
+    with pytest.raises(errors.RegistryError) as refused:
+        await store.uploads.commit(state, _sha(x + z))
+    assert refused.value.code == "DIGEST_INVALID"
+    assert paths.upload_data(state.id) in backend.streamed  # hashed from storage
+    assert not await backend.exists(paths.blob_data(_sha(x + z)))

@@ -106,10 +106,12 @@ async def test_single_request_upload_is_not_read_back() -> None:
 
 
 async def test_multi_request_upload_is_verified_by_reading_back() -> None:
+    """Requests of one upload that landed in different processes (no running hash kept)."""
     backend = _CountingBackend()
     store = RegistryStore(backend)
     state = await store.uploads.start("repo")
     state = await store.uploads.append(state, body(DATA[:10]))
+    store = RegistryStore(backend)  # the next request in another worker process
     state = await store.uploads.append(state, body(DATA[10:]))
     with pytest.raises(errors.DIGEST_INVALID):
         await store.uploads.commit(state, sha(DATA + b"x"))
