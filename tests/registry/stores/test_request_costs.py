@@ -6,6 +6,7 @@ reaches storage in MiB pieces, hashed on the way."""
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 
 import httpx
@@ -20,6 +21,8 @@ from registry.stores.repository import RegistryStore
 from registry.stores.uploads import PIECE_SIZE
 from storage_backends.base import Part
 from storage_backends.memory import MemoryBackend
+from storage_backends.s3 import S3Backend
+from tests.support.moto_server import moto_endpoint  # noqa: F401
 
 
 class Counting(MemoryBackend):
@@ -279,3 +282,22 @@ async def test_a_kept_hash_of_other_bytes_than_the_state_vouches_for_is_not_used
     assert refused.value.code == "DIGEST_INVALID"
     assert paths.upload_data(state.id) in backend.streamed  # hashed from storage
     assert not await backend.exists(paths.blob_data(_sha(x + z)))
+
+
+async def test_a_small_blob_push_on_s3_opens_no_multipart_upload(
+    counted_s3: tuple[S3Backend, Counter[str]],
+) -> None:
+    backend, calls = counted_s3
+    store = RegistryStore(backend)
+    data = b"a small config blob on s3" * 40
+    await store.catalog.mark("repo")  # the catalog marker: once per process, not counted
+    calls.clear()
+    state = await store.uploads.start("repo")
+    state = await store.uploads.load("repo", state.id)
+    await store.uploads.commit_whole(state, _sha(data), _once(data), None, len(data))
+    assert not {op for op in calls if "Multipart" in op or op in ("UploadPart", "ListParts")}
+    # state put; state get; the data's PutObject; touch; head; copy + delete (move); link;
+    # list + delete (clean-up). It was 17: the multipart's create, part, list and complete,
+    # a tail object written and read back, one more head
+    assert sum(calls.values()) <= 11, calls
+    assert b"".join([c async for c in store.blobs.read(_sha(data))]) == data
