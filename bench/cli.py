@@ -41,6 +41,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifests", type=int, default=100, metavar="N", help="manifests (100)")
     p.add_argument("--tag-lists", type=int, default=200, metavar="N", help="tags/list calls")
     p.add_argument(
+        "--many-pulls",
+        type=int,
+        default=100,
+        metavar="N",
+        help="N concurrent clients each pulling a different blob (100; 0: off)",
+    )
+    p.add_argument(
+        "--many-size", type=int, default=16, metavar="MIB", help="their blobs' size (16)"
+    )
+    p.add_argument(
         "--image-size", type=int, default=150, metavar="MB", help="image content, MB (150)"
     )
     p.add_argument("--layers", type=int, default=3, metavar="N", help="image layers (3)")
@@ -108,6 +118,7 @@ def planned_traffic(args: argparse.Namespace, registries: int) -> int:
     server = 0
     if args.only in ("all", "server"):
         server = 3 * args.size * MIB + 2 * args.small_count * args.small_size * 1024
+        server += 2 * args.many_pulls * args.many_size * MIB  # pushed once, pulled per run
     client = 0
     if args.only in ("all", "client"):
         client = (1 + 2 * 3) * args.image_size * 1_000_000  # seed + 3 clients, push/pull
@@ -125,6 +136,8 @@ def _check(args: argparse.Namespace) -> list[str]:
             problems.append(f"--{name.replace('_', '-')} must be at least 1")
     if args.small_count < 2:
         problems.append("--small-count must be at least 2 (manifests use two of them)")
+    if args.many_pulls < 0 or args.many_size < 1:
+        problems.append("--many-pulls must not be negative, --many-size at least 1")
     for name in ("manifests", "tag_lists", "concurrency"):
         if getattr(args, name) < 1:
             problems.append(f"--{name.replace('_', '-')} must be at least 1")
@@ -165,9 +178,11 @@ def run(args: argparse.Namespace) -> Report:
     with tempfile.TemporaryDirectory(prefix="pyreg-bench-", dir=args.workdir) as tmp:
         workdir = Path(tmp)
         started = time.perf_counter()
-        blob = small = image = None
+        blob = small = image = many_base = None
         if args.only in ("all", "server"):
             blob = data.large_blob(workdir, args.size * MIB)
+            if args.many_pulls:
+                many_base = data.large_blob(workdir, args.many_size * MIB, seed=4)
             small = data.small_blobs(args.small_count, args.small_size * 1024)
         if args.only in ("all", "client", "proxy"):
             image = data.oci_image(workdir, args.image_size * 1_000_000, args.layers)
@@ -183,7 +198,7 @@ def run(args: argparse.Namespace) -> Report:
             if blob is not None and small is not None:
                 plan = ServerPlan(
                     blob, args.chunk * MIB, small, args.manifests, args.tag_lists,
-                    args.concurrency, args.repeat,
+                    args.concurrency, args.repeat, args.many_pulls, many_base,
                 )  # fmt: skip
                 print("server side", flush=True)
                 try:

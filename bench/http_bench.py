@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -40,6 +41,10 @@ class ServerPlan:
     tag_lists: int
     concurrency: int
     repeat: int
+    #: "N concurrent clients each pulling a different blob": N (0: off), and the file the
+    #: N blobs are made of (each adds a suffix of its own)
+    many_pulls: int = 0
+    many_base: Blob | None = None
 
 
 def _expect(response: httpx.Response, *status: int) -> httpx.Response:
@@ -125,6 +130,52 @@ async def pull_blob(client: httpx.AsyncClient, repo: str, digest: str, size: int
             received += len(piece)
     if received != size:
         raise BenchError(f"pulled {received} bytes of {digest}, expected {size}")
+
+
+@dataclass(frozen=True)
+class Distinct:
+    """One of many distinct blobs made from one file: its bytes plus a unique suffix."""
+
+    base: Blob
+    suffix: bytes
+    digest: str
+
+    @property
+    def size(self) -> int:
+        return self.base.size + len(self.suffix)
+
+
+def distinct_blobs(base: Blob, count: int) -> list[Distinct]:
+    """`count` different blobs (different digests) without writing `count` files."""
+    sha = hashlib.sha256()
+    with base.path.open("rb") as f:
+        while piece := f.read(MIB):
+            sha.update(piece)
+    blobs = []
+    for i in range(count):
+        suffix = f"distinct blob {i:08d}\n".encode()
+        h = sha.copy()
+        h.update(suffix)
+        blobs.append(Distinct(base, suffix, f"sha256:{h.hexdigest()}"))
+    return blobs
+
+
+async def _distinct_body(blob: Distinct) -> AsyncIterator[bytes]:
+    async for piece in _file_body(blob.base):
+        yield piece
+    yield blob.suffix
+
+
+async def push_distinct(client: httpx.AsyncClient, repo: str, blob: Distinct) -> None:
+    location = await _start_upload(client, repo)
+    _expect(
+        await client.put(
+            _with_digest(location, blob.digest),
+            content=_distinct_body(blob),
+            headers={"Content-Length": str(blob.size), "Content-Type": "application/octet-stream"},
+        ),
+        201,
+    )
 
 
 async def _bounded(limit: int, jobs: Sequence[Callable[[], Awaitable[None]]]) -> None:
@@ -279,6 +330,9 @@ async def run_server_bench(
                 MemoryReading(name, rss.start / MIB, rss.peak / MIB, f"{size_label} blob push/pull")
             )
 
+        if plan.many_pulls and plan.many_base is not None:
+            await _many_pulls(registries, plan, report, measure, limits, timeout)
+
         small = plan.small
         small_bytes = sum(len(d) for _, d in small)
         label = f"{len(small)} x {len(small[0][1]) // 1024} KiB"
@@ -349,3 +403,51 @@ async def _list_tags(client: httpx.AsyncClient, repo: str, expected: int) -> Non
     tags = response.json().get("tags") or []
     if len(tags) != expected:
         raise BenchError(f"tags/list of {repo}: {len(tags)} tags, expected {expected}")
+
+
+async def _many_pulls(
+    registries: Sequence[RunningRegistry],
+    plan: ServerPlan,
+    report: Report,
+    measure: Callable[[str, Run, int, int], Awaitable[None]],
+    limits: httpx.Limits,
+    timeout: httpx.Timeout,
+) -> None:
+    """N clients at once, each pulling a different blob (cold for the server's caches):
+    aggregate throughput, server CPU and the peak of the server's memory."""
+    assert plan.many_base is not None
+    many = distinct_blobs(plan.many_base, plan.many_pulls)
+    repo = "bench/many"
+    print(f"  pushing {len(many)} distinct blobs to each registry (untimed)", flush=True)
+    async with contextlib.AsyncExitStack() as stack:
+        for registry in registries:
+            client = await stack.enter_async_context(
+                httpx.AsyncClient(base_url=registry.url, limits=limits, timeout=timeout)
+            )
+            jobs = [functools.partial(push_distinct, client, repo, b) for b in many]
+            await _bounded(plan.concurrency, jobs)
+    wide = httpx.Limits(
+        max_connections=plan.many_pulls,
+        max_keepalive_connections=plan.many_pulls,
+        keepalive_expiry=2.0,
+    )
+    async with contextlib.AsyncExitStack() as stack:
+        wide_clients = {
+            r.name: await stack.enter_async_context(
+                httpx.AsyncClient(base_url=r.url, limits=wide, timeout=timeout)
+            )
+            for r in registries
+        }
+
+        async def pull_many(client: httpx.AsyncClient, i: int) -> None:
+            # the measured client is the wide one of the same registry
+            own = next(c for n, c in wide_clients.items() if c.base_url == client.base_url)
+            jobs = [functools.partial(pull_blob, own, repo, b.digest, b.size) for b in many]
+            await _bounded(plan.many_pulls, jobs)
+
+        with contextlib.ExitStack() as samplers:
+            peaks = {r.name: samplers.enter_context(PeakRSS(r.pid)) for r in registries}
+            label = f"{len(many)} clients pull {plan.many_base.size // MIB} MiB each"
+            await measure(label, pull_many, sum(b.size for b in many), len(many))
+        for name, rss in peaks.items():
+            report.memory.append(MemoryReading(name, rss.start / MIB, rss.peak / MIB, label))

@@ -138,6 +138,10 @@ async def put_upload(request: Request) -> Response:
     start, length = chunk if chunk else (None, content_length(request))
     if length != 0:  # a final chunk in the closing PUT (or a body of unknown length)
         try:
+            if uploads.is_empty(state):  # the whole blob in this PUT: no parts, no join
+                await uploads.commit_whole(state, digest, request.stream(), start, length)
+                await emit.blob_pushed(request, name, digest, state.offset)
+                return _blob_created(name, str(digest))
             state = await uploads.append(state, request.stream(), start, length, save=False)
         except errors.RegistryError as exc:
             exc.headers.update(_session_headers(name, state))

@@ -6,6 +6,11 @@ another replica). When the backend has a minimum part size (S3: 5 MiB), bytes ar
 into bounded buffers and a remainder smaller than that minimum is kept as a small `tail`
 object, folded into the next request's first part.
 
+The backend's multipart upload is created with the first appended bytes, not at `POST`: a
+closing `PUT` that carries the whole blob into an empty session (the usual small-blob push)
+streams it to the session's data key, verified in-stream, and never opens a multipart upload
+(`multipart_id` stays "" in the state).
+
 On commit the parts are assembled inside the session, verified against the digest and only
 then moved to the content store. Hashing needs the whole content; when one request carried all
 of it from offset 0 the hash was computed in-stream and is recorded in the state, so commit
@@ -54,7 +59,7 @@ class UploadState:
     id: str
     name: str
     algorithm: str
-    multipart_id: str
+    multipart_id: str  # "" until the first appended bytes create the backend's upload
     started: float
     updated: float
     offset: int = 0
@@ -74,6 +79,9 @@ class UploadState:
         return cls(**obj)
 
 
+#: running hashes kept per process (a sha256 state is ~0.2 KiB)
+MAX_RUNNING_HASHES = 10_000
+
 #: pieces a body is coalesced into before it is hashed and handed to storage
 PIECE_SIZE = 1024 * 1024
 
@@ -86,10 +94,15 @@ class _Counter:
     writes it in another: hashlib releases the GIL, so the event loop keeps receiving
     instead of spending a third of its time in sha256 (profile in docs/performance.md)."""
 
-    def __init__(self, chunks: AsyncIterable[bytes], algorithm: str | None) -> None:
+    def __init__(
+        self, chunks: AsyncIterable[bytes], algorithm: str | None, running: Any = None
+    ) -> None:
         self._chunks = chunks
         self.size = 0
-        self.hash = hashlib.new(algorithm) if algorithm else None
+        # `running`: the hash of the session's earlier bytes, continued (a hashlib object)
+        self.hash = (
+            running if running is not None else hashlib.new(algorithm) if algorithm else None
+        )
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         hashing: asyncio.Future[None] | None = None
@@ -148,6 +161,10 @@ class UploadStore:
         self._backend = backend
         self._blobs = blobs
         self._buffer_size = max(buffer_size, backend.min_part_size)
+        # Per process: the hash of each session's bytes so far, by (id, offset), so a PATCH
+        # that lands in the process that took the previous one goes on hashing in-stream and
+        # the commit need not read the assembled blob back (hashlib objects cannot be stored).
+        self._running: dict[tuple[str, int], Any] = {}
 
     # -- session lifecycle -------------------------------------------------------------------
 
@@ -155,9 +172,9 @@ class UploadStore:
         if algorithm not in ALGORITHMS:
             raise errors.DIGEST_INVALID(f"unsupported digest algorithm {algorithm!r}")
         upload_id = str(uuid.uuid4())  # unguessable: the id is the capability
-        multipart_id = await self._backend.multipart_create(paths.upload_data(upload_id))
         now = time.time()
-        state = UploadState(upload_id, name, algorithm, multipart_id, now, now)
+        # No multipart upload yet: a small blob arrives whole in the closing PUT and needs none.
+        state = UploadState(upload_id, name, algorithm, "", now, now)
         await self._save(state)
         return state
 
@@ -184,8 +201,18 @@ class UploadStore:
         await self._backend.put(paths.upload_state(state.id), state.to_json())
 
     async def _discard(self, state: UploadState) -> None:
-        await self._backend.multipart_abort(paths.upload_data(state.id), state.multipart_id)
+        await self._abort_multipart(state)
         await self._backend.delete_prefix(paths.upload_dir(state.id))
+
+    async def _abort_multipart(self, state: UploadState) -> None:
+        if state.multipart_id:
+            await self._backend.multipart_abort(paths.upload_data(state.id), state.multipart_id)
+
+    async def _ensure_multipart(self, state: UploadState) -> None:
+        """The backend's upload, created with the first bytes. A request that dies before
+        saving the state leaves it without a session pointing at it: swept by age."""
+        if not state.multipart_id:
+            state.multipart_id = await self._backend.multipart_create(paths.upload_data(state.id))
 
     # -- appending bytes ---------------------------------------------------------------------
 
@@ -210,7 +237,15 @@ class UploadStore:
             raise errors.BLOB_UPLOAD_RANGE_INVALID(
                 f"chunk starts at {start}, the upload is at offset {state.offset}"
             )
-        counter = _Counter(chunks, state.algorithm if state.offset == 0 else None)
+        await self._ensure_multipart(state)
+        running = None
+        if state.offset > 0 and state.hashed is not None and state.hashed.size == state.offset:
+            kept = self._running.pop((state.id, state.offset), None)
+            # Only the hash of the very bytes the stored state vouches for: a request racing
+            # on the session in another process may have replaced them since.
+            if kept is not None and kept.hexdigest() == state.hashed.hex:
+                running = kept
+        counter = _Counter(chunks, state.algorithm if state.offset == 0 else None, running)
         try:
             if self._backend.min_part_size > 0:
                 new_parts, new_tail = await self._append_coalesced(state, counter)
@@ -231,14 +266,20 @@ class UploadStore:
         state.parts.extend(new_parts)
         state.tail = new_tail
         state.offset += counter.size
-        if was_empty and counter.hash is not None:
-            state.hashed = InStreamHash(state.algorithm, counter.hash.hexdigest(), counter.size)
+        if counter.hash is not None and (was_empty or running is not None):
+            state.hashed = InStreamHash(state.algorithm, counter.hash.hexdigest(), state.offset)
+            self._keep_running(state.id, state.offset, counter.hash)
         if not save:
             return state  # an old tail stays with the stored state; the commit removes both
         await self._save(state)
         if old_tail and old_tail != new_tail:
             await self._backend.delete(old_tail)
         return state
+
+    def _keep_running(self, upload_id: str, offset: int, running: Any) -> None:
+        if len(self._running) >= MAX_RUNNING_HASHES:
+            self._running.pop(next(iter(self._running)))  # the oldest: sessions get abandoned
+        self._running[(upload_id, offset)] = running
 
     async def _append_streamed(
         self, state: UploadState, counter: _Counter, length: int | None
@@ -300,9 +341,11 @@ class UploadStore:
         """
         backend = self._backend
         data_path = paths.upload_data(state.id)
+        self._running.pop((state.id, state.offset), None)
         if await backend.exists(data_path):
-            # A commit died after the join (multipart complete is atomic: the data is whole).
-            await backend.multipart_abort(data_path, state.multipart_id)
+            # A commit died after the join (multipart complete is atomic: the data is whole),
+            # or a whole-blob PUT after writing it.
+            await self._abort_multipart(state)
         else:
             try:
                 await self._join(state, data_path)
@@ -328,6 +371,59 @@ class UploadStore:
         await backend.delete_prefix(paths.upload_dir(state.id))
         return digest
 
+    @staticmethod
+    def is_empty(state: UploadState) -> bool:
+        """No bytes yet: a closing PUT's body is then the whole blob (`commit_whole`)."""
+        return state.offset == 0 and not state.parts and state.tail is None
+
+    async def commit_whole(
+        self,
+        state: UploadState,
+        digest: Digest,
+        chunks: AsyncIterable[bytes],
+        start: int | None = None,
+        length: int | None = None,
+    ) -> Digest:
+        """A closing PUT carrying the whole blob into an empty session: stream it to the
+        session's data key (hashed on the way), verify, publish, link.
+
+        Storage calls: the data's write (3 hops on the filesystem), touch, exists, move, link,
+        cleanup — against append + commit's 8 for the part, the join and the look-ups. Crash
+        safety is commit's: data written but not published is found by the next PUT's commit
+        (`exists(data_path)`) and re-hashed there; nothing reaches `blobs/` unverified."""
+        if start is not None and start != 0:
+            raise errors.BLOB_UPLOAD_RANGE_INVALID(
+                f"chunk starts at {start}, the upload is at offset 0"
+            )
+        backend = self._backend
+        data_path = paths.upload_data(state.id)
+        counter = _Counter(chunks, digest.algorithm)
+        try:
+            await backend.put_stream(data_path, counter)
+        except StorageUnavailable:
+            raise
+        except StorageError:
+            if length is not None and counter.size != length:
+                raise errors.SIZE_INVALID(
+                    f"Content-Length {length} but {counter.size} bytes arrived"
+                ) from None
+            raise
+        if length is not None and counter.size != length:
+            # as append: nothing of it is kept, the session stays for a retry
+            await backend.delete(data_path)
+            raise errors.SIZE_INVALID(f"Content-Length {length} but {counter.size} bytes arrived")
+        assert counter.hash is not None
+        actual = Digest(digest.algorithm, counter.hash.hexdigest())
+        if actual != digest:
+            await self._discard(state)  # as commit does for a wrong digest: the session goes
+            raise errors.DIGEST_INVALID(detail={"expected": str(digest), "actual": str(actual)})
+        state.offset = counter.size
+        await self._abort_multipart(state)  # only an old server's eager upload
+        await self._publish(data_path, digest)
+        await self._blobs.link(state.name, digest)
+        await backend.delete_prefix(paths.upload_dir(state.id))
+        return digest
+
     async def _join(self, state: UploadState, data_path: str) -> None:
         """Concatenate the session's parts (and tail) into `data_path`, atomically."""
         backend = self._backend
@@ -346,7 +442,7 @@ class UploadStore:
                 )
             )
         if not parts:
-            await backend.multipart_abort(data_path, state.multipart_id)
+            await self._abort_multipart(state)
             await backend.put(data_path, b"")
             return
         try:
@@ -455,9 +551,7 @@ class UploadStore:
                 purged += 1
                 continue
             if state is not None:
-                await self._backend.multipart_abort(
-                    paths.upload_data(upload_id), state.multipart_id
-                )
+                await self._abort_multipart(state)
             await self._backend.delete_prefix(paths.upload_dir(upload_id))
             purged += 1
         return purged

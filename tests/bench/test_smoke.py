@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TINY = [
     "--size", "2", "--chunk", "1", "--small-count", "4", "--small-size", "4",
     "--manifests", "3", "--tag-lists", "3", "--image-size", "2", "--layers", "2",
-    "--repeat", "1",
+    "--repeat", "1", "--many-pulls", "3", "--many-size", "1",
 ]  # fmt: skip
 
 
@@ -42,8 +42,10 @@ def test_bench_runs_end_to_end(tmp_path: Path) -> None:
     server = {(m["peer"], m["scenario"]) for m in written["measurements"] if m["group"] == "server"}
     for peer in ("pyreg", "reference"):
         scenarios = {s for p, s in server if p == peer}
-        assert len(scenarios) == 8, (peer, scenarios, written["skipped"])
+        assert len(scenarios) == 9, (peer, scenarios, written["skipped"])
+        assert "3 clients pull 1 MiB each" in scenarios  # --many-pulls 3 --many-size 1
     assert {r["peer"] for r in written["memory"]} == {"pyreg", "reference"}
+    assert {r["during"] for r in written["memory"]} >= {"3 clients pull 1 MiB each"}
     client_rows = [m for m in written["measurements"] if m["group"] == "client"]
     assert all(m["scenario"].endswith("on reference") for m in client_rows)
     clients = {m["peer"] for m in client_rows}

@@ -6,17 +6,23 @@ reaches storage in MiB pieces, hashed on the way."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterable, AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 
+import httpx
 import pytest
 
 from ocispec.digest import Digest
 from registry import errors
+from registry.app import create_app
+from registry.settings import Settings
 from registry.stores import paths
 from registry.stores.repository import RegistryStore
 from registry.stores.uploads import PIECE_SIZE
 from storage_backends.base import Part
 from storage_backends.memory import MemoryBackend
+from storage_backends.s3 import S3Backend
+from tests.support.moto_server import moto_endpoint  # noqa: F401
 
 
 class Counting(MemoryBackend):
@@ -127,4 +133,171 @@ async def test_a_body_reaches_storage_in_mib_pieces_hashed_on_the_way() -> None:
     assert backend.pieces == [PIECE_SIZE, PIECE_SIZE, len(data) - 2 * PIECE_SIZE]
     assert state.hashed is not None and state.hashed.hex == hashlib.sha256(data).hexdigest()
     await store.uploads.commit(state, _sha(data))
+    assert b"".join([c async for c in store.blobs.read(_sha(data))]) == data
+
+
+class Calls(MemoryBackend):
+    """Memory storage counting the storage calls made from outside (not the memory backend's
+    own calls to itself, such as `move` reading and writing)."""
+
+    _COUNTED = (
+        "get", "put", "put_stream", "exists", "stat", "move", "delete", "delete_prefix",
+        "multipart_create", "multipart_upload_part", "multipart_complete", "multipart_abort",
+        "multipart_list_parts",
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+        self._depth = 0
+        for name in self._COUNTED:
+            setattr(self, name, self._counted(name, getattr(self, name)))
+
+    def _counted(self, name: str, method: Callable[..., Awaitable[object]]) -> object:
+        async def call(*args: object, **kwargs: object) -> object:
+            if self._depth == 0:
+                self.calls.append(name)
+            self._depth += 1
+            try:
+                return await method(*args, **kwargs)
+            finally:
+                self._depth -= 1
+
+        return call
+
+
+async def test_a_small_blob_push_is_a_state_write_and_a_streamed_put_without_multipart() -> None:
+    """POST + a closing PUT with the whole body: the session state, one load, the data's
+    stream, then touch, exists, move, link, clean-up. No multipart upload is opened, joined
+    or aborted (each a storage round trip: 5 of the old 14 calls)."""
+    backend = Calls()
+    app = create_app(Settings(), backend=backend)
+    data = b"a small config blob" * 50
+    digest = _sha(data)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://registry") as client:
+            await client.post("/v2/warm/blobs/uploads/")  # catalog marker look-ups of startup
+            backend.calls.clear()
+            location = (await client.post("/v2/repo/blobs/uploads/")).headers["location"]
+            put = await client.put(f"{location}?digest={digest}", content=data)
+            assert put.status_code == 201, put.text
+            pushed = list(backend.calls)
+            pulled = await client.get(f"/v2/repo/blobs/{digest}")
+            assert pulled.content == data
+    assert not [c for c in pushed if c.startswith("multipart_")], pushed
+    # state put; state get; put_stream; touch put; exists; move; link put; the new
+    # repository's catalog marker (look-up, write: once per process); delete_prefix
+    assert len(pushed) <= 10, pushed
+
+
+async def test_a_whole_body_put_with_a_wrong_digest_publishes_nothing() -> None:
+    backend = MemoryBackend()
+    store = RegistryStore(backend)
+    data = b"not what the digest says" * 10
+    state = await store.uploads.start("repo")
+    with pytest.raises(errors.RegistryError) as refused:
+        await store.uploads.commit_whole(state, _sha(b"other"), _once(data), None, len(data))
+    assert refused.value.code == "DIGEST_INVALID"
+    assert not await backend.exists(paths.blob_data(_sha(data)))
+    assert not await backend.exists(paths.blob_data(_sha(b"other")))
+    assert [k async for k in backend.walk(paths.UPLOADS)] == []
+
+
+async def test_a_whole_body_put_with_a_short_body_keeps_the_session_for_a_retry() -> None:
+    backend = MemoryBackend()
+    store = RegistryStore(backend)
+    data = b"twelve bytes"
+    state = await store.uploads.start("repo")
+    with pytest.raises(errors.RegistryError) as refused:
+        await store.uploads.commit_whole(state, _sha(data), _once(data[:5]), None, len(data))
+    assert refused.value.code == "SIZE_INVALID"
+    again = await store.uploads.load("repo", state.id)
+    await store.uploads.commit_whole(again, _sha(data), _once(data), None, len(data))
+    assert b"".join([c async for c in store.blobs.read(_sha(data))]) == data
+
+
+async def test_a_commit_after_a_whole_body_put_died_before_publishing_finishes_it() -> None:
+    """Crash safety: the data reached the session's data key, the server died before the
+    move; the client's retried PUT (without a body) finds it, re-hashes it and publishes."""
+    backend = MemoryBackend()
+    store = RegistryStore(backend)
+    data = b"half-committed" * 20
+    state = await store.uploads.start("repo")
+    await backend.put(paths.upload_data(state.id), data)  # what the dead PUT had written
+    state = await store.uploads.load("repo", state.id)
+    await store.uploads.commit(state, _sha(data))
+    assert await store.blobs.is_linked("repo", _sha(data))
+    assert b"".join([c async for c in store.blobs.read(_sha(data))]) == data
+
+
+class Reads(MemoryBackend):
+    """Memory storage recording the keys streamed back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.streamed: list[str] = []
+
+    def stream(self, path: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        self.streamed.append(path)
+        return super().stream(path, offset, length)
+
+
+async def test_a_chunked_upload_in_one_process_is_hashed_in_stream_not_read_back() -> None:
+    """Each PATCH goes on with the hash of the bytes before it (kept per process), so the
+    commit of a multi-PATCH upload does not read the assembled blob back to hash it."""
+    backend = Reads()
+    store = RegistryStore(backend)
+    parts = [b"first " * 100, b"second " * 100, b"third " * 100]
+    data = b"".join(parts)
+    state = await store.uploads.start("repo")
+    for part in parts[:-1]:
+        state = await store.uploads.append(state, _once(part), state.offset, len(part))
+        state = await store.uploads.load("repo", state.id)  # as the next request does
+    state = await store.uploads.append(
+        state, _once(parts[-1]), state.offset, len(parts[-1]), save=False
+    )
+    await store.uploads.commit(state, _sha(data))
+    assert paths.upload_data(state.id) not in backend.streamed
+    assert b"".join([c async for c in store.blobs.read(_sha(data))]) == data
+
+
+async def test_a_kept_hash_of_other_bytes_than_the_state_vouches_for_is_not_used() -> None:
+    """Another process's request replaced the session's bytes (and state) at the same offset:
+    the hash this process kept is of other bytes, so it is dropped and the commit hashes what
+    is stored; the digest of the replaced bytes is refused."""
+    backend = Reads()
+    store = RegistryStore(backend)
+    other = RegistryStore(backend)  # another worker process on the same storage
+    x, y, z = b"X" * 500, b"Y" * 500, b"Z" * 500
+    state = await store.uploads.start("repo")
+    await store.uploads.append(state, _once(x), 0, len(x))  # keeps H(X) in `store`
+    racing = await other.uploads.load("repo", state.id)
+    racing.offset, racing.parts, racing.hashed = 0, [], None
+    await other.uploads.append(racing, _once(y), 0, len(y))  # part 1 and the state: Y
+    state = await store.uploads.load("repo", state.id)
+    state = await store.uploads.append(state, _once(z), len(y), len(z), save=False)
+    with pytest.raises(errors.RegistryError) as refused:
+        await store.uploads.commit(state, _sha(x + z))
+    assert refused.value.code == "DIGEST_INVALID"
+    assert paths.upload_data(state.id) in backend.streamed  # hashed from storage
+    assert not await backend.exists(paths.blob_data(_sha(x + z)))
+
+
+async def test_a_small_blob_push_on_s3_opens_no_multipart_upload(
+    counted_s3: tuple[S3Backend, Counter[str]],
+) -> None:
+    backend, calls = counted_s3
+    store = RegistryStore(backend)
+    data = b"a small config blob on s3" * 40
+    await store.catalog.mark("repo")  # the catalog marker: once per process, not counted
+    calls.clear()
+    state = await store.uploads.start("repo")
+    state = await store.uploads.load("repo", state.id)
+    await store.uploads.commit_whole(state, _sha(data), _once(data), None, len(data))
+    assert not {op for op in calls if "Multipart" in op or op in ("UploadPart", "ListParts")}
+    # state put; state get; the data's PutObject; touch; head; copy + delete (move); link;
+    # list + delete (clean-up). It was 17: the multipart's create, part, list and complete,
+    # a tail object written and read back, one more head
+    assert sum(calls.values()) <= 11, calls
     assert b"".join([c async for c in store.blobs.read(_sha(data))]) == data

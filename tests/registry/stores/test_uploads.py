@@ -106,10 +106,12 @@ async def test_single_request_upload_is_not_read_back() -> None:
 
 
 async def test_multi_request_upload_is_verified_by_reading_back() -> None:
+    """Requests of one upload that landed in different processes (no running hash kept)."""
     backend = _CountingBackend()
     store = RegistryStore(backend)
     state = await store.uploads.start("repo")
     state = await store.uploads.append(state, body(DATA[:10]))
+    store = RegistryStore(backend)  # the next request in another worker process
     state = await store.uploads.append(state, body(DATA[10:]))
     with pytest.raises(errors.DIGEST_INVALID):
         await store.uploads.commit(state, sha(DATA + b"x"))
@@ -185,6 +187,8 @@ async def test_racing_first_chunks_never_publish_unverified_bytes(
     store = RegistryStore(backend)
     a, b = b"A" * 5000, b"B" * 5000
     state = await store.uploads.start("repo")
+    # an empty first PATCH opens the backend's upload, so both racers write into the same one
+    await store.uploads.append(state, body(b""), 0, 0)
     first = await store.uploads.load("repo", state.id)
     second = await store.uploads.load("repo", state.id)
     real_put = backend.put
@@ -213,3 +217,36 @@ async def test_racing_first_chunks_never_publish_unverified_bytes(
     assert not await backend.exists(paths.blob_data(sha(b)))
     with pytest.raises(errors.BLOB_UPLOAD_UNKNOWN):
         await store.uploads.load("repo", state.id)  # the inconsistent session is gone
+
+
+async def test_racing_first_chunks_of_a_fresh_session_each_get_their_own_upload(
+    backend: StorageBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The backend's upload is opened by the first bytes: two PATCHes racing on a fresh
+    session open one each, so the state saved last points at its own bytes and its own hash,
+    and the commit publishes exactly those."""
+    store = RegistryStore(backend)
+    a, b = b"A" * 5000, b"B" * 5000
+    state = await store.uploads.start("repo")
+    assert state.multipart_id == ""
+    first = await store.uploads.load("repo", state.id)
+    second = await store.uploads.load("repo", state.id)
+    real_put = backend.put
+    gate = asyncio.Event()
+
+    async def put(path: str, data: bytes) -> None:
+        if path == paths.upload_state(state.id) and sha(b).hex.encode() in data:
+            await gate.wait()
+        await real_put(path, data)
+
+    monkeypatch.setattr(backend, "put", put)
+    slow_b = asyncio.create_task(store.uploads.append(second, body(b), 0, len(b)))
+    await asyncio.sleep(0.2)
+    await store.uploads.append(first, body(a), 0, len(a))
+    gate.set()
+    await slow_b
+    final = await store.uploads.load("repo", state.id)
+    assert final.multipart_id not in ("", first.multipart_id)  # B's own upload
+    await store.uploads.commit(final, sha(b))
+    assert await read_blob(store, sha(b)) == b
+    assert not await backend.exists(paths.blob_data(sha(a)))
