@@ -62,6 +62,11 @@ from storage_backends.base import (
 _TMP_PREFIX = ".tmp."
 _MULTIPART_DIR = ".multipart"
 _UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
+# A key `_key` accepts, in one match: segments without `/`, `\` or NUL, none `.`, `..` or a
+# temp name, the first not `.multipart` (anything else takes the slower checks, which raise)
+_PLAIN_KEY = re.compile(
+    r"(?!\.multipart(?:/|\Z))(?:(?!\.tmp\.|\.\.?/)[^/\\\x00]+/)*(?!\.tmp\.|\.\.?\Z)[^/\\\x00]+\Z"
+)
 # Writes are coalesced into pieces of this size: one thread hop per MiB, not per HTTP chunk.
 _WRITE_SIZE = CHUNK_SIZE
 _WALK_BATCH = 1000
@@ -139,6 +144,8 @@ class FilesystemBackend:
     # -- paths -------------------------------------------------------------------------------
 
     def _key(self, path: str) -> str:
+        if _PLAIN_KEY.match(path):  # one regex for the usual key; the checks below explain
+            return path
         check_path(path)
         segments = path.split("/")
         if segments[0] == _MULTIPART_DIR or any(s.startswith(_TMP_PREFIX) for s in segments):
@@ -625,8 +632,8 @@ def _new_file(path: str) -> int:
                 raise
             try:
                 os.makedirs(path.rpartition("/")[0], exist_ok=True)
-            except FileExistsError:
-                pass  # pruned while makedirs looked at it: try again
+            except (FileExistsError, FileNotFoundError):
+                pass  # a parent pruned while makedirs worked: try again
     raise AssertionError("unreachable")
 
 

@@ -163,9 +163,14 @@ class ManifestStore:
         if not mirror:  # read-only, before any write: a refused push stores nothing
             await self._check_immutable(name, tags, digest)
         needed = list(dict.fromkeys(_stored_references(parsed)))  # each digest once, in order
-        # Read-only first: a manifest refused here has written nothing.
+        blob_key = paths.blob_data(digest)
+        # Read-only first: a manifest refused here has written nothing. The same batch looks
+        # up the manifest's own bytes (that only spares a rewrite: the check after the
+        # revision is the one relied on).
         if require_references:
-            await self._require_references(name, needed)
+            have_bytes = await self._require_references(name, needed, blob_key)
+        else:
+            have_bytes = await self._backend.exists(blob_key)
         # Read-only too: a push over a quota is refused before it writes anything.
         charges = []
         if self._quotas is not None and not mirror:
@@ -176,24 +181,18 @@ class ManifestStore:
         # one storage batch of operations that need no order among themselves (on the
         # filesystem, one worker-thread hop each; on S3, requests side by side).
         backend = self._backend
-        blob_key = paths.blob_data(digest)
         revision = paths.manifest_revision_link(name, digest)
         link = json.dumps({"digest": str(digest), "mediaType": parsed.media_type}).encode()
-        # 1. The marks, with the look-up deciding whether the bytes need writing (it only
-        #    spares a rewrite; the check after the revision is the one relied on).
-        marks = Batch()
-        for d in [digest, *needed]:
-            marks.put(paths.blob_touched(d), b"")
-        stored = marks.exists(blob_key)
-        await marks.run(backend)
-        # 2. The bytes with the revision (nothing reads the revision as a manifest before
-        #    this PUT answers).
+        # 1. The marks, the bytes and the revision (nothing reads the revision as a manifest
+        #    before this PUT answers; the filesystem writes them in this order).
         writes = Batch()
-        if not marks.flag(stored):
+        for d in [digest, *needed]:
+            writes.put(paths.blob_touched(d), b"")
+        if not have_bytes:
             writes.put(blob_key, data)
         writes.put(revision, link)
         await writes.run(backend)
-        # 3. The existence check relied on, with the tags' markers and old targets (markers
+        # 2. The existence check relied on, with the tags' markers and old targets (markers
         #    may be stale, so a refusal here leaves nothing that matters).
         checked = [digest, *needed] if require_references else [digest]
         check = Batch()
@@ -205,7 +204,7 @@ class ManifestStore:
             await backend.delete(revision)
             raise errors.MANIFEST_BLOB_UNKNOWN(detail={"missing": missing})
         olds = self._tags.olds(check, reads)
-        # 4. The tags (DENIED before any is written if one is immutable) and the referrer.
+        # 3. The tags (DENIED before any is written if one is immutable) and the referrer.
         publish = Batch()
         self._tags.stage_links(publish, name, tags, digest, olds, enforce=not mirror)
         subject = parsed.subject.digest if parsed.subject else None
@@ -213,7 +212,7 @@ class ManifestStore:
             descriptor = referrer_descriptor(parsed, digest, len(data))
             self._referrers.stage_add(publish, name, subject, digest, descriptor)
         await publish.run(backend)
-        # 5. The re-checks after the tags: their markers, and the revision, which
+        # 4. The re-checks after the tags: their markers, and the revision, which
         #    `gc --delete-untagged` may have removed between our write and the tags.
         last = Batch()
         markers = self._tags.stage_recheck(last, name, tags, digest)
@@ -247,14 +246,16 @@ class ManifestStore:
                 old = await self._tags.current(name, tag)
                 immutability.check_set(policies, name, tag, old, digest)
 
-    async def _require_references(self, name: str, needed: list[Digest]) -> None:
+    async def _require_references(self, name: str, needed: list[Digest], own: str) -> bool:
         """MANIFEST_BLOB_UNKNOWN unless every digest is in the repository (a blob linked, or
         a child manifest's revision, and the content itself), checked in bounded rounds of
         one or two storage batches; the error lists the missing ones of the first round
-        that has any."""
-        for start in range(0, len(needed), CHECK_BATCH):
+        that has any. Returns whether the object `own` exists (looked up in the first)."""
+        first = Batch()
+        own_index = first.exists(own)
+        have = False
+        for start in range(0, max(len(needed), 1), CHECK_BATCH):
             chunk = needed[start : start + CHECK_BATCH]
-            first = Batch()
             linked = [first.exists(paths.layer_link(name, d)) for d in chunk]
             content = [first.exists(paths.blob_data(d)) for d in chunk]
             await first.run(self._backend)
@@ -275,6 +276,10 @@ class ManifestStore:
             ]
             if missing:
                 raise errors.MANIFEST_BLOB_UNKNOWN(detail={"missing": missing})
+            if start == 0:
+                have = first.flag(own_index)
+            first = Batch()
+        return have
 
     async def delete(self, name: str, reference: Digest | str) -> None:
         """A tag: remove only that tag. A digest: the manifest and every tag pointing to it."""
