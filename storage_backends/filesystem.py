@@ -16,8 +16,10 @@ nothing a caller writes can collide with this bookkeeping.
 Blocking file I/O runs in worker threads, so the event loop never waits on the disk: `aiofiles`
 for reading byte streams, one `asyncio.to_thread` call per 1 MiB written, and one per
 small-object read or write, metadata and directory operation (a thread hop costs more than
-reading a link file, so one hop, not aiofiles' open/read/close three). An empty put over an
-empty object only sets its mtime: blob in-use marks are rewritten on every push.
+reading a link file, so one hop, not aiofiles' open/read/close three). Small objects and
+`batch` (many small operations, one hop) run in the backend's own pool (`_run`). An empty put
+over an empty object only sets its mtime: blob in-use marks are rewritten on every push.
+With `fsync=False` (setting `storage.fsync`) small objects and moves are not fsync'd.
 """
 
 from __future__ import annotations
@@ -419,7 +421,8 @@ class FilesystemBackend:
             _in_dir(target, lambda: os.replace(source, target), source)
         except FileNotFoundError:
             raise NotFound(src) from None
-        _fsync_dir(target.parent)
+        if self.fsync:
+            _fsync_dir(target.parent)
         self._prune(source.parent)
 
     # -- multipart ---------------------------------------------------------------------------

@@ -217,7 +217,8 @@ class ManifestStore:
         last = Batch()
         markers = self._tags.stage_recheck(last, name, tags, digest)
         kept = last.exists(revision)
-        await asyncio.gather(last.run(backend), self._catalog.mark(name))
+        await last.run(backend)
+        await self._catalog.mark(name)  # no storage call once this process has seen `name`
         await self._tags.finish(name, tags, digest, olds, [last.flag(i) for i in markers])
         if not last.flag(kept):
             await backend.put(revision, link)

@@ -4,18 +4,22 @@ batch); off, nothing is, and the objects are there all the same."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
+from ocispec import mediatypes as mt
 from registry.app import create_app
 from registry.settings import Settings, load_settings
 from storage_backends import open_backend
 from storage_backends.base import Put
 from storage_backends.filesystem import FilesystemBackend
-from tests.registry.helpers import push_image, put_manifest
+from tests.registry.helpers import digest_of, push_image, put_manifest
+from tests.support.server import RegistryServer, registry_server  # noqa: F401
 
 
 @pytest.fixture
@@ -99,3 +103,33 @@ async def test_a_manifest_put_fsyncs_only_when_the_setting_says_so(
         assert len([c for c in synced if c.startswith("dir:")]) == 3, synced
     else:
         assert synced == []
+
+
+def test_without_fsync_a_killed_server_loses_nothing_it_acknowledged(
+    registry_server: Callable[..., RegistryServer],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """fsync off gives up only power-loss safety: the page cache outlives a SIGKILL'd process."""
+    server = registry_server(f"file://{tmp_path / 'storage'}", env={"PYREG_STORAGE_FSYNC": "0"})
+    layer = os.urandom(64 * 1024)
+    with httpx.Client(base_url=server.url) as client:
+        data = asyncio.run(_push(server.url, layer))
+        assert (
+            client.put(
+                "/v2/app/manifests/v1", content=data, headers={"Content-Type": mt.OCI_MANIFEST}
+            ).status_code
+            == 201
+        )
+    server.kill()  # SIGKILL right after the answers
+    server.start()
+    with httpx.Client(base_url=server.url) as client:
+        pulled = client.get("/v2/app/manifests/v1", headers={"Accept": mt.OCI_MANIFEST})
+        assert pulled.status_code == 200 and pulled.content == data
+        assert client.get(f"/v2/app/blobs/{digest_of(layer)}").content == layer
+        assert client.get("/v2/app/tags/list").json()["tags"] == ["v1"]
+
+
+async def _push(url: str, layer: bytes) -> bytes:
+    async with httpx.AsyncClient(base_url=url) as client:
+        data, _ = await push_image(client, "app", [layer])
+    return data
