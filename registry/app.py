@@ -148,7 +148,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         storage: StorageBackend = InstrumentedBackend(
-            backend or open_backend(config.storage_url, **config.storage_options)
+            backend
+            or open_backend(
+                config.storage_url, fsync=config.storage_fsync, **config.storage_options
+            )
         )
         await storage.open()
         try:

@@ -6,7 +6,7 @@ YAML keys (all optional; documented in docs/registry.md):
     port: 5000
     workers: 1
     log_level: info
-    storage: file://./var/registry      # or {url: ..., options: {...}}
+    storage: file://./var/registry      # or {url: ..., options: {...}, fsync: true}
     max_manifest_size: 4194304
     uploads: {ttl: 86400, purge_interval: 3600}
     trusted_proxies: ""                  # e.g. "10.0.0.1,10.0.0.2" or "10.0.0.0/8" (never "*")
@@ -27,7 +27,7 @@ YAML keys (all optional; documented in docs/registry.md):
 Environment: PYREG_HOST, PYREG_PORT, PYREG_WORKERS, PYREG_LOG_LEVEL, PYREG_STORAGE,
 PYREG_UPLOAD_TTL, PYREG_UPLOAD_PURGE_INTERVAL, PYREG_MAX_MANIFEST_SIZE, PYREG_TRUSTED_PROXIES,
 PYREG_REDIS, PYREG_READONLY, PYREG_SHUTDOWN_TIMEOUT, PYREG_TLS_CERT, PYREG_TLS_KEY,
-PYREG_TLS_CLIENT_CA, PYREG_LOG_FORMAT, PYREG_METRICS_ADDR.
+PYREG_TLS_CLIENT_CA, PYREG_LOG_FORMAT, PYREG_METRICS_ADDR, PYREG_STORAGE_FSYNC.
 """
 
 from __future__ import annotations
@@ -66,6 +66,9 @@ class Settings:
     log_level: str = "info"
     storage_url: str = "file://./var/registry"
     storage_options: dict[str, Any] = field(default_factory=dict)
+    # Filesystem storage: fsync every object and its directory entry before answering
+    # (power-loss safe); false: the kernel writes back later (docs/storage.md).
+    storage_fsync: bool = True
     upload_ttl: int = 24 * 3600  # seconds an untouched upload session is kept
     upload_purge_interval: float = 3600.0  # seconds between sweeps of stale sessions; 0: never
     max_manifest_size: int = 4 * 1024 * 1024
@@ -185,8 +188,10 @@ def _from_mapping(raw: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(options, Mapping):
             raise SettingsError("storage.options: expected a mapping")
         out["storage_options"] = dict(options)
+        if "fsync" in storage:
+            out["storage_fsync"] = _bool(storage["fsync"], "storage.fsync")
     elif storage is not None:
-        raise SettingsError("storage: expected a URL or a mapping with url/options")
+        raise SettingsError("storage: expected a URL or a mapping with url/options/fsync")
     uploads = raw.get("uploads") or {}
     if not isinstance(uploads, Mapping):
         raise SettingsError("uploads: expected a mapping")
@@ -363,6 +368,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "PYREG_TLS_CLIENT_CA": ("tls_client_ca", str),
     "PYREG_LOG_FORMAT": ("log_format", str.lower),
     "PYREG_METRICS_ADDR": ("metrics_addr", str),
+    "PYREG_STORAGE_FSYNC": ("storage_fsync", lambda v: _bool(v, "PYREG_STORAGE_FSYNC")),
 }
 
 

@@ -26,9 +26,10 @@ __all__ = [
 ]
 
 
-def open_backend(url: str, **options: object) -> StorageBackend:
+def open_backend(url: str, *, fsync: bool = True, **options: object) -> StorageBackend:
     """Build a backend from a URL: `file:///abs/path` or `file://./rel`, `memory://`,
-    `s3://BUCKET/PREFIX`. Extra `options` go to the backend (S3 endpoint, credentials, ...).
+    `s3://BUCKET/PREFIX`. Extra `options` go to the backend (S3 endpoint, credentials, ...);
+    `fsync` is the filesystem's durability switch (docs/storage.md).
     The caller awaits `open()` before use and `close()` after."""
     parsed = urlparse(url)
     if parsed.scheme == "memory":
@@ -40,7 +41,7 @@ def open_backend(url: str, **options: object) -> StorageBackend:
 
         # file://./var/registry keeps a relative path; file:///abs/path an absolute one.
         root = (parsed.netloc + parsed.path) if parsed.netloc else parsed.path
-        fs: StorageBackend = FilesystemBackend(root)
+        fs: StorageBackend = FilesystemBackend(root, fsync=fsync)
         return fs
     if parsed.scheme == "s3":
         from storage_backends.s3 import S3Backend

@@ -18,6 +18,11 @@ Semantics every backend keeps:
   OSError or client-library exception, so the registry answers 503/507 for them in one place.
 - `sweep_leftovers(prefix, older_than)` removes what a crash mid-write left behind (temp
   files, multipart uploads never completed or aborted), by age.
+- `batch(ops)` runs independent small operations (`Exists`, `Get`, `Put`) and returns their
+  results in order: a backend may run them in any order and side by side (memory, S3: at most
+  `BATCH_CONCURRENCY` requests at once, one request each) or one after another in one worker
+  thread hop (filesystem). Callers put only operations into one batch that need no order
+  among themselves; each `Put` publishes atomically, the batch as a whole is not atomic.
 - Multipart: `multipart_create` then parts numbered from 1 (each at least `min_part_size` bytes
   but the last), `multipart_list_parts` recovers what was uploaded (so any replica can continue),
   `multipart_complete` publishes the concatenation atomically at `path`.
@@ -25,11 +30,14 @@ Semantics every backend keeps:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+import asyncio
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 CHUNK_SIZE = 1024 * 1024
+#: operations of one `batch` a backend keeps in flight at once when it runs them side by side
+BATCH_CONCURRENCY = 8
 #: sweep_leftovers' question "is the multipart upload to this key still wanted?"
 Keep = Callable[[str], Awaitable[bool]]
 
@@ -74,6 +82,62 @@ class Part:
     number: int
     size: int
     etag: str
+
+
+@dataclass(frozen=True, slots=True)
+class Exists:
+    """Whether the object exists; result `bool`."""
+
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class Get:
+    """The whole (small) object; result `bytes`, or `None` when it does not exist."""
+
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class Put:
+    """Write the object atomically; result `None`."""
+
+    path: str
+    data: bytes
+
+
+Op = Exists | Get | Put
+Result = bool | bytes | None
+
+
+class _Single(Protocol):
+    async def exists(self, path: str) -> bool: ...
+    async def get(self, path: str) -> bytes: ...
+    async def put(self, path: str, data: bytes) -> None: ...
+
+
+async def run_each(
+    backend: _Single, ops: Sequence[Op], concurrency: int = BATCH_CONCURRENCY
+) -> list[Result]:
+    """A batch as separate calls of `backend`'s own methods, at most `concurrency` at once:
+    the `batch` of backends where each operation is a request anyway (memory, S3)."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(op: Op) -> Result:
+        async with gate:
+            if isinstance(op, Exists):
+                return await backend.exists(op.path)
+            if isinstance(op, Put):
+                await backend.put(op.path, op.data)
+                return None
+            try:
+                return await backend.get(op.path)
+            except NotFound:
+                return None
+
+    if len(ops) == 1:
+        return [await one(ops[0])]
+    return list(await asyncio.gather(*(one(op) for op in ops)))
 
 
 def check_path(path: str) -> str:
@@ -124,6 +188,10 @@ class StorageBackend(Protocol):
     ) -> list[str]: ...
 
     def walk(self, prefix: str) -> AsyncIterator[str]: ...
+
+    async def batch(self, ops: Sequence[Op]) -> list[Result]:
+        """Independent `Exists`/`Get`/`Put` operations, results in order (see above)."""
+        ...
 
     async def delete(self, path: str) -> None:
         """Delete one object; no error when it is already gone."""

@@ -5,17 +5,20 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 
 from storage_backends.base import (
     CHUNK_SIZE,
     Keep,
     NotFound,
+    Op,
     Part,
+    Result,
     Stat,
     StorageError,
     check_path,
     check_prefix,
+    run_each,
 )
 
 
@@ -70,6 +73,9 @@ class MemoryBackend:
 
     async def exists(self, path: str) -> bool:
         return check_path(path) in self._objects
+
+    async def batch(self, ops: Sequence[Op]) -> list[Result]:
+        return await run_each(self, ops)
 
     async def list_dir(
         self, prefix: str, start_after: str | None = None, limit: int | None = None

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -33,13 +33,16 @@ from storage_backends.base import (
     CHUNK_SIZE,
     Keep,
     NotFound,
+    Op,
     Part,
+    Result,
     Stat,
     StorageError,
     StorageFull,
     StorageUnavailable,
     check_path,
     check_prefix,
+    run_each,
 )
 
 MiB = 1024 * 1024
@@ -388,6 +391,9 @@ class S3Backend:
         except NotFound:
             return False
         return True
+
+    async def batch(self, ops: Sequence[Op]) -> list[Result]:
+        return await run_each(self, ops)  # one request per operation, side by side
 
     async def list_dir(
         self, prefix: str, start_after: str | None = None, limit: int | None = None

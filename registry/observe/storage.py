@@ -9,11 +9,11 @@ it raises anything but `NotFound` (a missing object is an answer, not a failure)
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from registry.observe import metrics
-from storage_backends.base import NotFound, Part, Stat, StorageBackend
+from storage_backends.base import Exists, Get, NotFound, Op, Part, Result, Stat, StorageBackend
 
 _T = TypeVar("_T")
 
@@ -111,6 +111,18 @@ class InstrumentedBackend:
 
     def walk(self, prefix: str) -> AsyncIterator[str]:
         return self._iterate("walk", self.inner.walk(prefix))
+
+    async def batch(self, ops: Sequence[Op]) -> list[Result]:
+        """Counted per operation inside (exists, get, put), timed once as `batch`: a batch
+        costs the metrics of one call, not of each operation."""
+        kinds = {"exists": 0, "get": 0, "put": 0}
+        for op in ops:
+            kind = "exists" if isinstance(op, Exists) else "get" if isinstance(op, Get) else "put"
+            kinds[kind] += 1
+        for kind, n in kinds.items():
+            if n:
+                self._metrics(kind)[0].inc(n)
+        return await self._call("batch", lambda: self.inner.batch(ops))
 
     async def delete(self, path: str) -> None:
         await self._call("delete", lambda: self.inner.delete(path))

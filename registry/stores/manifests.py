@@ -29,6 +29,7 @@ from registry import errors
 from registry.policies import immutability
 from registry.policies.quota import QuotaStore
 from registry.stores import paths
+from registry.stores.batch import Batch
 from registry.stores.blobs import BlobStore
 from registry.stores.catalog import CatalogStore
 from registry.stores.foreign import UrlRules, check_urls, stored_references
@@ -167,51 +168,65 @@ class ManifestStore:
             check_urls(parsed, self._url_rules)
             await self._check_immutable(name, tags, digest)
         needed = list(dict.fromkeys(stored_references(parsed)))  # each digest once, in order
-        # Read-only first: a manifest refused here has written nothing.
+        blob_key = paths.blob_data(digest)
+        # Read-only first: a manifest refused here has written nothing. The same batch looks
+        # up the manifest's own bytes (that only spares a rewrite: the check after the
+        # revision is the one relied on).
         if require_references:
-            await self._require_references(name, needed)
+            have_bytes = await self._require_references(name, needed, blob_key)
+        else:
+            have_bytes = await self._backend.exists(blob_key)
         # Read-only too: a push over a quota is refused before it writes anything.
         charges = []
         if self._quotas is not None and not mirror:
             charges = await self._quotas.admit(name, await self._sizes(digest, data, needed))
         # Online GC safety (registry/gc.py): mark everything this push relies on as in use
-        # *before* the existence check it relies on (after the revision is written). Steps
-        # that do not depend on each other run side by side (one gate bounds them together):
-        # the marks with the look-up deciding whether the bytes need writing (it only spares
-        # a rewrite; the check after the revision is the one relied on), then the bytes with
-        # the revision (nothing reads the revision as a manifest before this PUT answers).
-        gate = asyncio.Semaphore(CHECK_CONCURRENCY)
-        blob_key = paths.blob_data(digest)
-
-        async def stored() -> bool:
-            async with gate:
-                return await self._backend.exists(blob_key)
-
-        _, have_bytes = await asyncio.gather(
-            _bounded([digest, *needed], self._blobs.touch, gate), stored()
-        )
-        link = json.dumps({"digest": str(digest), "mediaType": parsed.media_type}).encode()
+        # *before* the existence check it relies on (after the revision is written); tags
+        # only after that check; the revision re-checked after the tags. Each step below is
+        # one storage batch of operations that need no order among themselves (on the
+        # filesystem, one worker-thread hop each; on S3, requests side by side).
+        backend = self._backend
         revision = paths.manifest_revision_link(name, digest)
-        writes = [(revision, link)] if have_bytes else [(blob_key, data), (revision, link)]
-        await _bounded(writes, lambda w: self._backend.put(*w), gate)
+        link = json.dumps({"digest": str(digest), "mediaType": parsed.media_type}).encode()
+        # 1. The marks, the bytes and the revision (nothing reads the revision as a manifest
+        #    before this PUT answers; the filesystem writes them in this order).
+        writes = Batch()
+        for d in [digest, *needed]:
+            writes.put(paths.blob_touched(d), b"")
+        if not have_bytes:
+            writes.put(blob_key, data)
+        writes.put(revision, link)
+        await writes.run(backend)
+        # 2. The existence check relied on, with the tags' markers and old targets (markers
+        #    may be stale, so a refusal here leaves nothing that matters).
         checked = [digest, *needed] if require_references else [digest]
-        present = await _bounded(checked, self._blobs.exists, gate)
-        missing = [str(d) for d, ok in zip(checked, present, strict=True) if not ok]
+        check = Batch()
+        present = [check.exists(paths.blob_data(d)) for d in checked]
+        reads = self._tags.stage_markers(check, name, tags, digest)
+        await check.run(backend)
+        missing = [str(d) for d, i in zip(checked, present, strict=True) if not check.flag(i)]
         if missing:
-            await self._backend.delete(revision)
+            await backend.delete(revision)
             raise errors.MANIFEST_BLOB_UNKNOWN(detail={"missing": missing})
+        olds = self._tags.olds(check, reads)
+        # 3. The tags (DENIED before any is written if one is immutable) and the referrer.
+        publish = Batch()
+        self._tags.stage_links(publish, name, tags, digest, olds, enforce=not mirror)
         subject = parsed.subject.digest if parsed.subject else None
         if subject is not None:
             descriptor = referrer_descriptor(parsed, digest, len(data))
-            await self._referrers.add(name, subject, digest, descriptor)
-        for tag in tags:
-            await self._tags.set(name, tag, digest, enforce=not mirror)
-        revision_kept, _ = await asyncio.gather(
-            self._backend.exists(revision), self._catalog.mark(name)
-        )
-        if not revision_kept:
-            # `gc --delete-untagged` removed the revision between our write and the tag.
-            await self._backend.put(revision, link)
+            self._referrers.stage_add(publish, name, subject, digest, descriptor)
+        await publish.run(backend)
+        # 4. The re-checks after the tags: their markers, and the revision, which
+        #    `gc --delete-untagged` may have removed between our write and the tags.
+        last = Batch()
+        markers = self._tags.stage_recheck(last, name, tags, digest)
+        kept = last.exists(revision)
+        await last.run(backend)
+        await self._catalog.mark(name)  # no storage call once this process has seen `name`
+        await self._tags.finish(name, tags, digest, olds, [last.flag(i) for i in markers])
+        if not last.flag(kept):
+            await backend.put(revision, link)
         if charges and self._quotas is not None:
             await self._quotas.commit(charges)
         return PutResult(digest, subject)
@@ -237,20 +252,40 @@ class ManifestStore:
                 old = await self._tags.current(name, tag)
                 immutability.check_set(policies, name, tag, old, digest)
 
-    async def _require_references(self, name: str, needed: list[Digest]) -> None:
-        """MANIFEST_BLOB_UNKNOWN unless every digest is in the repository, checked in bounded
-        rounds; the error lists the missing ones of the first round that has any."""
-
-        async def present(d: Digest) -> bool:
-            linked = await self._blobs.is_linked(name, d) or await self.has(name, d)
-            return linked and await self._blobs.exists(d)
-
-        for start in range(0, len(needed), CHECK_BATCH):
-            batch = needed[start : start + CHECK_BATCH]
-            found = await _bounded(batch, present)
-            missing = [str(d) for d, ok in zip(batch, found, strict=True) if not ok]
+    async def _require_references(self, name: str, needed: list[Digest], own: str) -> bool:
+        """MANIFEST_BLOB_UNKNOWN unless every digest is in the repository (a blob linked, or
+        a child manifest's revision, and the content itself), checked in bounded rounds of
+        one or two storage batches; the error lists the missing ones of the first round
+        that has any. Returns whether the object `own` exists (looked up in the first)."""
+        first = Batch()
+        own_index = first.exists(own)
+        have = False
+        for start in range(0, max(len(needed), 1), CHECK_BATCH):
+            chunk = needed[start : start + CHECK_BATCH]
+            linked = [first.exists(paths.layer_link(name, d)) for d in chunk]
+            content = [first.exists(paths.blob_data(d)) for d in chunk]
+            await first.run(self._backend)
+            found = [first.flag(i) for i in linked]
+            unlinked = [k for k, ok in enumerate(found) if not ok]
+            if unlinked:  # children of an index are manifests: a revision, not a layer link
+                second = Batch()
+                revisions = [
+                    second.exists(paths.manifest_revision_link(name, chunk[k])) for k in unlinked
+                ]
+                await second.run(self._backend)
+                for k, i in zip(unlinked, revisions, strict=True):
+                    found[k] = second.flag(i)
+            missing = [
+                str(d)
+                for d, ok, i in zip(chunk, found, content, strict=True)
+                if not (ok and first.flag(i))
+            ]
             if missing:
                 raise errors.MANIFEST_BLOB_UNKNOWN(detail={"missing": missing})
+            if start == 0:
+                have = first.flag(own_index)
+            first = Batch()
+        return have
 
     async def delete(self, name: str, reference: Digest | str) -> None:
         """A tag: remove only that tag. A digest: the manifest and every tag pointing to it."""

@@ -12,6 +12,7 @@ from typing import Any
 
 from ocispec.digest import Digest
 from registry.stores import paths
+from registry.stores.batch import Batch
 from storage_backends.base import NotFound, StorageBackend
 
 
@@ -22,8 +23,17 @@ class ReferrerStore:
     async def add(
         self, name: str, subject: Digest, referrer: Digest, descriptor: dict[str, Any]
     ) -> None:
+        batch = Batch()
+        self.stage_add(batch, name, subject, referrer, descriptor)
+        await batch.run(self._backend)
+
+    @staticmethod
+    def stage_add(
+        batch: Batch, name: str, subject: Digest, referrer: Digest, descriptor: dict[str, Any]
+    ) -> None:
+        """`add` as one write of a batch (a manifest PUT's, with its tags)."""
         entry = paths.referrer_entry(name, subject, referrer)
-        await self._backend.put(entry, json.dumps(descriptor, sort_keys=True).encode())
+        batch.put(entry, json.dumps(descriptor, sort_keys=True).encode())
 
     async def remove(self, name: str, subject: Digest, referrer: Digest) -> None:
         await self._backend.delete(paths.referrer_entry(name, subject, referrer))

@@ -34,6 +34,7 @@ from registry import errors
 from registry.policies import immutability
 from registry.policies.config import Policies
 from registry.stores import paths
+from registry.stores.batch import Batch
 from registry.stores.pagination import Page
 from storage_backends.base import NotFound, StorageBackend
 
@@ -103,18 +104,78 @@ class TagStore:
     async def set(self, name: str, tag: str, digest: Digest, enforce: bool = True) -> None:
         """Point `tag` at `digest`; DENIED if that moves an immutable tag (unless `enforce`
         is false: the pull-through cache mirrors an upstream's moves)."""
-        marker = paths.tag_marker(name, digest, tag)
-        # The marker goes before the tag (see the module docstring); reading the old target
-        # meanwhile costs no extra round trip. A refusal leaves only a stale marker.
-        old, _ = await asyncio.gather(self._target(name, tag), self._backend.put(marker, b""))
+        first = Batch()
+        reads = self.stage_markers(first, name, [tag], digest)
+        await first.run(self._backend)
+        olds = self.olds(first, reads)
+        links = Batch()
+        self.stage_links(links, name, [tag], digest, olds, enforce)
+        await links.run(self._backend)
+        last = Batch()
+        checks = self.stage_recheck(last, name, [tag], digest)
+        await last.run(self._backend)
+        await self.finish(name, [tag], digest, olds, [last.flag(i) for i in checks])
+
+    # Setting tags in steps, so a manifest PUT can run each step in a batch with its own
+    # operations: (1) markers, and the old targets read meanwhile; (2) the forward tags;
+    # (3) the markers re-checked; then `finish`. The order is the module docstring's.
+
+    def stage_markers(self, batch: Batch, name: str, tags: list[str], digest: Digest) -> list[int]:
+        """Step 1: each tag's marker for `digest` is written; its old target read (the read
+        costs no extra round trip). A refusal later leaves only stale markers."""
+        reads = []
+        for tag in tags:
+            reads.append(batch.get(paths.tag_link(name, tag)))
+            batch.put(paths.tag_marker(name, digest, tag), b"")
+        return reads
+
+    @staticmethod
+    def olds(batch: Batch, reads: list[int]) -> list[Digest | None]:
+        """The old targets step 1 read (None: no such tag, or unreadable)."""
+        out: list[Digest | None] = []
+        for index in reads:
+            raw = batch.data(index)
+            info = None if raw is None else _parse_link(raw)
+            out.append(None if info is None else info.digest)
+        return out
+
+    def stage_links(
+        self,
+        batch: Batch,
+        name: str,
+        tags: list[str],
+        digest: Digest,
+        olds: list[Digest | None],
+        enforce: bool,
+    ) -> None:
+        """Step 2: the forward tags, after step 1; DENIED (before any is staged) if one would
+        move an immutable tag. The push time rides in the tag object (docs/policies.md)."""
         if enforce:
-            immutability.check_set(self.policies, name, tag, old, digest)
-        # The push time rides in the tag object itself: no extra round trip (docs/policies.md).
-        await self._backend.put(paths.tag_link(name, tag), _link(digest, time.time()))
-        if not await self._backend.exists(marker):
-            await self._backend.put(marker, b"")
-        if old is not None and old != digest:
-            await self._drop_marker(name, tag, old)
+            for tag, old in zip(tags, olds, strict=True):
+                immutability.check_set(self.policies, name, tag, old, digest)
+        link = _link(digest, time.time())
+        for tag in tags:
+            batch.put(paths.tag_link(name, tag), link)
+
+    def stage_recheck(self, batch: Batch, name: str, tags: list[str], digest: Digest) -> list[int]:
+        """Step 3, after step 2: are the markers still there (a concurrent drop)?"""
+        return [batch.exists(paths.tag_marker(name, digest, tag)) for tag in tags]
+
+    async def finish(
+        self,
+        name: str,
+        tags: list[str],
+        digest: Digest,
+        olds: list[Digest | None],
+        present: list[bool],
+    ) -> None:
+        """Put back the markers step 3 found missing; drop the markers of moved tags."""
+        for tag, ok in zip(tags, present, strict=True):
+            if not ok:
+                await self._backend.put(paths.tag_marker(name, digest, tag), b"")
+        for tag, old in zip(tags, olds, strict=True):
+            if old is not None and old != digest:
+                await self._drop_marker(name, tag, old)
 
     async def delete(self, name: str, tag: str) -> None:
         old = await self._target(name, tag)

@@ -1,17 +1,20 @@
 """Storage calls the hot push paths make: a repository's catalog marker is looked up once per
 process, a closing PUT that carries the last bytes does not save the session state it is
-about to commit (a failed commit leaves the stored state, and the retry works), and a body
-reaches storage in MiB pieces, hashed on the way."""
+about to commit (a failed commit leaves the stored state, and the retry works), a body
+reaches storage in MiB pieces, hashed on the way, and a manifest PUT is five round trips of
+batched operations (eighteen S3 requests)."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import Counter
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 
 import httpx
 import pytest
 
+from ocispec import mediatypes as mt
 from ocispec.digest import Digest
 from registry import errors
 from registry.app import create_app
@@ -19,7 +22,7 @@ from registry.settings import Settings
 from registry.stores import paths
 from registry.stores.repository import RegistryStore
 from registry.stores.uploads import PIECE_SIZE
-from storage_backends.base import Part
+from storage_backends.base import Op, Part, Result
 from storage_backends.memory import MemoryBackend
 from storage_backends.s3 import S3Backend
 from tests.support.moto_server import moto_endpoint  # noqa: F401
@@ -301,3 +304,94 @@ async def test_a_small_blob_push_on_s3_opens_no_multipart_upload(
     # a tail object written and read back, one more head
     assert sum(calls.values()) <= 11, calls
     assert b"".join([c async for c in store.blobs.read(_sha(data))]) == data
+
+
+class RoundTrips(MemoryBackend):
+    """Memory storage counting round trips (a batch is one) and the operations in them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trips: list[str] = []
+        self.ops = 0
+        self._in_batch = False
+
+    async def batch(self, ops: Sequence[Op]) -> list[Result]:
+        self.trips.append(f"batch of {len(ops)}")
+        self._in_batch = True
+        try:
+            return await super().batch(ops)
+        finally:
+            self._in_batch = False
+
+    def _single(self, name: str) -> None:
+        self.ops += 1
+        if not self._in_batch:
+            self.trips.append(name)
+
+    async def exists(self, path: str) -> bool:
+        self._single("exists")
+        return await super().exists(path)
+
+    async def get(self, path: str) -> bytes:
+        self._single("get")
+        return await super().get(path)
+
+    async def put(self, path: str, data: bytes) -> None:
+        self._single("put")
+        await super().put(path, data)
+
+
+def _image_manifest(config: bytes, layer: bytes, n: int) -> bytes:
+    def desc(data: bytes, media_type: str) -> dict[str, object]:
+        return {"mediaType": media_type, "digest": str(_sha(data)), "size": len(data)}
+
+    return json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": mt.OCI_MANIFEST,
+            "config": desc(config, mt.OCI_CONFIG),
+            "layers": [desc(layer, mt.OCI_LAYER_GZIP)],
+            "annotations": {"n": str(n)},
+        }
+    ).encode()
+
+
+async def _push_blob(store: RegistryStore, data: bytes) -> None:
+    state = await store.uploads.start("repo")
+    state = await store.uploads.append(state, _once(data), None, len(data), save=False)
+    await store.uploads.commit(state, _sha(data))
+
+
+async def test_a_manifest_put_is_five_round_trips() -> None:
+    """Config + one layer, by tag: the read-only check (with the look-up of the manifest's
+    own bytes), marks + bytes + revision, the re-check + tag marker + old target, the tag,
+    the marker and revision re-checks: 5 sequential round trips (were 8 rounds of 18
+    separate calls), 18 operations in them, whatever the storage."""
+    backend = RoundTrips()
+    store = RegistryStore(backend)
+    config, layer = b'{"os":"linux"}', b"layer bytes"
+    for blob in (config, layer):
+        await _push_blob(store, blob)
+    await store.manifests.put("repo", "first", _image_manifest(config, layer, 0), mt.OCI_MANIFEST)
+    backend.trips, backend.ops = [], 0
+    await store.manifests.put("repo", "v1", _image_manifest(config, layer, 1), mt.OCI_MANIFEST)
+    assert backend.trips == ["batch of 5", "batch of 5", "batch of 5", "batch of 1", "batch of 2"]
+    assert backend.ops == 18
+    assert await store.tags.pointing_to("repo", (await store.tags.resolve("repo", "v1"))) == ["v1"]
+
+
+async def test_a_manifest_put_costs_eighteen_s3_requests(
+    counted_s3: tuple[S3Backend, Counter[str]],
+) -> None:
+    """The same on S3 (moto): one request per operation, none more for the batches."""
+    backend, calls = counted_s3
+    store = RegistryStore(backend)
+    config, layer = b'{"os":"linux"}', b"layer bytes"
+    for blob in (config, layer):
+        await _push_blob(store, blob)
+    await store.manifests.put("repo", "first", _image_manifest(config, layer, 0), mt.OCI_MANIFEST)
+    calls.clear()
+    await store.manifests.put("repo", "v1", _image_manifest(config, layer, 1), mt.OCI_MANIFEST)
+    # HEAD: 2 links + 2 blobs + own bytes, 3 re-checks, marker, revision; PUT: 3 marks,
+    # bytes, revision, marker, tag; GET: the tag's old target
+    assert calls == Counter({"HeadObject": 10, "PutObject": 7, "GetObject": 1}), calls
