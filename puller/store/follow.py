@@ -17,6 +17,8 @@ from pathlib import Path
 
 from puller.store.errors import StoreError
 
+_WAKE_MAX = 1 << 20
+
 
 class Abandoned(StoreError):
     """The download this stream follows was retried, reset or failed: unpack from the blob."""
@@ -24,7 +26,8 @@ class Abandoned(StoreError):
 
 class GrowingFile:
     """A read-only, forward-only file object over a partial file another thread appends to.
-    Writer side (the downloader): `attach`, `grew`, `finish`, `abandon`; reader side: `read`."""
+    Writer side (the downloader): `attach`, `grew`, `finish`, `abandon`; reader side: `read`
+    (at most 1 MiB per call, also for read())."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
@@ -33,7 +36,7 @@ class GrowingFile:
         self._pos = 0
         self._complete = False
         self._abandoned = False
-        self._waiting = False
+        self._wake_at: int | None = None  # a waiting reader wants the file this long
         self.size = 0  # the blob's size, once finished
 
     def attach(self, partial: Path, written: int) -> None:
@@ -51,7 +54,7 @@ class GrowingFile:
     def grew(self, written: int) -> None:
         with self._cond:
             self._written = written
-            if self._waiting:
+            if self._wake_at is not None and written >= self._wake_at:
                 self._cond.notify_all()
 
     def finish(self) -> None:
@@ -74,22 +77,25 @@ class GrowingFile:
         self._cond.notify_all()
 
     def read(self, n: int = -1) -> bytes:
+        # wait for a full read's worth (or the end), not for each network piece: one wake-up
+        # per decompressor read instead of one per socket receive
+        wanted = n if 0 < n < _WAKE_MAX else _WAKE_MAX
         with self._cond:
             while True:
                 if self._abandoned:
                     self._close()
                     raise Abandoned("the download was interrupted")
                 available = self._written - self._pos
-                if self._fd is not None and (available > 0 or self._complete):
+                if self._fd is not None and (available >= wanted or self._complete):
                     break
-                self._waiting = True
+                self._wake_at = self._pos + wanted
                 self._cond.wait()
-                self._waiting = False
+                self._wake_at = None
             fd = self._fd
         if available <= 0:
             self._close()
             return b""
-        data = os.pread(fd, available if n < 0 else min(n, available), self._pos)
+        data = os.pread(fd, min(available, n if n > 0 else _WAKE_MAX), self._pos)
         if not data:  # the partial was cut short under us: not the file we were told of
             self._close()
             raise Abandoned("the partial file is shorter than written")

@@ -515,13 +515,13 @@ async def test_a_layer_unpacks_while_its_blob_downloads(
 ) -> None:
     """The unpack reads the partial file as it grows: the layer's first file is on disk
     before the blob is complete; the layer is published only after the blob is verified."""
-    noise = bytes(range(256)) * 2000  # 512 KB, trickled out at 256 KB/s: ~2 s
+    noise = bytes(range(256)) * 12_000  # 3 MB, trickled out at 1.5 MB/s: ~2 s
     image = build_image([[file("first", b"early"), file("rest", noise)]], compression="")
     await _seed(docker_registry, tmp_path, "slow/one:v1", image)
     layer = image.layers[0]
     chain = chain_ids(image.diff_ids)[0]
     seen_early = False
-    with FlakyProxy(docker_registry.host, rate=256_000, cut_path=str(layer.digest)) as proxy:
+    with FlakyProxy(docker_registry.host, rate=1_500_000, cut_path=str(layer.digest)) as proxy:
         ref = Reference.parse(f"{proxy.host}/slow/one:v1")
         async with RegistryClient(ref.registry) as client:
             task = asyncio.create_task(pull(client, store, ref))
