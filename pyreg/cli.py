@@ -123,7 +123,18 @@ def parser_for(argv: Sequence[str]) -> argparse.ArgumentParser:
     return parser
 
 
+def _skip_trio() -> None:
+    """httpcore imports trio whenever it is installed (selenium, a test dependency, brings
+    it), to support trio event loops: ~0.3-0.5 s of CPU per `pyreg` run, half of a `pyreg
+    push`, for a loop pyreg never runs. A None entry makes that import fail, which httpcore
+    handles (`httpcore/_synchronization.py`). Only for real command-line runs: a process
+    calling `main(argv)` (the tests) may still want trio."""
+    sys.modules.setdefault("trio", None)  # type: ignore[arg-type]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:
+        _skip_trio()
     argv = sys.argv[1:] if argv is None else argv
     parser = parser_for(argv)
     args = parser.parse_args(argv)
