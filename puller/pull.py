@@ -157,6 +157,7 @@ class Puller:
         self._semaphore = asyncio.Semaphore(concurrency)
         self._unpacks: ThreadPoolExecutor | None = None
         self._concurrency = concurrency
+        self._pulls = 0
         self.retries = retries
         self.backoff = backoff
 
@@ -165,11 +166,18 @@ class Puller:
         lease = await asyncio.to_thread(self.store.leases.open)
         # unpacks that follow their downloads; every one is finished or given up by the
         # time _pull returns, so the shutdown waits only for unpacks already under way
-        self._unpacks = ThreadPoolExecutor(max(self._concurrency, 1), "pyreg-unpack")
+        # (shared by concurrent pulls of this Puller, shut down by the last one)
+        if self._unpacks is None:
+            self._unpacks = ThreadPoolExecutor(max(self._concurrency, 1), "pyreg-unpack")
+        pool = self._unpacks
+        self._pulls += 1
         try:
             return await self._pull(ref, platform, lease, budget)
         finally:
-            await asyncio.to_thread(self._unpacks.shutdown)
+            self._pulls -= 1
+            if self._pulls == 0:
+                self._unpacks = None
+                await asyncio.to_thread(pool.shutdown)
             lease.close()
 
     async def _pull(
