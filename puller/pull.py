@@ -5,8 +5,10 @@ store the manifest; fetch the config and the layers concurrently (bounded), skip
 the store already has; every blob is verified (digest and size) while it streams into a
 resumable `Ingest`, so a broken download continues with `Range` from the bytes already on
 disk, in this run (retries) or the next one (the partial file is kept). Each layer is
-registered in the layer graph (unpacked, diffID checked) as soon as its blob is in, side by
-side with the others; the name is recorded last, so it never points at an incomplete image.
+registered in the layer graph (unpacked, diffID checked) while its blob downloads, reading the
+partial file as it grows (store/follow.py: the layer is published only after the blob's digest
+checked); after a retry or a reset it is unpacked from the stored blob instead. Layers unpack
+side by side; the name is recorded last, so it never points at an incomplete image.
 
 Unpacking stops at the size caps (store/limits.py: per layer and for the whole pull). A pull
 holds a lease on every blob and layer it uses, taken before it looks for them (store/leases.py),
@@ -20,10 +22,12 @@ does); the index itself is kept in the content store.
 from __future__ import annotations
 
 import asyncio
+import functools
 import platform as host_platform
 import re
 import sys
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import httpx
@@ -44,8 +48,10 @@ from ocispec.reference import Reference
 from puller import foreign
 from puller.progress import NullReporter, Reporter
 from puller.store import GraphStore, Lease, StoreError
+from puller.store.follow import Abandoned, GrowingFile
 from puller.store.images import image_name
 from puller.store.limits import SizeCapExceeded, SizeCaps, UnpackBudget
+from puller.store.unpack import compression_of
 from regclient.api import RegistryClient
 
 DEFAULT_CONCURRENCY = 4
@@ -68,6 +74,14 @@ _ARCH = {
     "s390x": "s390x",
     "riscv64": "riscv64",
 }
+
+
+@dataclass(frozen=True)
+class _Follow:
+    """A layer's download, read along by its unpack (store/follow.py)."""
+
+    file: GrowingFile
+    started: asyncio.Event  # attached to its download, or given up: the unpack may start
 
 
 class PullError(Exception):
@@ -146,6 +160,9 @@ class Puller:
         self.store = store
         self.reporter: Reporter = reporter or NullReporter()
         self._semaphore = asyncio.Semaphore(concurrency)
+        self._unpacks: ThreadPoolExecutor | None = None
+        self._concurrency = concurrency
+        self._pulls = 0
         self.retries = retries
         self.backoff = backoff
 
@@ -155,9 +172,20 @@ class Puller:
         """`name`: record the image under it instead of `ref`'s (a mirror served `ref`)."""
         budget = UnpackBudget(self.caps or SizeCaps.from_env())
         lease = await asyncio.to_thread(self.store.leases.open)
+        # unpacks that follow their downloads; every one is finished or given up by the
+        # time _pull returns, so the shutdown waits only for unpacks already under way
+        # (shared by concurrent pulls of this Puller, shut down by the last one)
+        if self._unpacks is None:
+            self._unpacks = ThreadPoolExecutor(max(self._concurrency, 1), "pyreg-unpack")
+        pool = self._unpacks
+        self._pulls += 1
         try:
             return await self._pull(ref, platform, lease, budget, name)
         finally:
+            self._pulls -= 1
+            if self._pulls == 0:
+                self._unpacks = None
+                await asyncio.to_thread(pool.shutdown)
             lease.close()
 
     async def _pull(
@@ -241,9 +269,19 @@ class Puller:
         )
         # one task per distinct blob: images may repeat a layer (e.g. empty ones)
         tasks: dict[Digest, asyncio.Task[None]] = {}
+        # layers unpack from their downloads as they arrive (not when compression is sniffed:
+        # that seeks back); the config is never followed
+        follows = {
+            d.digest: _Follow(GrowingFile(), asyncio.Event())
+            for d in manifest.layers
+            if is_image and compression_of(d.media_type) in ("gzip", "zstd", "")
+        }
         for desc in (manifest.config, *manifest.layers):
             if desc.digest not in tasks:
-                tasks[desc.digest] = asyncio.create_task(self._fetch_blob(ref, desc, result))
+                follow = follows.get(desc.digest) if desc is not manifest.config else None
+                tasks[desc.digest] = asyncio.create_task(
+                    self._fetch_blob(ref, desc, result, follow)
+                )
         registrations: list[asyncio.Task[None]] = []
         try:
             await tasks[manifest.config.digest]  # the config: needed for the diff_ids
@@ -263,19 +301,26 @@ class Puller:
             parents: list[Digest | None] = [None, *chains[:-1]]
             # each layer unpacks as soon as its blob is in; the graph does not need the
             # parent registered first, so layers unpack side by side
-            registrations = [
-                asyncio.create_task(
-                    self._register(tasks[layer.digest], parent, diff_id, chain, layer, budget)
+            registrations = []
+            for layer, diff_id, chain, parent in zip(
+                manifest.layers, config.diff_ids, chains, parents, strict=True
+            ):
+                # one layer blob may appear twice: only its first registration follows it
+                follow = follows.pop(layer.digest, None)
+                registrations.append(
+                    asyncio.create_task(
+                        self._register(
+                            tasks[layer.digest], parent, diff_id, chain, layer, budget, follow
+                        )
+                    )
                 )
-                for layer, diff_id, chain, parent in zip(
-                    manifest.layers, config.diff_ids, chains, parents, strict=True
-                )
-            ]
             await asyncio.gather(*registrations)
             return chains
         except ManifestError as exc:
             raise PullError(f"{ref}: {exc}") from None
         finally:
+            for unused in follows.values():
+                unused.file.abandon()  # not followed by a registration (none, or a repeat)
             # on failure, stop the rest (a layer already unpacking in a thread finishes)
             pending = [*tasks.values(), *registrations]
             for task in pending:
@@ -290,24 +335,67 @@ class Puller:
         chain: Digest,
         layer: Descriptor,
         budget: UnpackBudget,
+        follow: _Follow | None = None,
     ) -> None:
+        if follow is not None and self.store.layers.get(chain) is None:
+            await follow.started.wait()  # no thread waits for a download still queued
+            try:
+                await self._register_from(parent, diff_id, layer, budget, follow.file)
+            except Abandoned:
+                pass  # the download was retried, reset or failed: see below
+            else:
+                await asyncio.shield(download)
+                return
+        elif follow is not None:
+            follow.file.abandon()
         await asyncio.shield(download)  # shared by repeated layers: do not cancel it here
         if self.store.layers.get(chain) is None:
-            try:
-                await asyncio.to_thread(
-                    self.store.layers.register,
-                    parent,
-                    diff_id,
-                    layer.digest,
-                    layer.media_type,
-                    budget,
-                )
-            except SizeCapExceeded as exc:  # names the layer itself
-                raise PullError(str(exc)) from exc
-            except StoreError as exc:  # bad compression, diffID mismatch, unsafe tar entry
-                raise PullError(f"layer {layer.digest}: {exc}") from exc
+            await self._register_from(parent, diff_id, layer, budget, None)
 
-    async def _fetch_blob(self, ref: Reference, desc: Descriptor, result: PullResult) -> None:
+    async def _register_from(
+        self,
+        parent: Digest | None,
+        diff_id: Digest,
+        layer: Descriptor,
+        budget: UnpackBudget,
+        follow: GrowingFile | None,
+    ) -> None:
+        register = functools.partial(
+            self.store.layers.register,
+            parent,
+            diff_id,
+            layer.digest,
+            layer.media_type,
+            budget,
+            follow,
+        )
+        try:
+            if follow is None:
+                await asyncio.to_thread(register)
+            else:
+                # its own threads: one waiting for its download must not hold up the default
+                # pool, which the downloads' ingest opens and commits need
+                await asyncio.get_running_loop().run_in_executor(self._unpacks, register)
+        except SizeCapExceeded as exc:  # names the layer itself
+            raise PullError(str(exc)) from exc
+        except Abandoned:
+            raise
+        except StoreError as exc:  # bad compression, diffID mismatch, unsafe tar entry
+            raise PullError(f"layer {layer.digest}: {exc}") from exc
+
+    async def _fetch_blob(
+        self, ref: Reference, desc: Descriptor, result: PullResult, follow: _Follow | None
+    ) -> None:
+        try:
+            await self._fetch_blob_once(ref, desc, result, follow)
+        finally:
+            if follow is not None:  # a no-op once the download finished it
+                follow.file.abandon()
+                follow.started.set()
+
+    async def _fetch_blob_once(
+        self, ref: Reference, desc: Descriptor, result: PullResult, follow: _Follow | None
+    ) -> None:
         content = self.store.content
         if content.has(desc.digest):
             result.existing.append(desc.digest)
@@ -318,13 +406,15 @@ class Puller:
             attempt = 0
             while True:
                 try:
-                    await self._download(source, result)
+                    await self._download(source, result, follow)
                     break
                 except (*RESUMABLE, DigestMismatch) as exc:
                     # a mismatch discarded the partial: the next try starts from 0 (and
                     # skips a foreign URL that served those bytes)
                     if isinstance(exc, DigestMismatch):
                         source.refused(str(exc))
+                    if follow is not None:
+                        follow.file.abandon()  # unpacked from the stored blob instead
                     attempt += 1
                     if attempt > self.retries:
                         raise PullError(f"download of {desc.digest} failed: {exc}") from exc
@@ -333,24 +423,37 @@ class Puller:
         result.downloaded.append(desc.digest)
         self.reporter.finish(desc.digest, "Pull complete")
 
-    async def _download(self, source: foreign.LayerSource, result: PullResult) -> None:
-        """Download the rest of one blob into its ingest, counting the bytes received."""
+    async def _download(
+        self, source: foreign.LayerSource, result: PullResult, follow: _Follow | None
+    ) -> None:
+        """Download the rest of one blob into its ingest, counting the bytes received; a
+        `follow` reads along (from the partial file) and ends once the blob is committed."""
         desc = source.desc
         ingest = await asyncio.to_thread(self.store.content.ingest, desc.digest, desc.size)
         try:
             offset = ingest.offset
+            if follow is not None:
+                if offset < desc.size:  # else stored already, or complete: nothing to follow
+                    follow.file.attach(ingest.partial, offset)
+                follow.started.set()
             self.reporter.start(desc.digest, desc.size, "Downloading")
             if offset < desc.size:
                 async with source.open(offset) as response:
                     if offset and not _resumes_at(response, offset):
+                        if follow is not None:
+                            follow.file.abandon()  # it read bytes that are now rewritten
                         ingest.reset()  # the server sent the whole blob again
                         offset = 0
                     self.reporter.advance(desc.digest, offset)
                     async for chunk in response.aiter_bytes():
                         ingest.write(chunk)
+                        if follow is not None:
+                            follow.file.grew(ingest.offset)
                         result.bytes_downloaded += len(chunk)
                         self.reporter.advance(desc.digest, len(chunk))
             await asyncio.to_thread(ingest.commit)
+            if follow is not None:
+                follow.file.finish()  # verified and stored: the reader may reach the end
         finally:
             ingest.close()  # keeps the partial for the next try or the next run
 

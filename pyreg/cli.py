@@ -3,9 +3,12 @@
 Each of those modules exposes `register(subparsers)`, adding its commands with a `func`
 default that takes the parsed namespace and returns an exit code.
 
-Start-up time matters for client commands (every `pyreg pull` pays it), so a client command
-imports only `puller.cli`: the server modules (starlette, PyJWT, cryptography, bcrypt, YAML)
-are imported only for their own commands, for `--help` and for unknown commands.
+Start-up time matters (every `pyreg pull` pays it), so a command imports only the module
+that registers it: the server modules (starlette, PyJWT, cryptography, bcrypt, YAML) only for
+their own commands. `pyreg --help`, `pyreg` alone
+and unknown commands list the commands from `COMMANDS` (name, one-line help, module) and
+import none of them; tests/pyreg/test_cli.py keeps that table equal to what the modules
+register.
 """
 
 from __future__ import annotations
@@ -29,6 +32,46 @@ SERVER_MODULES = (
     "registry.import_cli",
     "registry.policies.quota_cli",
 )
+
+# Every command's one-line help (as its module registers it) and the module registering it,
+# in `--help` order, so listing the commands imports none of them.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("registry.cli", "run the registry (OCI Distribution API v1.1)"),
+    "user": ("registry.auth.cli", "manage registry users (htpasswd, bcrypt)"),
+    "gc": (
+        "registry.gc_cli",
+        "delete blobs no manifest references (online: replicas may keep serving)",
+    ),
+    "import": ("registry.import_cli", "import a registry:2 (distribution) filesystem storage tree"),
+    "quota": (
+        "registry.policies.quota_cli",
+        "show the storage used per quota namespace (policies.quotas)",
+    ),
+    "login": ("puller.cli", "Log in to a registry; stores credentials in docker's config.json"),
+    "logout": ("puller.cli", "Remove a registry's credentials from docker's config.json"),
+    "pull": ("puller.cli", "Pull an image into the local store"),
+    "push": ("puller.cli", "Push a local image to its registry"),
+    "copy": ("puller.cli", "Copy an image from one registry/repository to another"),
+    "images": ("puller.cli", "List local images"),
+    "tag": ("puller.cli", "Give a local image another name"),
+    "rmi": ("puller.cli", "Remove local image names (content goes with `prune`)"),
+    "inspect": ("puller.cli", "Show an image's manifest and config as JSON"),
+    "unpack": ("puller.cli", "Assemble a local image's root filesystem into DIR"),
+    "load": ("puller.cli", "Load images from an OCI layout (dir or tar) or a docker save tar"),
+    "save": ("puller.cli", "Save local images to an OCI image layout"),
+    "tags": ("puller.cli", "List a repository's tags on its registry"),
+    "catalog": ("puller.cli", "List a registry's repositories"),
+    "delete": ("puller.cli", "Delete a manifest (by tag or digest) on its registry"),
+    "prune": ("puller.cli", "Delete local blobs and layers no image name refers to"),
+    "run": ("runtime.cli", "Run a command in a new container (on runc)"),
+    "ps": ("runtime.cli", "List containers"),
+    "logs": ("runtime.cli", "Print a detached container's output"),
+    "stop": ("runtime.cli", "Stop containers (stop signal, then SIGKILL after -t seconds)"),
+    "kill": ("runtime.cli", "Send a signal (default SIGKILL) to containers"),
+    "rm": ("runtime.cli", "Remove containers"),
+    "exec": ("runtime.cli", "Run a command in a running container"),
+    "build": ("builder.cli", "Build an image from a Dockerfile (RUN steps on runc)"),
+}
 
 
 def _new_parser() -> tuple[
@@ -60,18 +103,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def listing_parser() -> argparse.ArgumentParser:
+    """A parser that lists every command from `COMMANDS` and parses none of them: for
+    `--help`, `--version`, no command and unknown commands (argparse names the choices)."""
+    parser, sub = _new_parser()
+    for name, (_, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
 def parser_for(argv: Sequence[str]) -> argparse.ArgumentParser:
-    """A parser that can parse `argv`: only the client commands when `argv` names one."""
+    """A parser that can parse `argv`: with only the module of the command `argv` names,
+    else the listing."""
     command = next((a for a in argv if not a.startswith("-")), None)
-    if command is not None:
-        parser, sub = _new_parser()
-        _register(sub, CLIENT_MODULES)
-        if command in sub.choices:
-            return parser
-    return build_parser()
+    if command is None or command not in COMMANDS:
+        return listing_parser()
+    parser, sub = _new_parser()
+    _register(sub, (COMMANDS[command][0],))
+    return parser
+
+
+def _skip_trio() -> None:
+    """httpcore imports trio whenever it is installed (selenium, a test dependency, brings
+    it), to support trio event loops: ~0.3-0.5 s of CPU per `pyreg` run, half of a `pyreg
+    push`, for a loop pyreg never runs. A None entry makes that import fail, which httpcore
+    handles (`httpcore/_synchronization.py`). Only for real command-line runs: a process
+    calling `main(argv)` (the tests) may still want trio."""
+    sys.modules.setdefault("trio", None)  # type: ignore[arg-type]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:
+        _skip_trio()
     argv = sys.argv[1:] if argv is None else argv
     parser = parser_for(argv)
     args = parser.parse_args(argv)

@@ -21,13 +21,14 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 from ocispec.digest import Digest, DigestError
 from ocispec.models import chain_ids
 from puller.store._fs import force_rmtree, fsync_dir
 from puller.store.content import ContentStore
 from puller.store.errors import LayerError
+from puller.store.follow import Abandoned, GrowingFile
 from puller.store.limits import UnpackBudget
 from puller.store.locks import file_lock, try_lock
 from puller.store.unpack import compression_of, unpack_layer
@@ -107,13 +108,17 @@ class LayerGraph:
         blob: Digest,
         media_type: str,
         budget: UnpackBudget | None = None,
+        stream: GrowingFile | None = None,
     ) -> LayerRecord:
         """Unpack `blob` as the layer on top of `parent` (once); verify its diff_id.
 
         The blob must be in the content store (its digest was verified when it was written
         there). The parent need not be registered yet, so layers can be unpacked concurrently.
         `budget` caps the uncompressed size (a pull shares one across its layers); by default
-        the caps of the environment (limits.py).
+        the caps of the environment (limits.py). `stream`: unpack from the blob's download as
+        it arrives (follow.py) instead of the stored blob; it ends only once the blob is
+        verified and stored, and raises `Abandoned` (nothing registered, nothing counted)
+        when the download was interrupted.
         """
         if compression_of(media_type) is None:
             raise LayerError(f"not a layer media type: {media_type!r}")
@@ -121,7 +126,7 @@ class LayerGraph:
         existing = self.get(chain_id)
         if existing is not None:
             return existing
-        blob_path = self.content.path(blob)
+        blob_path = self.content.path(blob) if stream is None else self.content.blob_path(blob)
         with file_lock(self._lock(chain_id)):
             existing = self.get(chain_id)  # another process may have done it meanwhile
             if existing is not None:
@@ -133,14 +138,28 @@ class LayerGraph:
             try:
                 (tmp / "rootfs").mkdir()
                 os.chmod(tmp / "rootfs", 0o755)
-                meter = (budget or UnpackBudget()).meter(str(blob))
-                result = unpack_layer(blob_path, media_type, tmp / "rootfs", diff_id, meter)
+                budget = budget or UnpackBudget()
+                meter = budget.meter(str(blob))
+                counted = 0
+
+                def count(n: int) -> None:
+                    nonlocal counted
+                    counted += n
+                    meter(n)
+
+                try:
+                    raw = cast(BinaryIO, stream)  # read() is all a decompressor asks of it
+                    rootfs = tmp / "rootfs"
+                    result = unpack_layer(blob_path, media_type, rootfs, diff_id, count, raw)
+                except Abandoned:
+                    budget.refund(counted)  # unpacked again from the stored blob
+                    raise
                 record = LayerRecord(
                     chain_id=chain_id,
                     parent=parent,
                     diff_id=diff_id,
                     compressed_digest=blob,
-                    compressed_size=blob_path.stat().st_size,
+                    compressed_size=blob_path.stat().st_size if stream is None else stream.size,
                     media_type=media_type,
                     unpacked_dir=self._dir(chain_id) / "rootfs",
                     implicit_dirs=tuple(result.implicit_dirs),

@@ -83,6 +83,11 @@ class UnpackBudget:
         self.total = 0
         self._lock = threading.Lock()
 
+    def refund(self, n: int) -> None:
+        """Give back `n` bytes counted by an unpack that was abandoned (and is redone)."""
+        with self._lock:
+            self.total -= n
+
     def meter(self, layer: str) -> Callable[[int], None]:
         """A counter for one layer's uncompressed bytes; raises SizeCapExceeded past a cap."""
         seen = 0

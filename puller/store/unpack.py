@@ -9,6 +9,7 @@ diff_id the image config announced.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import posixpath
@@ -145,8 +146,12 @@ def unpack_layer(
     target: Path,
     diff_id: Digest | None,
     meter: Callable[[int], None] | None = None,
+    raw: BinaryIO | None = None,
 ) -> UnpackResult:
     """Unpack one layer blob into `target`, keeping whiteouts as empty marker files.
+
+    `raw`: read the blob from this stream instead of opening `blob` (a download being
+    followed, follow.py; not for media types whose compression is sniffed, which seeks).
 
     Raises LayerError (UnsafeEntry for escapes and sparse members, DigestMismatch-carrying
     LayerError when the diff_id differs, whatever `meter` raises when the uncompressed
@@ -159,8 +164,8 @@ def unpack_layer(
     applier.keep_access = not applier.as_root
     hardlinks: dict[str, str] = {}
     try:
-        with open(blob, "rb") as raw:
-            hashing = _HashingReader(decompressed(raw, media_type), meter)
+        with open(blob, "rb") if raw is None else contextlib.nullcontext(raw) as source:
+            hashing = _HashingReader(decompressed(source, media_type), meter)
             # bufsize: tarfile reads 10 KiB records by default, which starves the decompressor
             with tarfile.open(fileobj=hashing, mode="r|", bufsize=_CHUNK) as tf:  # type: ignore[call-overload]
                 for member in tf:

@@ -507,3 +507,32 @@ async def test_a_pull_whose_content_vanished_fails_loudly(
         with pytest.raises(PullError, match="vanished from the local store"):
             await Puller(client, store, checkpoint=remove).pull(ref)
     assert store.images.list() == {}
+
+
+@pytest.mark.interop
+async def test_a_layer_unpacks_while_its_blob_downloads(
+    docker_registry: DockerRegistry, store: GraphStore, tmp_path: Path
+) -> None:
+    """The unpack reads the partial file as it grows: the layer's first file is on disk
+    before the blob is complete; the layer is published only after the blob is verified."""
+    noise = bytes(range(256)) * 12_000  # 3 MB, trickled out at 1.5 MB/s: ~2 s
+    image = build_image([[file("first", b"early"), file("rest", noise)]], compression="")
+    await _seed(docker_registry, tmp_path, "slow/one:v1", image)
+    layer = image.layers[0]
+    chain = chain_ids(image.diff_ids)[0]
+    seen_early = False
+    with FlakyProxy(docker_registry.host, rate=1_500_000, cut_path=str(layer.digest)) as proxy:
+        ref = Reference.parse(f"{proxy.host}/slow/one:v1")
+        async with RegistryClient(ref.registry) as client:
+            task = asyncio.create_task(pull(client, store, ref))
+            while not task.done():
+                unpacking = list((store.root / "layers").glob(".tmp-*/rootfs/first"))
+                if unpacking and not store.content.has(layer.digest):
+                    seen_early = True
+                    assert store.layers.get(chain) is None  # not published before the blob
+                await asyncio.sleep(0.01)
+            await task
+    assert seen_early
+    record = store.layers.get(chain)
+    assert record is not None and record.compressed_size == len(layer.blob)
+    assert (record.unpacked_dir / "rest").read_bytes() == noise

@@ -194,3 +194,15 @@ def test_lazy_tls_transport_keeps_the_verify_setting() -> None:
     assert LazyTLSTransport().verify is True
     assert LazyTLSTransport(verify=False).verify is False
     assert not LazyTLSTransport().tls_built
+
+
+def test_responses_are_read_up_to_1_mib_at_a_time() -> None:
+    """httpcore's default is 64 KiB per read; each read costs a cancel scope, a timeout and
+    h11 events, ~30 % of a download's CPU (docs/performance.md)."""
+    import httpcore
+
+    from regclient.transport import RECEIVE_SIZE, _http_transport
+
+    _http_transport(False)  # what the clients' lazily built pools are made with
+    assert RECEIVE_SIZE == 1 << 20
+    assert httpcore.AsyncHTTP11Connection.READ_NUM_BYTES >= 1 << 20

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pyreg.cli import CLIENT_MODULES, SERVER_MODULES, build_parser, main, parser_for
+from pyreg.cli import CLIENT_MODULES, COMMANDS, SERVER_MODULES, build_parser, main, parser_for
 
 # What only the server needs; a client command importing any of these pays for nothing.
 SERVER_ONLY = ("starlette", "uvicorn", "jwt", "cryptography", "bcrypt", "yaml", "registry")
@@ -77,6 +77,55 @@ def test_help_and_unknown_commands_see_every_command(
         assert command in text
 
 
+def test_help_imports_no_command_module(tmp_path: Path) -> None:
+    """`pyreg --help` lists the commands from the table: not one of their modules (the
+    server's cost ~0.9 s of CPU), not even the client's HTTP stack."""
+    code = (
+        "import json, sys\n"
+        "from pyreg.cli import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code == 0, exc.code\n"
+        "names = {m.split('.')[0] for m, mod in sys.modules.items() if mod is not None}\n"
+        "print(json.dumps(sorted(names)))\n"
+    )
+    env = {**os.environ, "PYREG_HOME": str(tmp_path / "home")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    for command in ("serve", "gc", "user", "pull", "push", "build", "run"):
+        assert f"    {command}" in done.stdout
+    modules = set(json.loads(done.stdout.splitlines()[-1]))
+    assert not modules & {*SERVER_ONLY, *UNUSED, "httpx", "puller", "runtime", "builder"}
+
+
+def test_the_command_table_is_what_the_modules_register() -> None:
+    """Name, one-line help, order and module of every command, as `--help` lists them."""
+    import argparse
+    import importlib
+
+    registered: list[tuple[str, tuple[str, str]]] = []
+    for module in (*SERVER_MODULES, *CLIENT_MODULES):
+        sub = argparse.ArgumentParser().add_subparsers()
+        importlib.import_module(module).register(sub)
+        registered += [(a.dest, (module, str(a.help))) for a in sub._choices_actions]
+    assert registered == list(COMMANDS.items())
+
+
+@pytest.mark.parametrize("command", ["serve", "user", "pull"])
+def test_a_command_help_is_its_full_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    import argparse
+
+    full = build_parser()
+    sub = next(a for a in full._actions if isinstance(a, argparse._SubParsersAction))
+    assert capsys.readouterr().out == sub.choices[command].format_help()
+
+
 def _commands(parser: object) -> set[str]:
     import argparse
 
@@ -85,3 +134,25 @@ def _commands(parser: object) -> set[str]:
         if isinstance(action, argparse._SubParsersAction):
             return set(action.choices)
     return set()
+
+
+def test_a_command_line_run_does_not_import_trio(tmp_path: Path) -> None:
+    """httpcore imports trio when it is installed (~0.15 s of CPU per run); `pyreg` from the
+    command line makes that import fail. A request is made (to a closed port), so httpcore
+    is imported."""
+    import importlib.util
+
+    if importlib.util.find_spec("trio") is None:
+        pytest.skip("trio is not installed: nothing to keep out")
+    code = (
+        "import sys\n"
+        "sys.argv = ['pyreg', 'tags', '127.0.0.1:9/x', '--insecure']\n"
+        "from pyreg.cli import main\n"
+        "status = main()\n"
+        "print(status, 'httpcore' in sys.modules, sys.modules.get('trio') is not None)\n"
+    )
+    env = {**os.environ, "PYREG_HOME": str(tmp_path / "home")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.stdout.split() == ["1", "True", "False"], done.stdout + done.stderr
