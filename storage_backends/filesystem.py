@@ -19,7 +19,8 @@ small-object read or write, metadata and directory operation (a thread hop costs
 reading a link file, so one hop, not aiofiles' open/read/close three). Small objects and
 `batch` (many small operations, one hop) run in the backend's own pool (`_run`). An empty put
 over an empty object only sets its mtime: blob in-use marks are rewritten on every push.
-With `fsync=False` (setting `storage.fsync`) small objects and moves are not fsync'd.
+With `fsync=False` (setting `storage.fsync`) nothing is fsync'd: small objects, streams,
+multipart parts and joins, and moves.
 """
 
 from __future__ import annotations
@@ -288,14 +289,15 @@ class FilesystemBackend:
         tmp = self._tmp_name(target)
         try:
             written = await self._write_file(tmp, chunks)
-            await asyncio.to_thread(_replace_durably, tmp, target)
+            await asyncio.to_thread(_replace_durably, tmp, target, self.fsync)
         except BaseException:
             await asyncio.to_thread(_unlink_quiet, tmp)
             raise
         return written
 
     async def _write_file(self, dest: Path, chunks: AsyncIterable[bytes]) -> int:
-        """Create `dest` (and its directory), write `chunks` coalesced into MiB writes, fsync."""
+        """Create `dest` (and its directory), write `chunks` coalesced into MiB writes, fsync
+        (unless the backend was opened with `fsync=False`)."""
         written = 0
         raw = await asyncio.to_thread(_in_dir, dest, lambda: open(dest, "xb"))
         try:
@@ -310,7 +312,7 @@ class FilesystemBackend:
                     await asyncio.to_thread(raw.write, pending)
                     pending = bytearray()
             # the last piece, flush and fsync in one hop: small uploads are mostly hops
-            await asyncio.to_thread(_finish_write, raw, pending)
+            await asyncio.to_thread(_finish_write, raw, pending, self.fsync)
         finally:
             raw.close()  # already flushed: no disk wait here
         return written
@@ -465,7 +467,7 @@ class FilesystemBackend:
             written = await self._write_file(tmp, chunks)
             if size is not None and written != size:
                 raise StorageError(f"part {number}: expected {size} bytes, got {written}")
-            st = await asyncio.to_thread(_replace_and_stat, tmp, part_file)
+            st = await asyncio.to_thread(_replace_and_stat, tmp, part_file, self.fsync)
         except BaseException:
             await asyncio.to_thread(_unlink_quiet, tmp)
             raise
@@ -503,12 +505,14 @@ class FilesystemBackend:
                         with open(part_file, "rb") as src:
                             _copy_all(src.fileno(), out.fileno())
                     out.flush()
-                    os.fsync(out.fileno())
+                    if self.fsync:
+                        os.fsync(out.fileno())
                 os.replace(tmp, target)
             except BaseException:
                 _unlink_quiet(tmp)
                 raise
-        _fsync_dir(target.parent)
+        if self.fsync:
+            _fsync_dir(target.parent)
         shutil.rmtree(directory, ignore_errors=True)
 
     @_guarded
@@ -715,11 +719,12 @@ def _refresh_empty(target: str | Path) -> bool:
     return True
 
 
-def _finish_write(f: BinaryIO, last: bytes | bytearray) -> None:
+def _finish_write(f: BinaryIO, last: bytes | bytearray, durable: bool = True) -> None:
     if last:
         f.write(last)
     f.flush()
-    os.fsync(f.fileno())
+    if durable:
+        os.fsync(f.fileno())
 
 
 def _create_session(directory: Path, target: str) -> None:
@@ -728,8 +733,8 @@ def _create_session(directory: Path, target: str) -> None:
         f.write(target)
 
 
-def _replace_and_stat(src: Path, dst: Path) -> os.stat_result:
-    _replace_durably(src, dst)
+def _replace_and_stat(src: Path, dst: Path, durable: bool = True) -> os.stat_result:
+    _replace_durably(src, dst, durable)
     return os.stat(dst)
 
 
@@ -743,9 +748,10 @@ def _fsync_dir(directory: str | Path) -> None:
         os.close(fd)
 
 
-def _replace_durably(src: Path, dst: Path) -> None:
+def _replace_durably(src: Path, dst: Path, durable: bool = True) -> None:
     os.replace(src, dst)
-    _fsync_dir(dst.parent)
+    if durable:
+        _fsync_dir(dst.parent)
 
 
 def _read_file(path: str | Path) -> bytes:

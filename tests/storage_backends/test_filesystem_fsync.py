@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
@@ -67,6 +67,42 @@ async def test_without_fsync_nothing_is_synced_and_all_is_there(
     other = FilesystemBackend(tmp_path)
     assert await other.get("a/b/link") == b"x" and await other.get("c/one") == b"1"
     await backend.close()
+
+
+async def _chunks(*pieces: bytes) -> AsyncIterator[bytes]:
+    for piece in pieces:
+        yield piece
+
+
+async def _streams_and_multipart(backend: FilesystemBackend) -> None:
+    await backend.put_stream("blobs/one", _chunks(b"a" * 10, b"b" * 10))
+    upload = await backend.multipart_create("blobs/two")
+    parts = [
+        await backend.multipart_upload_part("blobs/two", upload, n, _chunks(bytes([n]) * 5))
+        for n in (1, 2)
+    ]
+    await backend.multipart_complete("blobs/two", upload, parts)
+
+
+async def test_streams_and_multipart_follow_the_setting(tmp_path: Path, synced: list[str]) -> None:
+    """Blob data too: with the setting on, streamed objects, parts and their join are fsync'd
+    with their directories; off, none of them, and the objects read back whole."""
+    durable = FilesystemBackend(tmp_path / "on", fsync=True)
+    await durable.open()
+    await _streams_and_multipart(durable)
+    # the stream and the join fsync'd under their temp names, before their renames
+    assert len([c for c in synced if c.startswith(f"file:{tmp_path}/on/blobs/.tmp.")]) == 2
+    assert {c.split(":")[0] for c in synced} == {"file", "dir"}
+    assert synced.count(f"dir:{tmp_path}/on/blobs") >= 2  # the stream's rename and the join's
+    await durable.close()
+    synced.clear()
+    loose = FilesystemBackend(tmp_path / "off", fsync=False)
+    await loose.open()
+    await _streams_and_multipart(loose)
+    assert synced == []
+    assert await loose.get("blobs/one") == b"a" * 10 + b"b" * 10
+    assert await loose.get("blobs/two") == b"\x01" * 5 + b"\x02" * 5
+    await loose.close()
 
 
 def test_the_setting_reaches_the_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
