@@ -89,11 +89,9 @@ class Copier:
         try:
             await self.target.put_manifest(dst.repository, target, data, parsed.media_type)
         except RegistryError as exc:
-            kept = foreign.kept_as_reference(
-                [] if isinstance(parsed, Index) else parsed.layers, self.allow_nondistributable
-            )
-            if kept:
-                raise CopyError(foreign.refused_references(exc, sorted(kept, key=str))) from exc
+            hint = foreign.refusal_hint(exc, parsed, self.allow_nondistributable)
+            if hint is not None:
+                raise CopyError(hint) from exc
             raise
 
     async def _copy_blob(

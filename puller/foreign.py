@@ -34,7 +34,7 @@ import httpx
 
 from ocispec import mediatypes as mt
 from ocispec.digest import Digest
-from ocispec.models import Descriptor
+from ocispec.models import Descriptor, Index, Manifest
 from regclient.api import NotFound, RegistryClient
 
 NONDISTRIBUTABLE = frozenset(
@@ -57,6 +57,13 @@ def is_foreign(desc: Descriptor) -> bool:
 def kept_as_reference(layers: Sequence[Descriptor], allow: bool) -> set[Digest]:
     """Layers a push or copy leaves out (the manifest points at their `urls`)."""
     return set() if allow else {d.digest for d in layers if d.urls}
+
+
+def refusal_hint(exc: Exception, parsed: Manifest | Index, allow: bool) -> str | None:
+    """For a manifest PUT the registry refused: the message naming the foreign layers the
+    manifest left at their URLs (a likely reason), or None when it left none."""
+    kept = kept_as_reference([] if isinstance(parsed, Index) else parsed.layers, allow)
+    return refused_references(exc, sorted(kept, key=str)) if kept else None
 
 
 def refused_references(exc: Exception, kept: Sequence[Digest]) -> str:

@@ -161,11 +161,9 @@ class Pusher:
         try:
             await self.client.put_manifest(ref.repository, target, data, parsed.media_type)
         except RegistryError as exc:
-            kept = foreign.kept_as_reference(
-                [] if isinstance(parsed, Index) else parsed.layers, self.allow_nondistributable
-            )
-            if kept:
-                raise PushError(foreign.refused_references(exc, sorted(kept, key=str))) from exc
+            hint = foreign.refusal_hint(exc, parsed, self.allow_nondistributable)
+            if hint is not None:
+                raise PushError(hint) from exc
             raise
         held.append(digest)
 

@@ -86,6 +86,14 @@ MAX_RUNNING_HASHES = 10_000
 PIECE_SIZE = 1024 * 1024
 
 
+def _body_or_storage(exc: StorageError, counter: _Counter, length: int | None) -> Exception:
+    """What a storage error while a body streamed is: the storage's fault (an outage: 503,
+    whatever arrived), else the client's when the body's size was not the one announced."""
+    if not isinstance(exc, StorageUnavailable) and length is not None and counter.size != length:
+        return errors.SIZE_INVALID(f"Content-Length {length} but {counter.size} bytes arrived")
+    return exc
+
+
 class _Counter:
     """Counts (and optionally hashes) the bytes of a request body as they stream past.
 
@@ -251,14 +259,8 @@ class UploadStore:
                 new_parts, new_tail = await self._append_coalesced(state, counter)
             else:
                 new_parts, new_tail = await self._append_streamed(state, counter, length)
-        except StorageUnavailable:
-            raise  # the storage's fault, whatever arrived: 503, not the client's SIZE_INVALID
-        except StorageError:
-            if length is not None and counter.size != length:
-                raise errors.SIZE_INVALID(
-                    f"Content-Length {length} but {counter.size} bytes arrived"
-                ) from None
-            raise
+        except StorageError as exc:
+            raise _body_or_storage(exc, counter, length) from None
         if length is not None and counter.size != length:
             raise errors.SIZE_INVALID(f"Content-Length {length} but {counter.size} bytes arrived")
         old_tail = state.tail
@@ -400,14 +402,8 @@ class UploadStore:
         counter = _Counter(chunks, digest.algorithm)
         try:
             await backend.put_stream(data_path, counter)
-        except StorageUnavailable:
-            raise
-        except StorageError:
-            if length is not None and counter.size != length:
-                raise errors.SIZE_INVALID(
-                    f"Content-Length {length} but {counter.size} bytes arrived"
-                ) from None
-            raise
+        except StorageError as exc:
+            raise _body_or_storage(exc, counter, length) from None
         if length is not None and counter.size != length:
             # as append: nothing of it is kept, the session stays for a retry
             await backend.delete(data_path)
