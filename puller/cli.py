@@ -23,11 +23,8 @@ import httpx
 from ocispec.digest import Digest, DigestError, DigestMismatch
 from ocispec.models import ImageConfig, Index, ManifestError, Platform, chain_ids, parse_manifest
 from ocispec.reference import Reference, ReferenceError
-from puller import layout, messages
-from puller.copy import Copier, CopyError
 from puller.foreign import FLAG as NONDISTRIBUTABLE_FLAG
 from puller.foreign import ForeignLayerError
-from puller.mirrors import pull_image
 from puller.netopts import (
     NetOptions,
     add_authfile_argument,
@@ -35,11 +32,9 @@ from puller.netopts import (
     add_registries_conf_argument,
 )
 from puller.progress import NullReporter, PlainReporter, Reporter, RichReporter, human_size
-from puller.pull import PullError, choose_platform, host_platform_spec
 from puller.push import Pusher, PushError
-from puller.store import GraphStore, StoreError, assemble_rootfs, prune
+from puller.store import GraphStore, StoreError
 from puller.store.images import image_name
-from puller.store.limits import SizeCaps, parse_size
 from puller.tlsargs import tls_options
 from regclient import credentials
 from regclient.api import RegistryClient, RegistryError, Unauthorized, Unsupported
@@ -47,24 +42,36 @@ from regclient.auth import AuthError
 from regclient.credentials import Credentials, CredentialsError
 from regclient.tls import TLSConfigError
 
-EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
-    RegistryError,
-    AuthError,
-    CredentialsError,
-    PullError,
-    PushError,
-    CopyError,
-    StoreError,
-    ReferenceError,
-    DigestError,
-    DigestMismatch,
-    ManifestError,
-    httpx.HTTPError,
-    OSError,
-    ValueError,
-    TLSConfigError,
-    ForeignLayerError,
-)
+# Start-up time is part of every command (a third of a `pyreg push`): the modules only some
+# commands need (pull, copy, layouts, unpacking, mirrors, error messages) are imported by
+# those commands, not here. tests/puller/test_cli.py checks what `pyreg push` imports.
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """The failures printed as one line. Imported when a command fails: a command that did
+    not import a module cannot raise its errors."""
+    from puller.copy import CopyError
+    from puller.pull import PullError
+
+    return (
+        RegistryError,
+        AuthError,
+        CredentialsError,
+        PullError,
+        PushError,
+        CopyError,
+        StoreError,
+        ReferenceError,
+        DigestError,
+        DigestMismatch,
+        ManifestError,
+        httpx.HTTPError,
+        OSError,
+        ValueError,
+        TLSConfigError,
+        ForeignLayerError,
+    )
+
 
 T = TypeVar("T")
 Handler = Callable[[argparse.Namespace], int]
@@ -85,9 +92,13 @@ def _guard(handler: Handler, command: str = "") -> Handler:
             return handler(args)
         except CommandError as exc:
             return _fail(str(exc))
-        except EXPECTED_ERRORS as exc:
+        except Exception as exc:
+            if not isinstance(exc, _expected_errors()):
+                raise
             if getattr(args, "debug", False):
                 traceback.print_exc()
+            from puller import messages
+
             return _fail(messages.describe(exc, command, args))
 
     return run
@@ -195,6 +206,9 @@ def cmd_logout(args: argparse.Namespace) -> int:
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
+    from puller.mirrors import pull_image
+    from puller.store.limits import SizeCaps
+
     ref = _ref(args.reference)
     platform = Platform.parse(args.platform) if args.platform else None
     store = _store()
@@ -267,6 +281,8 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 
 def cmd_copy(args: argparse.Namespace) -> int:
+    from puller.copy import Copier
+
     src, dst = _ref(args.source), _ref(args.destination)
 
     async def body() -> Any:
@@ -311,6 +327,8 @@ def _local_digest(store: GraphStore, value: str) -> tuple[str, Digest]:
 def _load_image(
     store: GraphStore, digest: Digest, platform: Platform | None = None
 ) -> tuple[dict[str, Any], ImageConfig]:
+    from puller.pull import choose_platform, host_platform_spec
+
     parsed = parse_manifest(store.content.read_bytes(digest))
     if isinstance(parsed, Index):  # e.g. loaded from a layout: take the platform's image
         entry = choose_platform(parsed, platform or host_platform_spec())
@@ -429,6 +447,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_unpack(args: argparse.Namespace) -> int:
+    from puller.store.rootfs import assemble_rootfs
+
     store = _store()
     _, digest = _local_digest(store, args.reference)
     platform = Platform.parse(args.platform) if args.platform else None
@@ -451,6 +471,8 @@ def cmd_unpack(args: argparse.Namespace) -> int:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
+    from puller import layout
+
     names = layout.load(_store(), Path(args.input), args.repository)
     for name in names:
         print(f"Loaded image: {name}")
@@ -458,6 +480,8 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 
 def cmd_save(args: argparse.Namespace) -> int:
+    from puller import layout
+
     store = _store()
     names = [_local_digest(store, value)[0] for value in args.images]
     layout.save(store, names, Path(args.output))
@@ -467,6 +491,8 @@ def cmd_save(args: argparse.Namespace) -> int:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
+    from puller.store.gc import prune
+
     report = prune(_store())
     partials = f" and {report.partials} abandoned partial downloads" if report.partials else ""
     print(
@@ -528,6 +554,8 @@ def _authfile(p: argparse.ArgumentParser) -> None:
 
 
 def _size(value: str) -> int:
+    from puller.store.limits import parse_size
+
     try:
         return parse_size(value)
     except ValueError as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ocispec.digest import Digest
 from puller.store.content import ContentStore, Ingest
 from puller.store.errors import LayerError, NotInStore, StoreError
 from puller.store.gc import PruneReport, prune
@@ -15,7 +16,6 @@ from puller.store.holds import Holds
 from puller.store.images import ImageIndex
 from puller.store.layers import LayerGraph, LayerRecord
 from puller.store.leases import Lease, Leases
-from puller.store.rootfs import assemble_rootfs
 from puller.store.sources import BlobSources
 
 
@@ -47,6 +47,13 @@ class GraphStore:
     @classmethod
     def default(cls) -> GraphStore:
         return cls(default_root())
+
+
+def assemble_rootfs(store: GraphStore, chain_ids: list[Digest], target: Path) -> None:
+    """rootfs.py's, imported when called: opening the store needs no tar handling."""
+    from puller.store.rootfs import assemble_rootfs as assemble
+
+    assemble(store, chain_ids, target)
 
 
 __all__ = [

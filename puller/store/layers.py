@@ -31,7 +31,6 @@ from puller.store.errors import LayerError
 from puller.store.follow import Abandoned, GrowingFile
 from puller.store.limits import UnpackBudget
 from puller.store.locks import file_lock, try_lock
-from puller.store.unpack import compression_of, unpack_layer
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +119,10 @@ class LayerGraph:
         verified and stored, and raises `Abandoned` (nothing registered, nothing counted)
         when the download was interrupted.
         """
+        # here, not at the top: a push or `pyreg images` opens the store but unpacks nothing
+        # (tarfile, gzip, zstandard: tests/puller/test_cli.py)
+        from puller.store.unpack import compression_of, unpack_layer
+
         if compression_of(media_type) is None:
             raise LayerError(f"not a layer media type: {media_type!r}")
         chain_id = chain_id_of(parent, diff_id)

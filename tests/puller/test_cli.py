@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import stat
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -419,3 +421,39 @@ def test_pull_stops_at_the_size_caps(
     assert fresh.images.list() == {} and fresh.layers.list() == []
     code, _, err = run(capsys, "pull", "-q", "--max-layer-size", "4M", "--max-pull-size", "7M", ref)
     assert code == 0, err
+
+
+# What only other commands need: pulling, copying, layouts, unpacking (tar, gzip), mirrors.
+NOT_FOR_PUSH = (
+    "puller.pull",
+    "puller.mirrors",
+    "puller.copy",
+    "puller.layout",
+    "puller.store.unpack",
+    "puller.store.tarsafe",
+    "puller.store.rootfs",
+    "regclient.registries_conf",
+    "tarfile",
+    "gzip",
+)
+
+
+def test_push_imports_only_what_a_push_needs(
+    docker_registry: DockerRegistry, home: GraphStore, tmp_path: Path
+) -> None:
+    """Start-up is a third of a `pyreg push`: a real push, in a fresh interpreter, imports
+    none of the other commands' modules (docs/performance.md)."""
+    ref = f"{docker_registry.host}/cli/imports:v1"
+    put_image(home, str(Reference.parse(ref)), sample_image())
+    code = (
+        "import json, sys\n"
+        "from pyreg.cli import main\n"
+        f"status = main(['push', '-q', {ref!r}])\n"
+        f"print(json.dumps([status, [m for m in {NOT_FOR_PUSH!r} if m in sys.modules]]))\n"
+    )
+    env = {**os.environ, "PYREG_HOME": str(home.root), "DOCKER_CONFIG": str(tmp_path / "docker")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == [0, []]
