@@ -156,3 +156,27 @@ def test_a_command_line_run_does_not_import_trio(tmp_path: Path) -> None:
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
     )
     assert done.stdout.split() == ["1", "True", "False"], done.stdout + done.stderr
+
+
+def test_a_command_line_run_collects_garbage_while_the_command_runs(tmp_path: Path) -> None:
+    """The cyclic GC is off while `pyreg` imports the command's modules (start-up CPU), and
+    on again for the command itself: a pull or a push must not grow without bound."""
+    code = (
+        "import gc, sys\n"
+        "import puller.cli\n"
+        "seen = []\n"
+        "real = puller.cli.cmd_images\n"
+        "def spy(args):\n"
+        "    seen.append(gc.isenabled())\n"
+        "    return real(args)\n"
+        "puller.cli.cmd_images = spy\n"
+        "sys.argv = ['pyreg', 'images', '-q']\n"
+        "from pyreg.cli import main\n"
+        "status = main()\n"
+        "print(status, seen, gc.isenabled())\n"
+    )
+    env = {**os.environ, "PYREG_HOME": str(tmp_path / "home")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.split() == ["0", "[True]", "True"], done.stdout + done.stderr
