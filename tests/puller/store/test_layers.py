@@ -137,16 +137,17 @@ def test_delete(tmp_path: Path) -> None:
 def test_concurrent_register_unpacks_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import threading
 
-    import puller.store.layers as layers_module
+    # layers.py imports unpack_layer when it registers a layer (start-up of other commands)
+    import puller.store.unpack as unpack_module
 
     calls = []
-    real = layers_module.unpack_layer  # type: ignore[attr-defined]
+    real = unpack_module.unpack_layer
 
     def counting(*args: object, **kwargs: object) -> object:
         calls.append(1)
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(layers_module, "unpack_layer", counting)
+    monkeypatch.setattr(unpack_module, "unpack_layer", counting)
     store = GraphStore(tmp_path)
     layer = make_layer([file(f"f{i}", b"x" * 1000) for i in range(50)])
     store.content.write_bytes(layer.blob, layer.digest)
