@@ -190,6 +190,14 @@ class PyregClient:
         if missing:
             raise PeerUnavailable(f"pyreg client commands not available yet: {missing}")
         self.argv = [sys.executable, "-m", "pyreg"]
+        # An installed pyreg has its bytecode compiled (pip does it); a checkout run with
+        # PYTHONDONTWRITEBYTECODE would compile ~50 modules on every command and measure that.
+        root = Path(__file__).resolve().parents[1]
+        packages = [str(root / p) for p in ("pyreg", "puller", "regclient", "ocispec")]
+        subprocess.run(
+            [sys.executable, "-m", "compileall", "-q", *packages],
+            capture_output=True, timeout=300, check=False,
+        )  # fmt: skip
 
     def _env(self, home: Path) -> dict[str, str]:
         return {**os.environ, "PYREG_HOME": str(home), "DOCKER_CONFIG": str(home / "docker")}
