@@ -180,3 +180,15 @@ def test_a_command_line_run_collects_garbage_while_the_command_runs(tmp_path: Pa
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
     )
     assert done.stdout.split() == ["0", "[True]", "True"], done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("module", [*SERVER_MODULES, *CLIENT_MODULES])
+def test_each_command_module_imports_on_its_own(module: str) -> None:
+    """`pyreg COMMAND` imports only its command's module, first, in a fresh interpreter: an
+    import cycle hidden by another module imported before it (as in one test process) breaks
+    the command for real (`pyreg gc` once failed so)."""
+    done = subprocess.run(
+        [sys.executable, "-c", f"import {module}"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
