@@ -4,12 +4,13 @@ route templates, content counters and audit lines."""
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
 
-from registry.observe.middleware import BLOB, MANIFEST, UPLOAD, UPLOAD_STARTS
+from registry.observe.middleware import BLOB, MANIFEST, UPLOAD, UPLOAD_STARTS, request_id
 from registry.settings import Settings
 from tests.registry.helpers import digest_of, push_blob, push_image, put_manifest
 from tests.registry.observe.conftest import AppClient
@@ -33,6 +34,21 @@ async def test_request_id_is_made_returned_and_taken_when_sane(app_client: AppCl
     for bad in ("has space", "x" * 200, "new\\nline", "-leading"):
         answered = (await client.get("/v2/", headers={"X-Request-ID": bad})).headers
         assert answered["x-request-id"] != bad and len(answered["x-request-id"]) == 32
+
+
+def test_a_forked_worker_makes_other_request_ids_than_its_parent() -> None:
+    # made ids come from a seeded generator: a child must not replay its parent's sequence
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write, request_id({"headers": []}).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    mine = request_id({"headers": []})
+    assert len(child) == len(mine) == 32 and child != mine
 
 
 async def test_access_line_has_every_field(
@@ -95,6 +111,29 @@ async def test_request_metrics_use_route_templates(app_client: AppClient) -> Non
         if (route := s.labels.get("route")) is not None
     }
     assert not any("one" in r or "three" in r for r in exposed), exposed
+
+
+async def test_each_status_of_a_route_is_its_own_series_and_byte_series_wait_for_bytes(
+    app_client: AppClient,
+) -> None:
+    # the middleware keeps the labelled children per (method, route, status)
+    client = await app_client()
+    missing = {"method": "DELETE", "route": MANIFEST, "status": "404"}
+    gone = {"method": "DELETE", "route": MANIFEST, "status": "202"}
+    before_missing, before_gone = (
+        sample("pyreg_http_requests_total", **s) for s in (missing, gone)
+    )
+    data, _ = await push_image(client, "series/app")
+    assert (await put_manifest(client, "series/app", "v1", data)).status_code == 201
+    digest = digest_of(data)
+    assert (await client.delete(f"/v2/series/app/manifests/{digest}")).status_code == 202
+    assert (await client.delete(f"/v2/series/app/manifests/{digest}")).status_code == 404
+    assert (await client.delete(f"/v2/series/app/manifests/{digest}")).status_code == 404
+    assert sample("pyreg_http_requests_total", **gone) == before_gone + 1
+    assert sample("pyreg_http_requests_total", **missing) == before_missing + 2
+    # no request body on a DELETE: no received-bytes series for it (not even a 0)
+    labels = {"method": "DELETE", "route": MANIFEST}
+    assert REGISTRY.get_sample_value("pyreg_http_received_bytes_total", labels) is None
 
 
 async def test_odd_methods_share_one_label(app_client: AppClient) -> None:

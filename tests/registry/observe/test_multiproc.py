@@ -62,3 +62,37 @@ def test_an_operators_directory_is_kept(tmp_path: Path) -> None:
     out = _run(str(given))
     assert out["DIR"] == [str(given), "True", "True"]
     assert out["GONE"][0] == "True" and given.is_dir()
+
+
+FORK_SCRIPT = textwrap.dedent(
+    """
+    import os
+    from registry.observe import metrics
+
+    metrics.BLOBS_PUSHED.inc()
+    child = os.fork()
+    if child == 0:
+        metrics.BLOBS_PUSHED.inc()
+        os._exit(0)
+    os.waitpid(child, 0)
+    metrics.BLOBS_PUSHED.inc()
+    total = metrics.scrape_registry().get_sample_value("pyreg_blobs_pushed_total")
+    print("PIDS", os.getpid(), child)
+    print("TOTAL", total)
+    """
+)
+
+
+def test_a_forked_child_writes_its_own_files(tmp_path: Path) -> None:
+    # the pid is cached (no getpid per update), so the fork must still be noticed: a child
+    # writing into its parent's file would lose counts
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", FORK_SCRIPT], cwd=REPO_ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    out = {line.split()[0]: line.split()[1:] for line in done.stdout.splitlines()}
+    parent, child = out["PIDS"]
+    assert (tmp_path / f"counter_{parent}.db").is_file()
+    assert (tmp_path / f"counter_{child}.db").is_file()
+    assert out["TOTAL"] == ["3.0"]
