@@ -418,7 +418,10 @@ def test_pull_stops_at_the_size_caps(
     assert any(f"layer {layer.digest} " in err for layer in image.layers)
     code, _, err = run(capsys, "pull", "-q", "--max-layer-size", "4M", "--max-pull-size", "5M", ref)
     assert code == 1 and "pass 5 MiB uncompressed" in err and "--max-pull-size" in err
-    assert fresh.images.list() == {} and fresh.layers.list() == []
+    # no image; layers unpack side by side as they download, so one that fit may have been
+    # finished before the other passed the cap: it stays for the next pull (as docker keeps
+    # downloaded layers), but never both
+    assert fresh.images.list() == {} and len(fresh.layers.list()) <= 1
     code, _, err = run(capsys, "pull", "-q", "--max-layer-size", "4M", "--max-pull-size", "7M", ref)
     assert code == 0, err
 
