@@ -23,6 +23,7 @@ import httpx
 from ocispec.digest import Digest, DigestError, DigestMismatch
 from ocispec.models import ImageConfig, Index, ManifestError, Platform, chain_ids, parse_manifest
 from ocispec.reference import Reference, ReferenceError
+from ocispec.units import human_size
 from puller.foreign import FLAG as NONDISTRIBUTABLE_FLAG
 from puller.foreign import ForeignLayerError
 from puller.netopts import (
@@ -31,7 +32,7 @@ from puller.netopts import (
     add_network_arguments,
     add_registries_conf_argument,
 )
-from puller.progress import NullReporter, PlainReporter, Reporter, RichReporter, human_size
+from puller.progress import NullReporter, PlainReporter, Reporter, RichReporter
 from puller.push import Pusher, PushError
 from puller.store import GraphStore, StoreError
 from puller.store.images import image_name

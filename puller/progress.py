@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Protocol, TextIO
 
 from ocispec.digest import Digest
+from ocispec.units import human_size
 
 if TYPE_CHECKING:  # rich costs ~50 ms to import: only a RichReporter pays it (--quiet does not)
     from rich.console import Console
@@ -47,16 +48,6 @@ class NullReporter:
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         pass
-
-
-def human_size(n: int) -> str:
-    """Binary units everywhere the client shows a size: bars, plain lines and summaries."""
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
 
 
 class PlainReporter:

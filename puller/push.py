@@ -23,8 +23,9 @@ import httpx
 from ocispec.digest import Digest
 from ocispec.models import Descriptor, Index, Manifest, ManifestError, parse_manifest
 from ocispec.reference import Reference
+from ocispec.units import human_size
 from puller import foreign
-from puller.progress import NullReporter, Reporter, human_size
+from puller.progress import NullReporter, Reporter
 from puller.store import GraphStore, NotInStore
 from puller.store.images import image_name
 from regclient.api import (

@@ -10,7 +10,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from registry.ui.views import human_size
+from ocispec.units import human_size
 
 HERE = Path(__file__).parent
 ENV = Environment(

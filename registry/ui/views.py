@@ -230,12 +230,3 @@ async def tag_row(store: RegistryStore, name: str, tag: str) -> TagRow | None:
                 config = parse_config(data)
                 created, platforms = config.created, config.platform
     return TagRow(tag, view.digest, size, platforms, created)
-
-
-def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
