@@ -15,6 +15,7 @@ from bench import data
 from bench.backends import STORAGES, StorageSetup, storage_setup
 from bench.client_bench import ClientPlan, run_client_bench
 from bench.http_bench import BenchError, ServerPlan, run_server_bench
+from bench.lean_bench import run_lean_server_bench
 from bench.listing import fill, measure_listing
 from bench.proxy_bench import run_proxy_bench
 from bench.report import Report
@@ -58,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=8, metavar="N", help="requests (8)")
     p.add_argument(
         "--only", choices=("all", "server", "client", "proxy"), default="all", help="which part"
+    )
+    p.add_argument(
+        "--load",
+        choices=("lean", "httpx"),
+        default="lean",
+        help="server scenarios' load generator: a worker process on blocking sockets (lean, "
+        "cheap on CPU) or the in-process httpx client of earlier results (httpx)",
     )
     p.add_argument(
         "--registries",
@@ -202,7 +210,8 @@ def run(args: argparse.Namespace) -> Report:
                 )  # fmt: skip
                 print("server side", flush=True)
                 try:
-                    asyncio.run(run_server_bench(registries, plan, report))
+                    drive = run_lean_server_bench if args.load == "lean" else run_server_bench
+                    asyncio.run(drive(registries, plan, report))
                 except (BenchError, OSError) as exc:
                     report.skip(f"server bench stopped: {exc!r}")
                 if args.listing:

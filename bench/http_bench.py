@@ -1,4 +1,6 @@
-"""Server-side measurements: the same HTTP requests, from one httpx client, to each registry.
+"""Server-side measurements: the same HTTP requests, from one httpx client, to each registry
+(`--load httpx`; the default lean load generator is `bench.lean_bench`, which shares
+`interleaved` below).
 
 Every scenario works in a fresh repository per run, so no run profits from an earlier one.
 Large bodies go out as async iterators of 1 MiB pieces with an explicit Content-Length
@@ -12,6 +14,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import resource
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -233,31 +236,52 @@ def _manifest(config: tuple[str, bytes], layer: tuple[str, bytes], n: int) -> by
 Run = Callable[[httpx.AsyncClient, int], Awaitable[None]]
 
 
-async def _interleaved(
+@dataclass(frozen=True)
+class ClientCost:
+    """What a run cost the load generator: wall time and its own CPU (user+system)."""
+
+    seconds: float
+    cpu: float
+
+
+#: one run of a scenario on a registry; returns its cost when the load generator measured it
+#: itself (a worker process), None to have it measured here (wall time, and this process's CPU)
+RegistryRun = Callable[[RunningRegistry, int], Awaitable[ClientCost | None]]
+
+
+def own_cpu() -> float:
+    """This process's user+system CPU, all threads (the in-process httpx client's cost)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def interleaved(
     registries: Sequence[RunningRegistry],
-    clients: dict[str, httpx.AsyncClient],
-    plan: ServerPlan,
+    repeat: int,
     report: Report,
     scenario: str,
-    run: Run,
+    run: RegistryRun,
     bytes_: int = 0,
     ops: int = 0,
+    errors: tuple[type[BaseException], ...] = (BenchError,),
 ) -> None:
-    """Run `scenario` `plan.repeat` times on each registry, alternating registries run by run,
+    """Run `scenario` `repeat` times on each registry, alternating registries run by run,
     so that a change in the machine's load hits both alike. Also records the server's CPU
-    time per run, which other load on the machine barely disturbs."""
+    time per run, which other load on the machine barely disturbs, and the load generator's."""
     seconds: dict[str, list[float]] = {r.name: [] for r in registries}
     cpu: dict[str, list[float]] = {r.name: [] for r in registries}
+    client_cpu: dict[str, list[float]] = {r.name: [] for r in registries}
     failed: set[str] = set()
-    for i in range(plan.repeat):
+    for i in range(repeat):
         for registry in registries:
             if registry.name in failed:
                 continue
             cpu_before = tree_cpu(registry.pid)
+            own_before = own_cpu()
             start = time.perf_counter()
             try:
-                await run(clients[registry.name], i)
-            except (BenchError, httpx.HTTPError) as exc:
+                cost = await run(registry, i)
+            except errors as exc:
                 failed.add(registry.name)
                 # The server's own account of the failure, before its temp dir goes away.
                 report.skip(
@@ -265,19 +289,22 @@ async def _interleaved(
                     f"    {registry.name} log tail:\n{log_tail(registry.log_path, 40)}"
                 )
                 continue
-            seconds[registry.name].append(time.perf_counter() - start)
+            if cost is None:
+                cost = ClientCost(time.perf_counter() - start, own_cpu() - own_before)
+            seconds[registry.name].append(cost.seconds)
             cpu[registry.name].append(tree_cpu(registry.pid) - cpu_before)
+            client_cpu[registry.name].append(cost.cpu)
     for registry in registries:
         if registry.name in failed:
             continue
         m = Measurement(
             "server", scenario, registry.name, seconds[registry.name], bytes=bytes_, ops=ops,
-            cpu=cpu[registry.name],
+            cpu=cpu[registry.name], client_cpu=client_cpu[registry.name],
         )  # fmt: skip
         report.add(m)
         print(
             f"  {registry.name:<10} {scenario:<38} {m.median:8.3f} s {m.rate()}"
-            f"  (server CPU {m.cpu_median:.3f} s)",
+            f"  (server CPU {m.cpu_median:.3f} s, load generator {m.client_cpu_median:.3f} s)",
             flush=True,
         )
 
@@ -304,7 +331,13 @@ async def run_server_bench(
         }
 
         async def measure(scenario: str, run: Run, bytes_: int = 0, ops: int = 0) -> None:
-            await _interleaved(registries, clients, plan, report, scenario, run, bytes_, ops)
+            async def on(registry: RunningRegistry, i: int) -> None:
+                await run(clients[registry.name], i)
+
+            await interleaved(
+                registries, plan.repeat, report, scenario, on, bytes_, ops,
+                (BenchError, httpx.HTTPError),
+            )  # fmt: skip
 
         blob = plan.blob
         size_label = f"{blob.size // MIB} MiB"

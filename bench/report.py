@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shutil
 import statistics
@@ -29,6 +30,9 @@ class Measurement:
     cpu: list[float] = field(default_factory=list)
     # storage requests per operation (S3 requests counted at the gateway), when measured
     storage_requests: float | None = None
+    # CPU seconds per run of the load generator (group "server"): its worker process, or the
+    # bench process itself for the in-process httpx client
+    client_cpu: list[float] = field(default_factory=list)
 
     @property
     def median(self) -> float:
@@ -37,6 +41,10 @@ class Measurement:
     @property
     def cpu_median(self) -> float:
         return statistics.median(self.cpu) if self.cpu else 0.0
+
+    @property
+    def client_cpu_median(self) -> float:
+        return statistics.median(self.client_cpu) if self.client_cpu else 0.0
 
     def rate(self) -> str:
         if self.bytes:
@@ -81,6 +89,8 @@ class Report:
     memory: list[MemoryReading] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.time)
+    #: the machine's 1/5/15-minute load averages when the run started (it is shared)
+    load_average: tuple[float, ...] = field(default_factory=os.getloadavg)
 
     def add(self, measurement: Measurement) -> None:
         self.measurements.append(measurement)
@@ -106,6 +116,7 @@ class Report:
             },
             "versions": _versions(),
             "options": self.options,
+            "load_average": {"start": self.load_average, "end": os.getloadavg()},
             "measurements": [{**asdict(m), "median": m.median} for m in self.measurements],
             "memory": [asdict(r) for r in self.memory],
             "skipped": self.skipped,
@@ -130,11 +141,15 @@ class Report:
             if not rows:
                 continue
             whose = "server's" if group == "server" else "client command's"
+            if group == "server":
+                whose += "; load gen CPU s = the load generator's"
             lines.append(
                 f"\n{title} (median of runs; ratio = {subject[group]} / peer; CPU s = the {whose}"
                 " user+system CPU time)"
             )
             cpu_head = f" {'CPU s':>9} {'ratio':>7}"
+            if group == "server":
+                cpu_head += f" {'load gen CPU s':>14}"
             lines.append(
                 f"{'scenario':<38} {'peer':<22} {'seconds':>9} {'rate':>14} {'ratio':>7}{cpu_head}"
             )
@@ -148,6 +163,8 @@ class Report:
                     if ours is not None and m is not ours and m.cpu_median > 0:
                         cpu_ratio = f"{ours.cpu_median / m.cpu_median:7.2f}"
                     cpu = f" {m.cpu_median:9.3f} {cpu_ratio:>7}"
+                    if group == "server":
+                        cpu += f" {m.client_cpu_median:14.3f}" if m.client_cpu else " " * 15
                     per_op = ""
                     if m.storage_requests is not None:
                         per_op = f"  S3 req/op {m.storage_requests:.1f}"
