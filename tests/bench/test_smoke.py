@@ -57,6 +57,24 @@ def test_bench_runs_end_to_end(tmp_path: Path) -> None:
         assert {("cached", "through-cache"), ("cached", "local-repo")} <= proxy
     assert all(m["median"] > 0 for m in written["measurements"])
     assert "ratio" in result.stdout
+    assert written["options"]["load"] == "lean"  # the default
+    assert all(len(m["client_cpu"]) == 1 for m in written["measurements"] if m["group"] == "server")
+
+
+@pytest.mark.slow
+def test_the_server_part_still_runs_with_the_httpx_client(tmp_path: Path) -> None:
+    # the lean generator (the default) runs in the test above and in test_lean.py
+    result = _bench(tmp_path, "--only", "server", "--registries", "pyreg", "--load", "httpx")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (path,) = tmp_path.glob("bench-*.json")
+    written = json.loads(path.read_text())
+    assert written["options"]["load"] == "httpx"
+    assert len(written["load_average"]["start"]) == 3
+    rows = written["measurements"]
+    assert len({m["scenario"] for m in rows}) == 9, written["skipped"]
+    # the load generator's CPU per run, next to the server's
+    assert all(len(m["client_cpu"]) == 1 and m["client_cpu"][0] >= 0 for m in rows)
+    assert "load gen CPU s" in result.stdout
 
 
 def test_a_plan_over_the_traffic_limit_is_refused(tmp_path: Path) -> None:
