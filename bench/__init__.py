@@ -5,8 +5,9 @@
 dir, generates the data once, and measures on it:
 
 - server side (`bench.http_bench`): monolithic and chunked push of a large blob, its pull,
-  many small blobs, manifest push/pull rate, tag listing, with one httpx client streaming
-  1 MiB pieces;
+  many small blobs, manifest push/pull rate, tag listing, sent by the lean load generator
+  (`bench.lean`, a worker process on blocking sockets) or, with `--load httpx`, by one httpx
+  client streaming 1 MiB pieces;
 - client side (`bench.client_bench`): push and pull of a generated multi-layer image with
   `pyreg`, `skopeo` and `podman`;
 - server memory (`bench.rss`): peak RSS of each registry's process tree during the large blob.
