@@ -25,6 +25,7 @@ import json
 import os
 from typing import Any
 
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from registry import errors
@@ -144,6 +145,37 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             return
         if not self.transport.is_closing():
             self.data_received(data[room:])
+
+    # -- the body ----------------------------------------------------------------------------
+
+    def on_body(self, body: bytes) -> None:
+        """uvicorn's `on_body`, handing the bytes the parser made to the app as they are.
+
+        uvicorn appends each piece to a bytearray and `receive()` copies that into bytes
+        again: two copies of every byte on the event loop, the bottleneck of a large push
+        (profile in docs/performance.md). Here a piece arriving into an empty buffer is kept
+        as is (`receive()`'s `bytes(body)` returns a bytes object itself, uncopied); a piece
+        arriving while the app has not taken the last one is joined as uvicorn does. Reading
+        pauses above uvicorn's HIGH_WATER_LIMIT (64 KiB) as before: a socket read (256 KiB
+        with uvloop) then is one receive, so the join is rare.
+
+        Relies on uvicorn's RequestResponseCycle (`body`, `message_event`, `response_complete`,
+        `receive()` returning `bytes(body)` and resetting it) and FlowControl, as in uvicorn
+        0.47-0.54; tests/registry/test_http_limits.py fails when they change."""
+        cycle = self.cycle
+        if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
+            return
+        held: bytes | bytearray = cycle.body
+        if not held:
+            held = body  # read as bytes(body): no copy
+        else:  # the app has not taken the last piece: uvicorn's bytearray, one piece for it
+            if isinstance(held, bytes):
+                held = bytearray(held)
+            held += body
+        cycle.body = held  # type: ignore[assignment]
+        if len(held) > HIGH_WATER_LIMIT:
+            self.flow.pause_reading()
+        cycle.message_event.set()
 
     def _refuse(self, error: errors.RegistryError) -> None:
         self._refused = True

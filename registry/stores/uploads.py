@@ -20,13 +20,14 @@ skips re-reading (hashlib objects cannot be persisted between requests).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import asdict, dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from ocispec.digest import ALGORITHMS, Digest, DigestMismatch, Verifier
 from registry import errors
@@ -94,13 +95,21 @@ def _body_or_storage(exc: StorageError, counter: _Counter, length: int | None) -
     return exc
 
 
+#: pieces of a body the reader may hold ahead of storage (memory per request: about this many
+#: PIECE_SIZE pieces, plus the one being filled and what uvicorn buffers)
+READ_AHEAD = 2
+
+
 class _Counter:
     """Counts (and optionally hashes) the bytes of a request body as they stream past.
 
-    The body arrives in ~64 KiB pieces; they are coalesced into PIECE_SIZE buffers (the one
-    copy storage made anyway) and a full buffer is hashed in a worker thread while storage
-    writes it in another: hashlib releases the GIL, so the event loop keeps receiving
-    instead of spending a third of its time in sha256 (profile in docs/performance.md)."""
+    The body arrives in pieces of up to a few hundred KiB (uvicorn's receive messages). They
+    are collected, not copied, until PIECE_SIZE bytes are there; one worker-thread hop then
+    joins them into one buffer and hashes it (both release the GIL), and storage writes it.
+    The event loop (the bottleneck of a large push: it reads the socket and runs uvicorn's
+    parser) does no copy and no sha256 of its own. A body larger than one piece is read by a
+    task of its own, up to READ_AHEAD pieces ahead, so receiving goes on while a piece is
+    hashed and written (profile and numbers in docs/performance.md)."""
 
     def __init__(
         self, chunks: AsyncIterable[bytes], algorithm: str | None, running: Any = None
@@ -113,39 +122,63 @@ class _Counter:
         )
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        hashing: asyncio.Future[None] | None = None
-        pending = bytearray()
+        chunks = aiter(self._chunks)
+        first, filled = await self._collect(chunks)
+        if not filled:
+            # the whole body in less than a piece (every small blob): no task, no thread hop
+            if first:
+                yield self._joined(first)
+            return
+        queue: asyncio.Queue[list[bytes] | BaseException | None] = asyncio.Queue(READ_AHEAD)
+        reader = asyncio.create_task(self._read_ahead(chunks, queue))
         try:
-            async for chunk in self._chunks:
-                if not chunk:
-                    continue
-                self.size += len(chunk)
-                pending += chunk
-                if len(pending) < PIECE_SIZE:
-                    continue
-                # handed over as is, never touched again: no second copy
-                piece, pending = pending, bytearray()
-                if self.hash is not None:
-                    if hashing is not None:
-                        await hashing  # updates stay in order
-                    hashing = asyncio.ensure_future(asyncio.to_thread(self.hash.update, piece))
-                yield _as_bytes(piece)
-            if hashing is not None:
-                await hashing
-                hashing = None
-            if pending:
-                if self.hash is not None:
-                    self.hash.update(pending)
-                yield _as_bytes(pending)
+            parts: list[bytes] | BaseException | None = first
+            while parts is not None:
+                if isinstance(parts, BaseException):
+                    raise parts
+                if parts:
+                    yield await asyncio.to_thread(self._joined, parts)
+                parts = await queue.get()
         finally:
-            if hashing is not None and not hashing.done():
-                hashing.cancel()
+            if not reader.done():
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
 
+    async def _collect(self, chunks: AsyncIterator[bytes]) -> tuple[list[bytes], bool]:
+        """The next piece's chunks; True when it is full (more may follow)."""
+        parts: list[bytes] = []
+        collected = 0
+        async for chunk in chunks:
+            if not chunk:
+                continue
+            self.size += len(chunk)
+            parts.append(chunk)
+            collected += len(chunk)
+            if collected >= PIECE_SIZE:
+                return parts, True
+        return parts, False
 
-def _as_bytes(buffer: bytearray) -> bytes:
-    """A buffer nobody writes to again, passed where bytes are expected: storage only reads
-    it (file writes, hashlib, joins), and a bytes() copy would cost what coalescing saved."""
-    return cast(bytes, buffer)
+    async def _read_ahead(
+        self,
+        chunks: AsyncIterator[bytes],
+        queue: asyncio.Queue[list[bytes] | BaseException | None],
+    ) -> None:
+        try:
+            filled = True
+            while filled:
+                parts, filled = await self._collect(chunks)
+                await queue.put(parts)
+            await queue.put(None)
+        except Exception as exc:  # the body's end (a disconnect) is the consumer's to raise
+            await queue.put(exc)
+
+    def _joined(self, parts: list[bytes]) -> bytes:
+        # (a join of a MiB or more copies without the GIL, like sha256)
+        piece = parts[0] if len(parts) == 1 else b"".join(parts)
+        if self.hash is not None:
+            self.hash.update(piece)
+        return piece
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:

@@ -127,3 +127,68 @@ def test_a_slow_handler_is_not_cut_by_the_head_deadline(server: RegistryServer) 
         sock.settimeout(30)
         head = sock.recv(65536)
     assert head.startswith(b"HTTP/1.1 201"), head[:200]
+
+
+# -- the body: the parser's bytes reach the app uncopied ----------------------------------
+
+
+async def test_body_pieces_reach_the_app_as_the_parser_made_them() -> None:
+    """uvicorn copies each body piece twice on the event loop (into a bytearray, then into
+    bytes for the receive message); the registry's protocol hands the parser's bytes over as
+    they are. A real uvicorn protocol on a loopback socket, a client sending 8 MiB: the
+    app's messages are the very objects the parser produced (without the change: none is),
+    the body arrives whole and in order, and reading still pauses above uvicorn's 64 KiB."""
+    import asyncio
+
+    import uvicorn
+    from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
+    from uvicorn.server import ServerState
+
+    from registry.http_limits import LimitedHttpToolsProtocol
+
+    parsed: list[bytes] = []
+    received: list[bytes] = []
+    paused_above: list[int] = []
+
+    class Recording(LimitedHttpToolsProtocol):
+        def on_body(self, body: bytes) -> None:
+            parsed.append(body)
+            super().on_body(body)
+            if self.flow.read_paused:
+                paused_above.append(len(self.cycle.body))
+
+    async def app(scope: dict[str, object], receive: object, send: object) -> None:
+        more = True
+        while more:
+            message = await receive()  # type: ignore[operator]
+            received.append(message["body"])
+            more = message["more_body"]
+            await asyncio.sleep(0)  # the app does some work per piece
+        await send({"type": "http.response.start", "status": 204, "headers": []})  # type: ignore[operator]
+        await send({"type": "http.response.body", "body": b""})  # type: ignore[operator]
+
+    config = uvicorn.Config(app, http=Recording, lifespan="off", log_level="warning")
+    config.load()
+    state = ServerState()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: Recording(config=config, server_state=state, app_state={}), "127.0.0.1", 0
+    )
+    port = server.sockets[0].getsockname()[1]
+    body = hashlib.sha256(b"seed").digest() * (8 * MiB // 32)
+
+    def client() -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            head = f"PUT /x HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
+            sock.sendall(head.encode() + body)
+            return sock.recv(1024)
+
+    try:
+        answer = await asyncio.to_thread(client)
+    finally:
+        server.close()
+    assert answer.startswith(b"HTTP/1.1 204")
+    assert b"".join(received) == body
+    uncopied = sum(len(r) for r in received if any(r is p for p in parsed))
+    assert uncopied >= len(body) // 2, (uncopied, len(received), len(parsed))
+    assert paused_above and min(paused_above) > HIGH_WATER_LIMIT
