@@ -23,6 +23,11 @@ Semantics every backend keeps:
   `BATCH_CONCURRENCY` requests at once, one request each) or one after another in one worker
   thread hop (filesystem). Callers put only operations into one batch that need no order
   among themselves; each `Put` publishes atomically, the batch as a whole is not atomic.
+- `rounds(plan)` runs dependent batches: `plan` is a generator that yields one batch, is sent
+  its results, yields the next (chosen from them) and returns its answer. Memory and S3 run
+  each round as a `batch`; the filesystem runs the whole plan in **one** worker-thread hop, so
+  a plan's own code must be plain computation (it may raise; it must not touch the event
+  loop). A request whose storage work is a fixed sequence of rounds pays one hand-off.
 - Multipart: `multipart_create` then parts numbered from 1 (each at least `min_part_size` bytes
   but the last), `multipart_list_parts` recovers what was uploaded (so any replica can continue),
   `multipart_complete` publishes the concatenation atomically at `path`.
@@ -31,9 +36,16 @@ Semantics every backend keeps:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Sequence,
+)
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 CHUNK_SIZE = 1024 * 1024
 #: operations of one `batch` a backend keeps in flight at once when it runs them side by side
@@ -108,6 +120,24 @@ class Put:
 
 Op = Exists | Get | Put
 Result = bool | bytes | None
+_T = TypeVar("_T")
+#: dependent batches (`StorageBackend.rounds`): yields a batch, is sent its results, returns
+Plan = Generator[Sequence[Op], list[Result], _T]
+
+
+async def run_rounds(
+    batch: Callable[[Sequence[Op]], Awaitable[list[Result]]], plan: Plan[_T]
+) -> _T:
+    """`plan` driven with one `batch` call per round: the `rounds` of backends where each
+    operation is a request anyway (memory, S3)."""
+    try:
+        ops = next(plan)
+        while True:
+            ops = plan.send(await batch(ops))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    finally:
+        plan.close()
 
 
 class _Single(Protocol):
@@ -191,6 +221,10 @@ class StorageBackend(Protocol):
 
     async def batch(self, ops: Sequence[Op]) -> list[Result]:
         """Independent `Exists`/`Get`/`Put` operations, results in order (see above)."""
+        ...
+
+    async def rounds(self, plan: Plan[_T]) -> _T:
+        """Dependent batches, as `plan` yields them; its return value (see above)."""
         ...
 
     async def delete(self, path: str) -> None:

@@ -54,6 +54,7 @@ from storage_backends.base import (
     NotFound,
     Op,
     Part,
+    Plan,
     Result,
     Stat,
     StorageError,
@@ -208,6 +209,22 @@ class FilesystemBackend:
         more than a stat or a small write); directories are fsync'd once each, at the end."""
         work = [(op, self._file(op.path)) for op in ops]
         return await self._run(self._batch_sync, work)
+
+    @_guarded
+    async def rounds(self, plan: Plan[_T]) -> _T:
+        """The whole plan in one worker-thread hop: each round as `batch` runs one (its
+        directories fsync'd before the next round starts), the plan's own code in between."""
+        return await self._run(self._rounds_sync, plan)
+
+    def _rounds_sync(self, plan: Plan[_T]) -> _T:
+        try:
+            ops = next(plan)
+            while True:
+                ops = plan.send(self._batch_sync([(op, self._file(op.path)) for op in ops]))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        finally:
+            plan.close()
 
     def _batch_sync(self, work: list[tuple[Op, str]]) -> list[Result]:
         out: list[Result] = []

@@ -6,6 +6,7 @@ import hashlib
 import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from typing import TypeVar
 
 from storage_backends.base import (
     CHUNK_SIZE,
@@ -13,13 +14,17 @@ from storage_backends.base import (
     NotFound,
     Op,
     Part,
+    Plan,
     Result,
     Stat,
     StorageError,
     check_path,
     check_prefix,
     run_each,
+    run_rounds,
 )
+
+_T = TypeVar("_T")
 
 
 class MemoryBackend:
@@ -76,6 +81,9 @@ class MemoryBackend:
 
     async def batch(self, ops: Sequence[Op]) -> list[Result]:
         return await run_each(self, ops)
+
+    async def rounds(self, plan: Plan[_T]) -> _T:
+        return await run_rounds(self.batch, plan)
 
     async def list_dir(
         self, prefix: str, start_after: str | None = None, limit: int | None = None

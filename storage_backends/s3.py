@@ -22,7 +22,7 @@ import functools
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from aiobotocore.config import AioConfig
@@ -35,6 +35,7 @@ from storage_backends.base import (
     NotFound,
     Op,
     Part,
+    Plan,
     Result,
     Stat,
     StorageError,
@@ -43,6 +44,7 @@ from storage_backends.base import (
     check_path,
     check_prefix,
     run_each,
+    run_rounds,
 )
 
 MiB = 1024 * 1024
@@ -51,6 +53,7 @@ _MISSING = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchUpload"})
 # "No room" as S3-compatible stores say it (Ceph RGW quotas, MinIO's full disks).
 _FULL = frozenset({"QuotaExceeded", "XMinioStorageFull", "InsufficientStorage"})
 _STREAM_RESUMES = 3  # consecutive broken reads a stream survives
+_T = TypeVar("_T")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 
@@ -394,6 +397,9 @@ class S3Backend:
 
     async def batch(self, ops: Sequence[Op]) -> list[Result]:
         return await run_each(self, ops)  # one request per operation, side by side
+
+    async def rounds(self, plan: Plan[_T]) -> _T:
+        return await run_rounds(self.batch, plan)  # each round's requests side by side
 
     async def list_dir(
         self, prefix: str, start_after: str | None = None, limit: int | None = None

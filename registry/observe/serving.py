@@ -1,16 +1,22 @@
 """What `pyreg serve` sets up around uvicorn for observability: the shared metrics directory
 and the metrics listener. Both live as long as the process; `start` registers their cleanup
-with atexit, so the command's flow around `uvicorn.run` stays as it is."""
+with atexit, so the command's flow around `uvicorn.run` stays as it is.
+
+The shared directory (prometheus_client's multiprocess mode) only with several workers: one
+worker serves in the `pyreg serve` process itself, where the listener reads its metrics
+directly, and a plain in-process update is a lock and an add where a multiprocess one also
+packs into an mmap (~8 % of the event loop on a manifest PUT, docs/performance.md)."""
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import os
 import signal
 from types import FrameType
 
 from registry.observe import listener
-from registry.observe.multiproc import metrics_directory
+from registry.observe.multiproc import MULTIPROC_ENV, metrics_directory
 from registry.settings import Settings
 
 
@@ -33,12 +39,14 @@ def _terminated(signum: int, frame: FrameType | None) -> None:
 
 
 def start(settings: Settings) -> None:
-    """Create the metrics directory and start the listener. Call before importing the app,
-    which creates the metrics (they choose multiprocess mode when created)."""
+    """Create the metrics directory (several workers) and start the listener. Call before
+    importing the app, which creates the metrics (they choose multiprocess mode when created).
+    An operator's own PROMETHEUS_MULTIPROC_DIR is used whatever the number of workers."""
     check(settings)
-    directory = contextlib.ExitStack()
-    directory.enter_context(metrics_directory())
-    atexit.register(directory.close)
+    if settings.workers > 1 or os.environ.get(MULTIPROC_ENV):
+        directory = contextlib.ExitStack()
+        directory.enter_context(metrics_directory())
+        atexit.register(directory.close)
     signal.signal(signal.SIGTERM, _terminated)
     if settings.metrics_addr:
         try:

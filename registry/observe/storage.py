@@ -13,7 +13,17 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, S
 from typing import Any, TypeVar
 
 from registry.observe import metrics
-from storage_backends.base import Exists, Get, NotFound, Op, Part, Result, Stat, StorageBackend
+from storage_backends.base import (
+    Exists,
+    Get,
+    NotFound,
+    Op,
+    Part,
+    Plan,
+    Result,
+    Stat,
+    StorageBackend,
+)
 
 _T = TypeVar("_T")
 
@@ -115,6 +125,26 @@ class InstrumentedBackend:
     async def batch(self, ops: Sequence[Op]) -> list[Result]:
         """Counted per operation inside (exists, get, put), timed once as `batch`: a batch
         costs the metrics of one call, not of each operation."""
+        self._count_ops(ops)
+        return await self._call("batch", lambda: self.inner.batch(ops))
+
+    async def rounds(self, plan: Plan[_T]) -> _T:
+        """Counted per operation of every round, timed once as `rounds`. The counting runs
+        where the plan runs (on the filesystem, in its worker thread, off the event loop)."""
+        return await self._call("rounds", lambda: self.inner.rounds(self._counted(plan)))
+
+    def _counted(self, plan: Plan[_T]) -> Plan[_T]:
+        try:
+            ops = next(plan)
+            while True:
+                self._count_ops(ops)
+                ops = plan.send((yield ops))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        finally:
+            plan.close()
+
+    def _count_ops(self, ops: Sequence[Op]) -> None:
         kinds = {"exists": 0, "get": 0, "put": 0}
         for op in ops:
             kind = "exists" if isinstance(op, Exists) else "get" if isinstance(op, Get) else "put"
@@ -122,7 +152,6 @@ class InstrumentedBackend:
         for kind, n in kinds.items():
             if n:
                 self._metrics(kind)[0].inc(n)
-        return await self._call("batch", lambda: self.inner.batch(ops))
 
     async def delete(self, path: str) -> None:
         await self._call("delete", lambda: self.inner.delete(path))

@@ -8,6 +8,8 @@ result by the index its method returned. Operations whose order matters go in la
 
 from __future__ import annotations
 
+from collections.abc import Generator, Sequence
+
 from storage_backends.base import Exists, Get, Op, Put, Result, StorageBackend
 
 
@@ -31,6 +33,11 @@ class Batch:
     async def run(self, backend: StorageBackend) -> None:
         if self.ops:
             self._results = await backend.batch(self.ops)
+
+    def round(self) -> Generator[Sequence[Op], list[Result], None]:
+        """This batch as one round of a plan (`StorageBackend.rounds`): `yield from` it."""
+        if self.ops:
+            self._results = yield self.ops
 
     def flag(self, index: int) -> bool:
         found = self._results[index]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ocispec import mediatypes as mt
@@ -35,7 +35,7 @@ from registry.stores.catalog import CatalogStore
 from registry.stores.foreign import UrlRules, check_urls, stored_references
 from registry.stores.referrers import ReferrerStore
 from registry.stores.tags import TagStore
-from storage_backends.base import NotFound, StorageBackend
+from storage_backends.base import NotFound, Plan, StorageBackend
 
 #: descriptors one manifest may carry (config + layers, or an index's manifests); Docker caps
 #: an image at 127 layers, so this leaves room for large artifacts and multi-platform indexes
@@ -67,6 +67,34 @@ class StoredManifest:
     digest: Digest
     media_type: str
     data: bytes
+
+
+@dataclass(slots=True)
+class _Publish:
+    """What the write rounds of one manifest PUT need (computed on the event loop)."""
+
+    name: str
+    digest: Digest
+    needed: list[Digest]
+    data: bytes
+    revision: str
+    link: bytes
+    tags: list[str]
+    require_references: bool
+    subject: Digest | None = None
+    referrer: dict[str, Any] | None = None
+    enforce: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """How the write rounds ended: references missing at the re-check, or the tags' old
+    targets, which markers were still there and whether the revision was."""
+
+    missing: list[str]
+    olds: list[Digest | None] = field(default_factory=list)
+    markers: list[bool] = field(default_factory=list)
+    kept: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,67 +197,91 @@ class ManifestStore:
             await self._check_immutable(name, tags, digest)
         needed = list(dict.fromkeys(stored_references(parsed)))  # each digest once, in order
         blob_key = paths.blob_data(digest)
-        # Read-only first: a manifest refused here has written nothing. The same batch looks
-        # up the manifest's own bytes (that only spares a rewrite: the check after the
-        # revision is the one relied on).
-        if require_references:
-            have_bytes = await self._require_references(name, needed, blob_key)
-        else:
-            have_bytes = await self._backend.exists(blob_key)
-        # Read-only too: a push over a quota is refused before it writes anything.
-        charges = []
-        if self._quotas is not None and not mirror:
-            charges = await self._quotas.admit(name, await self._sizes(digest, data, needed))
-        # Online GC safety (registry/gc.py): mark everything this push relies on as in use
-        # *before* the existence check it relies on (after the revision is written); tags
-        # only after that check; the revision re-checked after the tags. Each step below is
-        # one storage batch of operations that need no order among themselves (on the
-        # filesystem, one worker-thread hop each; on S3, requests side by side).
-        backend = self._backend
         revision = paths.manifest_revision_link(name, digest)
         link = json.dumps({"digest": str(digest), "mediaType": parsed.media_type}).encode()
-        # 1. The marks, the bytes and the revision (nothing reads the revision as a manifest
-        #    before this PUT answers; the filesystem writes them in this order).
-        writes = Batch()
-        for d in [digest, *needed]:
-            writes.put(paths.blob_touched(d), b"")
-        if not have_bytes:
-            writes.put(blob_key, data)
-        writes.put(revision, link)
-        await writes.run(backend)
-        # 2. The existence check relied on, with the tags' markers and old targets (markers
-        #    may be stale, so a refusal here leaves nothing that matters).
-        checked = [digest, *needed] if require_references else [digest]
-        check = Batch()
-        present = [check.exists(paths.blob_data(d)) for d in checked]
-        reads = self._tags.stage_markers(check, name, tags, digest)
-        await check.run(backend)
-        missing = [str(d) for d, i in zip(checked, present, strict=True) if not check.flag(i)]
-        if missing:
-            await backend.delete(revision)
-            raise errors.MANIFEST_BLOB_UNKNOWN(detail={"missing": missing})
-        olds = self._tags.olds(check, reads)
-        # 3. The tags (DENIED before any is written if one is immutable) and the referrer.
-        publish = Batch()
-        self._tags.stage_links(publish, name, tags, digest, olds, enforce=not mirror)
         subject = parsed.subject.digest if parsed.subject else None
-        if subject is not None:
-            descriptor = referrer_descriptor(parsed, digest, len(data))
-            self._referrers.stage_add(publish, name, subject, digest, descriptor)
-        await publish.run(backend)
-        # 4. The re-checks after the tags: their markers, and the revision, which
-        #    `gc --delete-untagged` may have removed between our write and the tags.
-        last = Batch()
-        markers = self._tags.stage_recheck(last, name, tags, digest)
-        kept = last.exists(revision)
-        await last.run(backend)
+        referrer = None if subject is None else referrer_descriptor(parsed, digest, len(data))
+        # Read-only first: a manifest refused here has written nothing. The same round looks
+        # up the manifest's own bytes (that only spares a rewrite: the check after the
+        # revision is the one relied on).
+        check = self._check_plan(name, needed, blob_key, require_references)
+        publish = _Publish(
+            name,
+            digest,
+            needed,
+            data,
+            revision,
+            link,
+            tags,
+            require_references,
+            subject,
+            referrer,
+            enforce=not mirror,
+        )
+        charges = []
+        if self._quotas is not None and not mirror:
+            # Read-only too: a push over a quota is refused before it writes anything.
+            have_bytes = await self._backend.rounds(check)
+            charges = await self._quotas.admit(name, await self._sizes(digest, data, needed))
+            outcome = await self._backend.rounds(self._publish_plan(publish, have_bytes))
+        else:  # every round of the PUT in one plan: on the filesystem, one thread hop
+            outcome = await self._backend.rounds(self._put_plan(check, publish))
+        if outcome.missing:
+            await self._backend.delete(revision)
+            raise errors.MANIFEST_BLOB_UNKNOWN(detail={"missing": outcome.missing})
         await self._catalog.mark(name)  # no storage call once this process has seen `name`
-        await self._tags.finish(name, tags, digest, olds, [last.flag(i) for i in markers])
-        if not last.flag(kept):
-            await backend.put(revision, link)
+        await self._tags.finish(name, tags, digest, outcome.olds, outcome.markers)
+        if not outcome.kept:
+            await self._backend.put(revision, link)
         if charges and self._quotas is not None:
             await self._quotas.commit(charges)
         return PutResult(digest, subject)
+
+    def _put_plan(self, check: Plan[bool], publish: _Publish) -> Plan[_Outcome]:
+        have_bytes = yield from check
+        return (yield from self._publish_plan(publish, have_bytes))
+
+    def _publish_plan(self, p: _Publish, have_bytes: bool) -> Plan[_Outcome]:
+        """The writes of a PUT whose references were found, as dependent storage rounds.
+
+        Online GC safety (registry/gc.py): mark everything this push relies on as in use
+        *before* the existence check it relies on (after the revision is written); tags only
+        after that check; the revision re-checked after the tags. Each round holds operations
+        that need no order among themselves; on the filesystem the plan runs in a worker
+        thread, so it only computes and raises."""
+        # 1. The marks, the bytes and the revision (nothing reads the revision as a manifest
+        #    before this PUT answers; the filesystem writes them in this order).
+        writes = Batch()
+        for d in [p.digest, *p.needed]:
+            writes.put(paths.blob_touched(d), b"")
+        if not have_bytes:
+            writes.put(paths.blob_data(p.digest), p.data)
+        writes.put(p.revision, p.link)
+        yield from writes.round()
+        # 2. The existence check relied on, with the tags' markers and old targets (markers
+        #    may be stale, so a refusal here leaves nothing that matters).
+        checked = [p.digest, *p.needed] if p.require_references else [p.digest]
+        check = Batch()
+        present = [check.exists(paths.blob_data(d)) for d in checked]
+        reads = self._tags.stage_markers(check, p.name, p.tags, p.digest)
+        yield from check.round()
+        missing = [str(d) for d, i in zip(checked, present, strict=True) if not check.flag(i)]
+        if missing:
+            return _Outcome(missing)
+        olds = self._tags.olds(check, reads)
+        # 3. The tags (DENIED before any is written if one is immutable) and the referrer.
+        publish = Batch()
+        self._tags.stage_links(publish, p.name, p.tags, p.digest, olds, enforce=p.enforce)
+        if p.subject is not None and p.referrer is not None:
+            self._referrers.stage_add(publish, p.name, p.subject, p.digest, p.referrer)
+        yield from publish.round()
+        # 4. The re-checks after the tags: their markers, and the revision, which
+        #    `gc --delete-untagged` may have removed between our write and the tags.
+        last = Batch()
+        markers = self._tags.stage_recheck(last, p.name, p.tags, p.digest)
+        kept = last.exists(p.revision)
+        yield from last.round()
+        return _Outcome([], olds, [last.flag(i) for i in markers], last.flag(kept))
 
     async def _sizes(self, digest: Digest, data: bytes, needed: list[Digest]) -> dict[Digest, int]:
         """Bytes of the manifest and of every blob it references (for quotas)."""
@@ -252,19 +304,24 @@ class ManifestStore:
                 old = await self._tags.current(name, tag)
                 immutability.check_set(policies, name, tag, old, digest)
 
-    async def _require_references(self, name: str, needed: list[Digest], own: str) -> bool:
+    def _check_plan(
+        self, name: str, needed: list[Digest], own: str, require_references: bool
+    ) -> Plan[bool]:
         """MANIFEST_BLOB_UNKNOWN unless every digest is in the repository (a blob linked, or
         a child manifest's revision, and the content itself), checked in bounded rounds of
         one or two storage batches; the error lists the missing ones of the first round
         that has any. Returns whether the object `own` exists (looked up in the first)."""
         first = Batch()
         own_index = first.exists(own)
+        if not require_references:
+            yield from first.round()
+            return first.flag(own_index)
         have = False
         for start in range(0, max(len(needed), 1), CHECK_BATCH):
             chunk = needed[start : start + CHECK_BATCH]
             linked = [first.exists(paths.layer_link(name, d)) for d in chunk]
             content = [first.exists(paths.blob_data(d)) for d in chunk]
-            await first.run(self._backend)
+            yield from first.round()
             found = [first.flag(i) for i in linked]
             unlinked = [k for k, ok in enumerate(found) if not ok]
             if unlinked:  # children of an index are manifests: a revision, not a layer link
@@ -272,7 +329,7 @@ class ManifestStore:
                 revisions = [
                     second.exists(paths.manifest_revision_link(name, chunk[k])) for k in unlinked
                 ]
-                await second.run(self._backend)
+                yield from second.round()
                 for k, i in zip(unlinked, revisions, strict=True):
                     found[k] = second.flag(i)
             missing = [

@@ -1,5 +1,7 @@
 """`StorageBackend.batch`: independent Exists/Get/Put operations, results in order, on every
-backend; on the filesystem one worker-thread hop for the whole batch."""
+backend; on the filesystem one worker-thread hop for the whole batch. `rounds`: dependent
+batches chosen by a plan from the results before, its answer returned, its errors raised; on
+the filesystem one hop for the whole plan."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from storage_backends.base import Exists, Get, Put
+from storage_backends.base import Exists, Get, Plan, Put
 from storage_backends.filesystem import FilesystemBackend
 from tests.storage_backends.conftest import Harness
 
@@ -42,6 +44,37 @@ async def test_a_batch_answers_each_operation_in_order(harness: Harness) -> None
     assert await other.batch([Exists("b/new"), Get("b/mark")]) == [True, b""]
 
 
+def _copy_plan(source: str, target: str) -> Plan[str]:
+    """Reads `source`, writes its bytes to `target` only if it is absent, reads it back."""
+    [data, there] = yield [Get(source), Exists(target)]
+    assert isinstance(data, bytes)
+    if not there:
+        yield [Put(target, data + b"!")]
+    [back] = yield [Get(target)]
+    assert isinstance(back, bytes)
+    return back.decode()
+
+
+class _Refused(Exception):
+    pass
+
+
+def _refusing_plan() -> Plan[None]:
+    yield [Put("r/first", b"1")]
+    raise _Refused("the second round is never asked for")
+
+
+async def test_rounds_see_the_rounds_before_them(harness: Harness) -> None:
+    backend = harness.backend
+    await backend.put("c/source", b"bytes")
+    assert await backend.rounds(_copy_plan("c/source", "c/target")) == "bytes!"
+    await backend.put("c/target", b"kept")
+    assert await backend.rounds(_copy_plan("c/source", "c/target")) == "kept"
+    with pytest.raises(_Refused):
+        await backend.rounds(_refusing_plan())
+    assert await backend.get("r/first") == b"1"  # rounds before the error stay done
+
+
 class Hops(FilesystemBackend):
     """Counts the calls handed to the backend's worker threads."""
 
@@ -57,6 +90,16 @@ async def test_a_filesystem_batch_is_one_thread_hop(tmp_path: Path) -> None:
     await backend.open()
     ops = [Put(f"d{i}/k", b"x") for i in range(5)] + [Exists(f"d{i}/k") for i in range(5)]
     assert await backend.batch(ops) == [None] * 5 + [True] * 5
+    assert backend.hops == 1
+    await backend.close()
+
+
+async def test_filesystem_rounds_are_one_thread_hop(tmp_path: Path) -> None:
+    backend = Hops(tmp_path / "root")
+    await backend.open()
+    await backend.put("c/source", b"x")
+    backend.hops = 0
+    assert await backend.rounds(_copy_plan("c/source", "c/target")) == "x!"
     assert backend.hops == 1
     await backend.close()
 

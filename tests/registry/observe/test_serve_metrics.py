@@ -123,7 +123,8 @@ def test_scrape_a_running_server(tmp_path: Path, tmpdir_env: dict[str, str], wor
         assert manifest in labels and labels <= templates, labels - templates
         assert not any("team" in label for label in labels)
         temp = Path(tmpdir_env["TMPDIR"])
-        assert len(list(temp.glob("pyreg-metrics-*"))) == 1
+        # one worker counts in the serving process itself: no files to share
+        assert len(list(temp.glob("pyreg-metrics-*"))) == (1 if workers > 1 else 0)
     assert list(temp.glob("pyreg-metrics-*")) == []  # removed at exit
 
 

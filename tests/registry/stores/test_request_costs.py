@@ -6,10 +6,13 @@ batched operations (eighteen S3 requests)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections import Counter
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -18,11 +21,13 @@ from ocispec import mediatypes as mt
 from ocispec.digest import Digest
 from registry import errors
 from registry.app import create_app
+from registry.observe.storage import InstrumentedBackend
 from registry.settings import Settings
 from registry.stores import paths
 from registry.stores.repository import RegistryStore
 from registry.stores.uploads import PIECE_SIZE
 from storage_backends.base import Op, Part, Result
+from storage_backends.filesystem import FilesystemBackend
 from storage_backends.memory import MemoryBackend
 from storage_backends.s3 import S3Backend
 from tests.support.moto_server import moto_endpoint  # noqa: F401
@@ -378,6 +383,46 @@ async def test_a_manifest_put_is_five_round_trips() -> None:
     assert backend.trips == ["batch of 5", "batch of 5", "batch of 5", "batch of 1", "batch of 2"]
     assert backend.ops == 18
     assert await store.tags.pointing_to("repo", (await store.tags.resolve("repo", "v1"))) == ["v1"]
+
+
+class FsHops(FilesystemBackend):
+    """The filesystem, counting calls handed to its worker threads and other thread hops."""
+
+    hops: list[str]
+
+    def _run(self, call: Callable[..., Any], *args: Any) -> Any:
+        self.hops.append(getattr(call, "__name__", "call"))
+        return super()._run(call, *args)
+
+
+async def test_a_manifest_put_on_the_filesystem_is_one_thread_hop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its five rounds run as one plan (`StorageBackend.rounds`) in one worker thread, also
+    through the metrics wrapper the app puts around storage (it was one hop per round)."""
+    fs = FsHops(tmp_path / "storage")
+    fs.hops = []
+    await fs.open()
+    store = RegistryStore(InstrumentedBackend(fs))
+    config, layer = b'{"os":"linux"}', b"layer bytes"
+    for blob in (config, layer):
+        await _push_blob(store, blob)
+    await store.manifests.put("repo", "first", _image_manifest(config, layer, 0), mt.OCI_MANIFEST)
+    fs.hops = []
+    other_threads: list[object] = []
+    real_to_thread = asyncio.to_thread
+
+    async def to_thread(call: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        other_threads.append(call)
+        return await real_to_thread(call, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "to_thread", to_thread)
+    await store.manifests.put("repo", "v1", _image_manifest(config, layer, 1), mt.OCI_MANIFEST)
+    assert fs.hops == ["_rounds_sync"] and other_threads == []
+    digest = await store.tags.resolve("repo", "v1")
+    assert await store.tags.pointing_to("repo", digest) == ["v1"]
+    assert (await store.manifests.get("repo", "v1")).digest == digest
+    await fs.close()
 
 
 async def test_a_manifest_put_costs_eighteen_s3_requests(
