@@ -104,6 +104,11 @@ class Put:
 
     path: str
     data: bytes
+    #: False: the write need not survive a power cut before the call returns (it is never
+    #: torn, and a killed process loses nothing): state whose loss only makes a client redo
+    #: a request, such as an upload session that holds no bytes yet. The filesystem then
+    #: skips its fsyncs; backends that are always durable (S3) ignore it.
+    durable: bool = True
 
 
 Op = Exists | Get | Put

@@ -221,7 +221,7 @@ class FilesystemBackend:
                 except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
                     out.append(None)
             else:
-                if self._publish(full, op.data):
+                if self._publish(full, op.data, op.durable):
                     dirty[full.rpartition("/")[0]] = None
                 out.append(None)
         for directory in dirty:
@@ -232,9 +232,9 @@ class FilesystemBackend:
         if self._publish(target, data):
             _fsync_dir(target.rpartition("/")[0])
 
-    def _publish(self, target: str, data: bytes) -> bool:
+    def _publish(self, target: str, data: bytes, durable: bool = True) -> bool:
         """Write `target` atomically (temp file, fsync, rename); True when its directory
-        still needs an fsync to make the rename durable."""
+        still needs an fsync to make the rename durable (`durable=False`: no fsync at all)."""
         if not data:
             # An empty mark has nothing to flush: refreshed in place, else created in place
             # (empty either way, so no reader sees a partial object); its entry is not fsync'd.
@@ -245,7 +245,7 @@ class FilesystemBackend:
             fd = _new_file(tmp)
             try:
                 _write_all(fd, data)
-                if data and self.fsync:
+                if data and self.fsync and durable:
                     os.fsync(fd)
             finally:
                 os.close(fd)
@@ -253,7 +253,7 @@ class FilesystemBackend:
         except BaseException:
             _unlink_quiet(Path(tmp))
             raise
-        return bool(data) and self.fsync
+        return bool(data) and self.fsync and durable
 
     # -- streams -----------------------------------------------------------------------------
 
@@ -394,7 +394,7 @@ class FilesystemBackend:
     @_guarded
     async def delete_prefix(self, prefix: str) -> None:
         directory = self._dir(prefix)
-        await asyncio.to_thread(self._delete_prefix_sync, directory)
+        await self._run(self._delete_prefix_sync, directory)
 
     def _delete_prefix_sync(self, directory: Path) -> None:
         if directory == self.root:
