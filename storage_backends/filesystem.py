@@ -47,6 +47,7 @@ import aiofiles.threadpool
 
 from storage_backends.base import (
     CHUNK_SIZE,
+    DeletePrefix,
     Exists,
     Get,
     InvalidPath,
@@ -54,8 +55,10 @@ from storage_backends.base import (
     NotFound,
     Op,
     Part,
+    PutIfAbsent,
     Result,
     Stat,
+    Step,
     StorageError,
     StorageFull,
     StorageUnavailable,
@@ -209,9 +212,12 @@ class FilesystemBackend:
         work = [(op, self._file(op.path)) for op in ops]
         return await self._run(self._batch_sync, work)
 
-    def _batch_sync(self, work: list[tuple[Op, str]]) -> list[Result]:
+    def _batch_sync(
+        self, work: list[tuple[Op, str]], pending: dict[str, None] | None = None
+    ) -> list[Result]:
         out: list[Result] = []
-        dirty: dict[str, None] = {}  # directories whose new entries must reach the disk
+        # directories whose new entries must reach the disk (`pending`: the caller syncs them)
+        dirty: dict[str, None] = {} if pending is None else pending
         for op, full in work:
             if isinstance(op, Exists):
                 out.append(_is_file(full))
@@ -224,6 +230,41 @@ class FilesystemBackend:
                 if self._publish(full, op.data, op.durable):
                     dirty[full.rpartition("/")[0]] = None
                 out.append(None)
+        if pending is None:
+            for directory in dirty:
+                _fsync_dir(directory)
+        return out
+
+    @_guarded
+    async def sequence(self, steps: Sequence[Step]) -> list[Result]:
+        """One after another in one worker-thread hop (the order is the threads' own, so each
+        step is visible before the next starts); directories fsync'd once each, at the end,
+        before the call returns."""
+        work = [
+            (
+                step,
+                str(self._dir(step.path))
+                if isinstance(step, DeletePrefix)
+                else self._file(step.path),
+            )
+            for step in steps
+        ]
+        return await self._run(self._sequence_sync, work)
+
+    def _sequence_sync(self, work: list[tuple[Step, str]]) -> list[Result]:
+        out: list[Result] = []
+        dirty: dict[str, None] = {}
+        for step, full in work:
+            if isinstance(step, DeletePrefix):
+                self._delete_prefix_sync(Path(full))
+                out.append(None)
+            elif isinstance(step, PutIfAbsent):
+                present = _is_file(full)
+                if not present and self._publish(full, step.data):
+                    dirty[full.rpartition("/")[0]] = None
+                out.append(not present)
+            else:
+                out.extend(self._batch_sync([(step, full)], dirty))
         for directory in dirty:
             _fsync_dir(directory)
         return out

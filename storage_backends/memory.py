@@ -15,10 +15,12 @@ from storage_backends.base import (
     Part,
     Result,
     Stat,
+    Step,
     StorageError,
     check_path,
     check_prefix,
     run_each,
+    run_in_order,
 )
 
 
@@ -76,6 +78,9 @@ class MemoryBackend:
 
     async def batch(self, ops: Sequence[Op]) -> list[Result]:
         return await run_each(self, ops)
+
+    async def sequence(self, steps: Sequence[Step]) -> list[Result]:
+        return await run_in_order(self, steps)
 
     async def list_dir(
         self, prefix: str, start_after: str | None = None, limit: int | None = None

@@ -37,12 +37,14 @@ from storage_backends.base import (
     Part,
     Result,
     Stat,
+    Step,
     StorageError,
     StorageFull,
     StorageUnavailable,
     check_path,
     check_prefix,
     run_each,
+    run_in_order,
 )
 
 MiB = 1024 * 1024
@@ -394,6 +396,9 @@ class S3Backend:
 
     async def batch(self, ops: Sequence[Op]) -> list[Result]:
         return await run_each(self, ops)  # one request per operation, side by side
+
+    async def sequence(self, steps: Sequence[Step]) -> list[Result]:
+        return await run_in_order(self, steps)
 
     async def list_dir(
         self, prefix: str, start_after: str | None = None, limit: int | None = None

@@ -6,15 +6,14 @@ there (pushed or mounted), so a blob pushed to A is unknown in B.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from ocispec.digest import Digest
 from registry import errors
 from registry.shared.blobcache import BlobCache, NoBlobCache
 from registry.stores import paths
-from registry.stores.batch import Batch
 from registry.stores.catalog import CatalogStore
-from storage_backends.base import NotFound, StorageBackend
+from storage_backends.base import NotFound, Put, PutIfAbsent, Step, StorageBackend
 
 
 class BlobStore:
@@ -41,23 +40,26 @@ class BlobStore:
         await self._backend.put(paths.layer_link(name, digest), str(digest).encode())
         await self._catalog.mark(name)
 
-    async def put_verified(self, name: str, digest: Digest, data: bytes) -> None:
-        """Publish bytes already verified against `digest` and link them into `name`: a small
-        blob that arrived whole in one request, written from memory straight to its place.
+    async def put_verified(
+        self, name: str, digest: Digest, data: bytes, then: Sequence[Step] = ()
+    ) -> None:
+        """Publish bytes already verified against `digest` and link them into `name` (a small
+        blob that arrived whole in one request, written from memory straight to its place),
+        then run `then` (the upload session's removal): one storage sequence, on the
+        filesystem one worker-thread hop with an fsync per file and per directory.
 
-        Three round trips in the GC protocol's order (registry/gc.py): the in-use mark, then
-        the look-up that decides whether the bytes are written, then the bytes and the link in
-        one batch. On the filesystem that batch is one worker-thread hop writing the data before
-        the link (each file fsync'd, each directory once); elsewhere the two go side by side,
-        and a crash between them leaves a link to a blob that is not there, which every read
-        answers as BLOB_UNKNOWN and the client's retry completes."""
-        await self.touch(digest)
-        target = paths.blob_data(digest)
-        writes = Batch()
-        if not await self._backend.exists(target):
-            writes.put(target, data)
-        writes.put(paths.layer_link(name, digest), str(digest).encode())
-        await writes.run(self._backend)
+        In the GC protocol's order (registry/gc.py): the in-use mark, then the look-up that
+        decides whether the bytes are written (`PutIfAbsent`), then the link. A crash between
+        steps leaves a mark, or an unlinked blob (GC's after the grace window): the client's
+        retry repeats the steps and finds the bytes there."""
+        await self._backend.sequence(
+            [
+                Put(paths.blob_touched(digest), b""),
+                PutIfAbsent(paths.blob_data(digest), data),
+                Put(paths.layer_link(name, digest), str(digest).encode()),
+                *then,
+            ]
+        )
         await self._catalog.mark(name)
 
     async def size(self, name: str, digest: Digest) -> int:

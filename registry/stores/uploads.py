@@ -33,6 +33,7 @@ from registry import errors
 from registry.stores import paths
 from registry.stores.blobs import BlobStore
 from storage_backends.base import (
+    DeletePrefix,
     NotFound,
     Part,
     Put,
@@ -409,8 +410,8 @@ class UploadStore:
         self, state: UploadState, digest: Digest, chunks: AsyncIterable[bytes], length: int
     ) -> Digest:
         """`commit_whole` of a body of at most SMALL_BODY bytes: read, hashed, then written to
-        its place from memory (`BlobStore.put_verified`), the session dropped. Storage round
-        trips: mark, look-up, bytes + link, the session's removal (the state was loaded before).
+        its place from memory and the session dropped, in one storage sequence
+        (`BlobStore.put_verified`: mark, look-up, bytes, link, the session's removal).
 
         A crash at any step leaves the stored session as it was (offset 0), so the client's
         retry of the PUT repeats the steps: the look-up then finds the bytes, the link is
@@ -422,15 +423,15 @@ class UploadStore:
             raise errors.DIGEST_INVALID(detail={"expected": str(digest), "actual": str(actual)})
         state.offset = len(data)
         await self._abort_multipart(state)  # only an old server's eager upload
-        await self._blobs.put_verified(state.name, digest, data)
-        await self._backend.delete_prefix(paths.upload_dir(state.id))
+        done = DeletePrefix(paths.upload_dir(state.id))  # after the link: a crash keeps it
+        await self._blobs.put_verified(state.name, digest, data, then=[done])
         return digest
 
     async def _put_small(
         self, name: str, digest: Digest, chunks: AsyncIterable[bytes], length: int
     ) -> Digest:
-        """`put_monolithic` of a body of at most SMALL_BODY bytes: no session, no temp object;
-        three round trips (mark, look-up, bytes + link)."""
+        """`put_monolithic` of a body of at most SMALL_BODY bytes: no session, no temp object,
+        one storage sequence (mark, look-up, bytes, link)."""
         data = await _read_whole(chunks, length)
         actual = Digest(digest.algorithm, hashlib.new(digest.algorithm, data).hexdigest())
         if actual != digest:
