@@ -88,7 +88,8 @@ MAX_RUNNING_HASHES = 10_000
 PIECE_SIZE = 1024 * 1024
 
 #: a whole blob of at most this many bytes (Content-Length) is read into memory, hashed in the
-#: event loop (~0.1 ms) and written straight to its place: no temp object, no move
+#: event loop (~0.1 ms) and written straight to its place: no temp object, no move. (An empty
+#: blob takes the streamed path: an empty object is created in place, its entry not fsync'd.)
 SMALL_BODY = 256 * 1024
 
 
@@ -402,10 +403,6 @@ class UploadStore:
 
     # -- small blobs, whole in memory ----------------------------------------------------------
 
-    @staticmethod
-    def _small(length: int | None) -> bool:
-        return length is not None and length <= SMALL_BODY
-
     async def _commit_small(
         self, state: UploadState, digest: Digest, chunks: AsyncIterable[bytes], length: int
     ) -> Digest:
@@ -415,7 +412,7 @@ class UploadStore:
 
         A crash at any step leaves the stored session as it was (offset 0), so the client's
         retry of the PUT repeats the steps: the look-up then finds the bytes, the link is
-        rewritten. Nothing is written before the bytes are verified but the in-use mark."""
+        rewritten. Nothing is written before the bytes are verified."""
         data = await _read_whole(chunks, length)  # SIZE_INVALID: nothing kept, session stays
         actual = Digest(digest.algorithm, hashlib.new(digest.algorithm, data).hexdigest())
         if actual != digest:
@@ -458,7 +455,7 @@ class UploadStore:
             raise errors.BLOB_UPLOAD_RANGE_INVALID(
                 f"chunk starts at {start}, the upload is at offset 0"
             )
-        if length is not None and self._small(length):
+        if length is not None and 0 < length <= SMALL_BODY:
             return await self._commit_small(state, digest, chunks, length)
         backend = self._backend
         data_path = paths.upload_data(state.id)
@@ -533,7 +530,7 @@ class UploadStore:
         self, name: str, digest: Digest, chunks: AsyncIterable[bytes], length: int | None
     ) -> Digest:
         """One request carries the whole blob: stream to a temp key while hashing, verify, move."""
-        if length is not None and self._small(length):
+        if length is not None and 0 < length <= SMALL_BODY:
             return await self._put_small(name, digest, chunks, length)
         temp_dir = paths.upload_dir(str(uuid.uuid4()))
         temp = f"{temp_dir}/data"
