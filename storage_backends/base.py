@@ -18,6 +18,8 @@ Semantics every backend keeps:
   OSError or client-library exception, so the registry answers 503/507 for them in one place.
 - `sweep_leftovers(prefix, older_than)` removes what a crash mid-write left behind (temp
   files, multipart uploads never completed or aborted), by age.
+- `sequence(steps)` runs small operations in order (see the method), `PutIfAbsent` and
+  `DeletePrefix` included; like `batch`, it is not atomic as a whole.
 - `batch(ops)` runs independent small operations (`Exists`, `Get`, `Put`) and returns their
   results in order: a backend may run them in any order and side by side (memory, S3: at most
   `BATCH_CONCURRENCY` requests at once, one request each) or one after another in one worker
@@ -116,6 +118,11 @@ class Put:
 
     path: str
     data: bytes
+    #: False: the write need not survive a power cut before the call returns (it is never
+    #: torn, and a killed process loses nothing): state whose loss only makes a client redo
+    #: a request, such as an upload session that holds no bytes yet. The filesystem then
+    #: skips its fsyncs; backends that are always durable (S3) ignore it.
+    durable: bool = True
 
 
 Op = Exists | Get | Put
@@ -138,6 +145,26 @@ async def run_rounds(
         return done.value  # type: ignore[no-any-return]
     finally:
         plan.close()
+
+
+@dataclass(frozen=True, slots=True)
+class PutIfAbsent:
+    """Write the object unless one is there (content-addressed data: the same key holds the
+    same bytes); result `True` when written, `False` when it was there."""
+
+    path: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DeletePrefix:
+    """Delete everything below a prefix (as `delete_prefix`); result `None`."""
+
+    path: str
+
+
+#: what `sequence` runs: a batch's operations plus the two that only make sense in order
+Step = Op | PutIfAbsent | DeletePrefix
 
 
 class _Single(Protocol):
@@ -168,6 +195,28 @@ async def run_each(
     if len(ops) == 1:
         return [await one(ops[0])]
     return list(await asyncio.gather(*(one(op) for op in ops)))
+
+
+class _InOrder(_Single, Protocol):
+    async def delete_prefix(self, prefix: str) -> None: ...
+
+
+async def run_in_order(backend: _InOrder, steps: Sequence[Step]) -> list[Result]:
+    """A sequence as `backend`'s own calls, one after another: the `sequence` of backends
+    where each operation is a request anyway (memory, S3)."""
+    out: list[Result] = []
+    for step in steps:
+        if isinstance(step, PutIfAbsent):
+            present = await backend.exists(step.path)
+            if not present:
+                await backend.put(step.path, step.data)
+            out.append(not present)
+        elif isinstance(step, DeletePrefix):
+            await backend.delete_prefix(step.path)
+            out.append(None)
+        else:
+            out.extend(await run_each(backend, [step]))
+    return out
 
 
 def check_path(path: str) -> str:
@@ -225,6 +274,13 @@ class StorageBackend(Protocol):
 
     async def rounds(self, plan: Plan[_T]) -> _T:
         """Dependent batches, as `plan` yields them; its return value (see above)."""
+        ...
+
+    async def sequence(self, steps: Sequence[Step]) -> list[Result]:
+        """Operations one after another, each done (visible to every reader) before the next
+        starts, results in order: for steps whose order a protocol relies on (online GC: an
+        in-use mark before the look-up that decides a write). The filesystem runs them in one
+        worker-thread hop and fsyncs each directory once, at the end; the others call by call."""
         ...
 
     async def delete(self, path: str) -> None:

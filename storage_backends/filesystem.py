@@ -47,6 +47,7 @@ import aiofiles.threadpool
 
 from storage_backends.base import (
     CHUNK_SIZE,
+    DeletePrefix,
     Exists,
     Get,
     InvalidPath,
@@ -55,8 +56,10 @@ from storage_backends.base import (
     Op,
     Part,
     Plan,
+    PutIfAbsent,
     Result,
     Stat,
+    Step,
     StorageError,
     StorageFull,
     StorageUnavailable,
@@ -226,9 +229,12 @@ class FilesystemBackend:
         finally:
             plan.close()
 
-    def _batch_sync(self, work: list[tuple[Op, str]]) -> list[Result]:
+    def _batch_sync(
+        self, work: list[tuple[Op, str]], pending: dict[str, None] | None = None
+    ) -> list[Result]:
         out: list[Result] = []
-        dirty: dict[str, None] = {}  # directories whose new entries must reach the disk
+        # directories whose new entries must reach the disk (`pending`: the caller syncs them)
+        dirty: dict[str, None] = {} if pending is None else pending
         for op, full in work:
             if isinstance(op, Exists):
                 out.append(_is_file(full))
@@ -238,9 +244,44 @@ class FilesystemBackend:
                 except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
                     out.append(None)
             else:
-                if self._publish(full, op.data):
+                if self._publish(full, op.data, op.durable):
                     dirty[full.rpartition("/")[0]] = None
                 out.append(None)
+        if pending is None:
+            for directory in dirty:
+                _fsync_dir(directory)
+        return out
+
+    @_guarded
+    async def sequence(self, steps: Sequence[Step]) -> list[Result]:
+        """One after another in one worker-thread hop (the order is the threads' own, so each
+        step is visible before the next starts); directories fsync'd once each, at the end,
+        before the call returns."""
+        work = [
+            (
+                step,
+                str(self._dir(step.path))
+                if isinstance(step, DeletePrefix)
+                else self._file(step.path),
+            )
+            for step in steps
+        ]
+        return await self._run(self._sequence_sync, work)
+
+    def _sequence_sync(self, work: list[tuple[Step, str]]) -> list[Result]:
+        out: list[Result] = []
+        dirty: dict[str, None] = {}
+        for step, full in work:
+            if isinstance(step, DeletePrefix):
+                self._delete_prefix_sync(Path(full))
+                out.append(None)
+            elif isinstance(step, PutIfAbsent):
+                present = _is_file(full)
+                if not present and self._publish(full, step.data):
+                    dirty[full.rpartition("/")[0]] = None
+                out.append(not present)
+            else:
+                out.extend(self._batch_sync([(step, full)], dirty))
         for directory in dirty:
             _fsync_dir(directory)
         return out
@@ -249,9 +290,9 @@ class FilesystemBackend:
         if self._publish(target, data):
             _fsync_dir(target.rpartition("/")[0])
 
-    def _publish(self, target: str, data: bytes) -> bool:
+    def _publish(self, target: str, data: bytes, durable: bool = True) -> bool:
         """Write `target` atomically (temp file, fsync, rename); True when its directory
-        still needs an fsync to make the rename durable."""
+        still needs an fsync to make the rename durable (`durable=False`: no fsync at all)."""
         if not data:
             # An empty mark has nothing to flush: refreshed in place, else created in place
             # (empty either way, so no reader sees a partial object); its entry is not fsync'd.
@@ -262,7 +303,7 @@ class FilesystemBackend:
             fd = _new_file(tmp)
             try:
                 _write_all(fd, data)
-                if data and self.fsync:
+                if data and self.fsync and durable:
                     os.fsync(fd)
             finally:
                 os.close(fd)
@@ -270,7 +311,7 @@ class FilesystemBackend:
         except BaseException:
             _unlink_quiet(Path(tmp))
             raise
-        return bool(data) and self.fsync
+        return bool(data) and self.fsync and durable
 
     # -- streams -----------------------------------------------------------------------------
 
@@ -411,7 +452,7 @@ class FilesystemBackend:
     @_guarded
     async def delete_prefix(self, prefix: str) -> None:
         directory = self._dir(prefix)
-        await asyncio.to_thread(self._delete_prefix_sync, directory)
+        await self._run(self._delete_prefix_sync, directory)
 
     def _delete_prefix_sync(self, directory: Path) -> None:
         if directory == self.root:

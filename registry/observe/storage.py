@@ -14,14 +14,17 @@ from typing import Any, TypeVar
 
 from registry.observe import metrics
 from storage_backends.base import (
+    DeletePrefix,
     Exists,
     Get,
     NotFound,
     Op,
     Part,
     Plan,
+    PutIfAbsent,
     Result,
     Stat,
+    Step,
     StorageBackend,
 )
 
@@ -152,6 +155,25 @@ class InstrumentedBackend:
         for kind, n in kinds.items():
             if n:
                 self._metrics(kind)[0].inc(n)
+
+    async def sequence(self, steps: Sequence[Step]) -> list[Result]:
+        """As `batch`: counted per operation (a `PutIfAbsent` as the exists and the put it
+        may be), timed once as `sequence`."""
+        kinds = {"exists": 0, "get": 0, "put": 0, "delete_prefix": 0}
+        for step in steps:
+            if isinstance(step, Exists):
+                kinds["exists"] += 1
+            elif isinstance(step, Get):
+                kinds["get"] += 1
+            elif isinstance(step, DeletePrefix):
+                kinds["delete_prefix"] += 1
+            else:
+                kinds["put"] += 1
+                kinds["exists"] += isinstance(step, PutIfAbsent)
+        for kind, n in kinds.items():
+            if n:
+                self._metrics(kind)[0].inc(n)
+        return await self._call("sequence", lambda: self.inner.sequence(steps))
 
     async def delete(self, path: str) -> None:
         await self._call("delete", lambda: self.inner.delete(path))

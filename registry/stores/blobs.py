@@ -6,14 +6,14 @@ there (pushed or mounted), so a blob pushed to A is unknown in B.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from ocispec.digest import Digest
 from registry import errors
 from registry.shared.blobcache import BlobCache, NoBlobCache
 from registry.stores import paths
 from registry.stores.catalog import CatalogStore
-from storage_backends.base import NotFound, StorageBackend
+from storage_backends.base import NotFound, Put, PutIfAbsent, Step, StorageBackend
 
 
 class BlobStore:
@@ -38,6 +38,28 @@ class BlobStore:
 
     async def link(self, name: str, digest: Digest) -> None:
         await self._backend.put(paths.layer_link(name, digest), str(digest).encode())
+        await self._catalog.mark(name)
+
+    async def put_verified(
+        self, name: str, digest: Digest, data: bytes, then: Sequence[Step] = ()
+    ) -> None:
+        """Publish bytes already verified against `digest` and link them into `name` (a small
+        blob that arrived whole in one request, written from memory straight to its place),
+        then run `then` (the upload session's removal): one storage sequence, on the
+        filesystem one worker-thread hop with an fsync per file and per directory.
+
+        In the GC protocol's order (registry/gc.py): the in-use mark, then the look-up that
+        decides whether the bytes are written (`PutIfAbsent`), then the link. A crash between
+        steps leaves a mark, or an unlinked blob (GC's after the grace window): the client's
+        retry repeats the steps and finds the bytes there."""
+        await self._backend.sequence(
+            [
+                Put(paths.blob_touched(digest), b""),
+                PutIfAbsent(paths.blob_data(digest), data),
+                Put(paths.layer_link(name, digest), str(digest).encode()),
+                *then,
+            ]
+        )
         await self._catalog.mark(name)
 
     async def size(self, name: str, digest: Digest) -> int:
