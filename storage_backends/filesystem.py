@@ -8,7 +8,9 @@ Layout under `root`:
                                     final `os.replace` is atomic); hidden from list_dir/walk
       .multipart/<upload_id>/
         target                      the key the upload will publish to
-        <number:05d>.part           one file per uploaded part
+        data                        the parts' bytes, each written in place at its offset
+        <number:05d>.<offset:x>.<size:x>.<token>.at
+                                    a part's record (empty; fs_parts.py has the rules)
 
 Keys whose segments start with `.tmp.`, or whose first segment is `.multipart`, are refused so
 nothing a caller writes can collide with this bookkeeping.
@@ -45,6 +47,7 @@ import aiofiles
 import aiofiles.os
 import aiofiles.threadpool
 
+from storage_backends import fs_parts
 from storage_backends.base import (
     CHUNK_SIZE,
     Exists,
@@ -461,52 +464,97 @@ class FilesystemBackend:
         if not 1 <= number <= 10000:
             raise StorageError(f"part number {number} out of range 1..10000")
         directory = await self._session(path, upload_id)
-        part_file = directory / f"{number:05d}.part"
-        tmp = self._tmp_name(part_file)
+        # In place, into the upload's one data file (storage_backends/fs_parts.py): the
+        # completion of a chunked push is then a rename, not a second copy and fsync.
+        fd = await self._lock_parts(directory, path, upload_id)
         try:
-            written = await self._write_file(tmp, chunks)
+            offset = await self._run(fs_parts.prepare, fd, directory, number)
+            written = await self._write_at(fd, offset, chunks)
             if size is not None and written != size:
                 raise StorageError(f"part {number}: expected {size} bytes, got {written}")
-            st = await asyncio.to_thread(_replace_and_stat, tmp, part_file, self.fsync)
-        except BaseException:
-            await asyncio.to_thread(_unlink_quiet, tmp)
-            raise
-        return Part(number, st.st_size, _etag(st))
+            return await self._run(
+                fs_parts.record, fd, directory, number, offset, written, self.fsync
+            )
+        finally:
+            os.close(fd)  # releases the lock
+
+    async def _lock_parts(self, directory: Path, path: str, upload_id: str) -> int:
+        """The upload's data file, locked for this request alone. Another request writing to
+        the same upload (a client racing itself) is waited for without holding a thread."""
+        deadline = time.monotonic() + fs_parts.LOCK_WAIT
+        while True:
+            try:
+                fd = await self._run(fs_parts.try_lock, directory)
+            except (FileNotFoundError, NotADirectoryError):
+                raise NotFound(f"{path} (multipart {upload_id})") from None
+            if fd is not None:
+                return fd
+            if time.monotonic() > deadline:
+                raise StorageUnavailable(
+                    "filesystem storage", f"multipart {upload_id}: another request holds it"
+                )
+            await asyncio.sleep(fs_parts.LOCK_POLL)
+
+    async def _write_at(self, fd: int, offset: int, chunks: AsyncIterable[bytes]) -> int:
+        """Write `chunks` at `offset`, coalesced into MiB writes (one thread hop each)."""
+        written = 0
+        pending = bytearray()
+        async for chunk in chunks:
+            if not pending and len(chunk) >= _WRITE_SIZE:
+                await self._run(_pwrite_all, fd, chunk, offset + written)
+                written += len(chunk)
+                continue
+            pending += chunk
+            if len(pending) >= _WRITE_SIZE:
+                await self._run(_pwrite_all, fd, pending, offset + written)
+                written += len(pending)
+                pending = bytearray()
+        if pending:
+            await self._run(_pwrite_all, fd, pending, offset + written)
+            written += len(pending)
+        return written
 
     @_guarded
     async def multipart_list_parts(self, path: str, upload_id: str) -> list[Part]:
         directory = await self._session(path, upload_id)
-        return await asyncio.to_thread(_list_parts, directory)
+        records = await asyncio.to_thread(fs_parts.scan, directory)
+        return [records[n].part() for n in sorted(records)]
 
     @_guarded
     async def multipart_complete(self, path: str, upload_id: str, parts: list[Part]) -> None:
         directory = await self._session(path, upload_id)
         target = self._full(path)
-        await asyncio.to_thread(self._complete_sync, directory, target, parts)
+        fd = await self._lock_parts(directory, path, upload_id)
+        try:
+            await asyncio.to_thread(self._complete_sync, directory, fd, target, parts)
+        finally:
+            os.close(fd)
 
-    def _complete_sync(self, directory: Path, target: Path, parts: list[Part]) -> None:
+    def _complete_sync(self, directory: Path, fd: int, target: Path, parts: list[Part]) -> None:
         numbers = [p.number for p in parts]
         if not parts or numbers != sorted(set(numbers)):
             raise StorageError("multipart complete: no parts, or parts not in ascending order")
-        stored = {p.number: p for p in _list_parts(directory)}
+        stored = fs_parts.scan(directory)
         for p in parts:
             have = stored.get(p.number)
             if have is None or (p.etag and have.etag != p.etag):
                 raise StorageError(f"multipart complete: part {p.number} unknown or changed")
-        files = [directory / f"{n:05d}.part" for n in numbers]
-        if len(files) == 1:
-            # one part: a rename, no copy
-            _in_dir(target, lambda: os.replace(files[0], target), files[0])
+        chosen = [stored[n] for n in numbers]
+        if fs_parts.tiles_data(chosen):
+            # the parts lie back to back from offset 0 (a chunked push): a rename, no copy
+            fs_parts.cut_to(fd, chosen[-1].end, self.fsync)
+            data = directory / fs_parts.DATA
+            _in_dir(target, lambda: os.replace(data, target), data)
         else:
             tmp = self._tmp_name(target)
             try:
-                with _in_dir(tmp, lambda: open(tmp, "xb")) as out:
-                    for part_file in files:
-                        with open(part_file, "rb") as src:
-                            _copy_all(src.fileno(), out.fileno())
-                    out.flush()
+                out = _in_dir(tmp, lambda: _new_file(str(tmp)))
+                try:
+                    fs_parts.copy_parts(directory, fd, chosen, out)
                     if self.fsync:
-                        os.fsync(out.fileno())
+                        os.fsync(out)
+                finally:
+                    os.close(out)
                 os.replace(tmp, target)
             except BaseException:
                 _unlink_quiet(tmp)
@@ -679,6 +727,13 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
+def _pwrite_all(fd: int, data: bytes | bytearray, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
+
+
 def _create_empty(target: str) -> bool:
     """Create `target` empty where nothing is (False: something is there, or its directory
     vanished meanwhile: the caller takes the temp-file path)."""
@@ -731,11 +786,6 @@ def _create_session(directory: Path, target: str) -> None:
     directory.mkdir(parents=True)
     with open(directory / "target", "w") as f:
         f.write(target)
-
-
-def _replace_and_stat(src: Path, dst: Path, durable: bool = True) -> os.stat_result:
-    _replace_durably(src, dst, durable)
-    return os.stat(dst)
 
 
 def _fsync_dir(directory: str | Path) -> None:
@@ -808,33 +858,3 @@ def _walk_sync(directory: Path, key: str, root: Path) -> Iterator[str]:
 
 def _take(it: Iterator[str], n: int) -> list[str]:
     return list(itertools.islice(it, n))
-
-
-def _etag(st: os.stat_result) -> str:
-    return f"{st.st_size:x}-{st.st_mtime_ns:x}-{st.st_ino:x}"
-
-
-def _list_parts(directory: Path) -> list[Part]:
-    parts: list[Part] = []
-    with os.scandir(directory) as it:
-        for e in it:
-            if e.name.endswith(".part") and not e.name.startswith(_TMP_PREFIX):
-                st = e.stat()
-                parts.append(Part(int(e.name[:-5]), st.st_size, _etag(st)))
-    parts.sort(key=lambda p: p.number)
-    return parts
-
-
-def _copy_all(src: int, dst: int) -> None:
-    """Append all of `src` to `dst` in the kernel (copy_file_range), falling back to read/write."""
-    copy: Callable[[int, int, int], int] | None = getattr(os, "copy_file_range", None)
-    if copy is not None:
-        try:
-            while copy(src, dst, 64 * CHUNK_SIZE):
-                pass
-            return
-        except OSError as e:
-            if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
-                raise
-    while piece := os.read(src, CHUNK_SIZE):
-        os.write(dst, piece)
