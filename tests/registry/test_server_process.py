@@ -61,15 +61,15 @@ def test_a_patch_cut_by_kill_9_resumes_at_the_acknowledged_offset(
     retry after the restart rewrites them from the acknowledged offset."""
     storage = tmp_path / "storage"
     server = registry_server(f"file://{storage}")
-    data = os.urandom(6 * MiB + 123)
+    data = os.urandom(9 * MiB + 123)
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     first_end = 2 * MiB
     cut = threading.Event()
 
     def cut_body() -> Iterator[bytes]:
-        yield b"\xee" * (3 * MiB)  # not the blob's bytes: they must not survive
+        yield b"\xee" * (5 * MiB)  # not the blob's bytes: they must not survive
         cut.wait(60)
-        yield b"\xee" * (len(data) - first_end - 3 * MiB)  # into a dead connection
+        yield b"\xee" * (len(data) - first_end - 5 * MiB)  # into a dead connection
 
     with httpx.Client(base_url=server.url, timeout=60) as client:
         location = client.post("/v2/crash/cut/blobs/uploads/").headers["location"]
@@ -93,9 +93,10 @@ def test_a_patch_cut_by_kill_9_resumes_at_the_acknowledged_offset(
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             sizes = [f.stat().st_size for f in (storage / ".multipart").glob("*/data")]
-            if sizes and max(sizes) >= first_end + 3 * MiB:
+            if sizes and max(sizes) > first_end:
                 break
             time.sleep(0.02)
+        assert sizes and max(sizes) > first_end, "the cut PATCH's bytes never reached storage"
         server.kill()
         cut.set()
         sender.join(30)
