@@ -496,32 +496,22 @@ class FilesystemBackend:
             await asyncio.sleep(fs_parts.LOCK_POLL)
 
     async def _write_at(self, fd: int, offset: int, chunks: AsyncIterable[bytes]) -> int:
-        """Write `chunks` at `offset`: MiB pieces (smaller ones coalesced first) go down
-        `fs_parts.WRITE_BATCH` bytes at a time in one vectored write, one thread hop each
-        (a hop costs the event loop a GIL round trip; the pieces are not copied)."""
+        """Write `chunks` at `offset`, coalesced into MiB writes (one thread hop each)."""
         written = 0
-        batch: list[bytes | bytearray] = []
-        batched = 0
-        small = bytearray()
+        pending = bytearray()
         async for chunk in chunks:
-            piece: bytes | bytearray = chunk
-            if small or len(chunk) < _WRITE_SIZE:
-                small += chunk
-                if len(small) < _WRITE_SIZE:
-                    continue
-                piece, small = small, bytearray()
-            batch.append(piece)
-            batched += len(piece)
-            if batched >= fs_parts.WRITE_BATCH:
-                await self._run(fs_parts.pwrite_all, fd, batch, offset + written)
-                written += batched
-                batch, batched = [], 0
-        if small:
-            batch.append(small)
-            batched += len(small)
-        if batch:
-            await self._run(fs_parts.pwrite_all, fd, batch, offset + written)
-            written += batched
+            if not pending and len(chunk) >= _WRITE_SIZE:
+                await self._run(_pwrite_all, fd, chunk, offset + written)
+                written += len(chunk)
+                continue
+            pending += chunk
+            if len(pending) >= _WRITE_SIZE:
+                await self._run(_pwrite_all, fd, pending, offset + written)
+                written += len(pending)
+                pending = bytearray()
+        if pending:
+            await self._run(_pwrite_all, fd, pending, offset + written)
+            written += len(pending)
         return written
 
     @_guarded
@@ -735,6 +725,13 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+def _pwrite_all(fd: int, data: bytes | bytearray, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
 
 
 def _create_empty(target: str) -> bool:

@@ -46,8 +46,6 @@ _LEGACY = ".part"
 LOCK_WAIT = 30.0
 #: how often it looks again meanwhile
 LOCK_POLL = 0.05
-#: bytes of a part gathered into one vectored write (one thread hop)
-WRITE_BATCH = 4 * CHUNK_SIZE
 _OPEN_DATA = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 _NEW_RECORD = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
@@ -147,19 +145,6 @@ def record(fd: int, directory: Path, number: int, offset: int, size: int, durabl
         ):
             _unlink_quiet(entry.path)
     return Part(number, size, f"{offset:x}.{size:x}.{token}")
-
-
-def pwrite_all(fd: int, pieces: list[bytes | bytearray], offset: int) -> None:
-    """Write `pieces` back to back at `offset` (os.pwritev, partial writes continued)."""
-    views = [memoryview(p) for p in pieces if p]
-    while views:
-        n = os.pwritev(fd, views, offset)
-        offset += n
-        while views and n >= len(views[0]):
-            n -= len(views[0])
-            views.pop(0)
-        if n:
-            views[0] = views[0][n:]
 
 
 def tiles_data(records: list[Record]) -> bool:
