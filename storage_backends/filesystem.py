@@ -39,7 +39,15 @@ import stat
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterator, Sequence
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterator,
+    Sequence,
+)
 from pathlib import Path
 from typing import Any, BinaryIO, Concatenate, ParamSpec, TypeVar
 
@@ -466,25 +474,29 @@ class FilesystemBackend:
         directory = await self._session(path, upload_id)
         # In place, into the upload's one data file (storage_backends/fs_parts.py): the
         # completion of a chunked push is then a rename, not a second copy and fsync.
-        fd = await self._lock_parts(directory, path, upload_id)
+        fd = _FdCalls(self, await self._lock_parts(directory, path, upload_id))
         try:
-            offset = await self._run(fs_parts.prepare, fd, directory, number)
+            offset = await fd.run(fs_parts.prepare, fd.fd, directory, number)
             written = await self._write_at(fd, offset, chunks)
             if size is not None and written != size:
                 raise StorageError(f"part {number}: expected {size} bytes, got {written}")
-            return await self._run(
-                fs_parts.record, fd, directory, number, offset, written, self.fsync
+            return await fd.run(
+                fs_parts.record, fd.fd, directory, number, offset, written, self.fsync
             )
         finally:
-            os.close(fd)  # releases the lock
+            fd.close()  # releases the lock
 
     async def _lock_parts(self, directory: Path, path: str, upload_id: str) -> int:
         """The upload's data file, locked for this request alone. Another request writing to
         the same upload (a client racing itself) is waited for without holding a thread."""
         deadline = time.monotonic() + fs_parts.LOCK_WAIT
         while True:
+            locking = self._run(fs_parts.try_lock, directory)
             try:
-                fd = await self._run(fs_parts.try_lock, directory)
+                fd = await asyncio.shield(locking)
+            except asyncio.CancelledError:
+                locking.add_done_callback(_close_locked)  # never leave the upload locked
+                raise
             except (FileNotFoundError, NotADirectoryError):
                 raise NotFound(f"{path} (multipart {upload_id})") from None
             if fd is not None:
@@ -495,22 +507,22 @@ class FilesystemBackend:
                 )
             await asyncio.sleep(fs_parts.LOCK_POLL)
 
-    async def _write_at(self, fd: int, offset: int, chunks: AsyncIterable[bytes]) -> int:
+    async def _write_at(self, fd: _FdCalls, offset: int, chunks: AsyncIterable[bytes]) -> int:
         """Write `chunks` at `offset`, coalesced into MiB writes (one thread hop each)."""
         written = 0
         pending = bytearray()
         async for chunk in chunks:
             if not pending and len(chunk) >= _WRITE_SIZE:
-                await self._run(_pwrite_all, fd, chunk, offset + written)
+                await fd.run(_pwrite_all, fd.fd, chunk, offset + written)
                 written += len(chunk)
                 continue
             pending += chunk
             if len(pending) >= _WRITE_SIZE:
-                await self._run(_pwrite_all, fd, pending, offset + written)
+                await fd.run(_pwrite_all, fd.fd, pending, offset + written)
                 written += len(pending)
                 pending = bytearray()
         if pending:
-            await self._run(_pwrite_all, fd, pending, offset + written)
+            await fd.run(_pwrite_all, fd.fd, pending, offset + written)
             written += len(pending)
         return written
 
@@ -524,11 +536,11 @@ class FilesystemBackend:
     async def multipart_complete(self, path: str, upload_id: str, parts: list[Part]) -> None:
         directory = await self._session(path, upload_id)
         target = self._full(path)
-        fd = await self._lock_parts(directory, path, upload_id)
+        fd = _FdCalls(self, await self._lock_parts(directory, path, upload_id))
         try:
-            await asyncio.to_thread(self._complete_sync, directory, fd, target, parts)
+            await fd.run(self._complete_sync, directory, fd.fd, target, parts)
         finally:
-            os.close(fd)
+            fd.close()
 
     def _complete_sync(self, directory: Path, fd: int, target: Path, parts: list[Part]) -> None:
         numbers = [p.number for p in parts]
@@ -629,6 +641,38 @@ class FilesystemBackend:
             if stale:
                 stale_sessions.append((session, target))
         return swept, stale_sessions
+
+
+class _FdCalls:
+    """Pool calls on one raw file descriptor (a locked upload's data file). Closing it while
+    a call is queued or running would free the number for another `open`, and the call
+    would then write into that file: when the request is cancelled meanwhile, the close
+    waits for the call to finish."""
+
+    def __init__(self, backend: FilesystemBackend, fd: int) -> None:
+        self.fd = fd
+        self._backend = backend
+        self._last: asyncio.Future[Any] | None = None
+
+    def run(self, call: Callable[..., _T], *args: Any) -> Awaitable[_T]:
+        future = self._backend._run(call, *args)
+        self._last = future
+        return asyncio.shield(future)
+
+    def close(self) -> None:
+        last = self._last
+        if last is None or last.done():
+            os.close(self.fd)
+        else:
+            last.add_done_callback(lambda _: os.close(self.fd))
+
+
+def _close_locked(locking: asyncio.Future[int | None]) -> None:
+    """A lock taken for a request cancelled while it waited: let it go."""
+    if not locking.cancelled() and locking.exception() is None:
+        fd = locking.result()
+        if fd is not None:
+            os.close(fd)
 
 
 class _Workers:

@@ -10,13 +10,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from storage_backends import fs_parts
+from storage_backends import filesystem, fs_parts
 from storage_backends.base import Part, StorageError, StorageUnavailable
 from storage_backends.filesystem import FilesystemBackend
 
@@ -229,3 +230,62 @@ async def test_a_part_of_mixed_piece_sizes_is_written_in_order(tmp_path: Path) -
     part = await backend.multipart_upload_part("k", upload, 1, mixed(), sum(sizes))
     await backend.multipart_complete("k", upload, [part])
     assert await backend.get("k") == b"".join(blobs)
+
+
+async def test_a_cancelled_part_write_lets_the_upload_go(tmp_path: Path) -> None:
+    """A request cancelled mid-part (shutdown, a timeout) releases the upload's lock once its
+    last write is done, so the client's retry is not locked out."""
+    backend = FilesystemBackend(tmp_path)
+    upload = await backend.multipart_create("k")
+    started = asyncio.Event()
+
+    async def stalled() -> AsyncIterator[bytes]:
+        yield pattern(MiB, 1)
+        yield pattern(MiB, 2)
+        started.set()
+        await asyncio.Event().wait()  # cancelled here
+        yield b""
+
+    writer = asyncio.create_task(backend.multipart_upload_part("k", upload, 1, stalled(), None))
+    await asyncio.wait_for(started.wait(), 30)
+    writer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await writer
+    retried = await asyncio.wait_for(
+        backend.multipart_upload_part("k", upload, 1, pieces(b"again"), 5), 10
+    )
+    await backend.multipart_complete("k", upload, [retried])
+    assert await backend.get("k") == b"again"
+
+
+async def test_a_cancelled_request_keeps_the_file_open_until_its_write_is_done(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write still running in a pool thread when its request is cancelled must not find
+    its descriptor closed (the number could meanwhile name another file being written):
+    the close, and with it the lock's release, waits for the write."""
+    backend = FilesystemBackend(tmp_path)
+    upload = await backend.multipart_create("k")
+    entered, gate = threading.Event(), threading.Event()
+    real = filesystem._pwrite_all
+
+    def blocked(fd: int, data: bytes, offset: int) -> None:
+        entered.set()
+        gate.wait(30)
+        real(fd, data, offset)
+
+    monkeypatch.setattr(filesystem, "_pwrite_all", blocked)
+    writer = asyncio.create_task(
+        backend.multipart_upload_part("k", upload, 1, pieces(pattern(MiB, 1)), MiB)
+    )
+    assert await asyncio.to_thread(entered.wait, 30)
+    writer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await writer
+    assert fs_parts.try_lock(session_dir(tmp_path, upload)) is None  # the write holds it
+    gate.set()
+    deadline = time.monotonic() + 30
+    while (fd := fs_parts.try_lock(session_dir(tmp_path, upload))) is None:
+        assert time.monotonic() < deadline, "the lock was never released"
+        await asyncio.sleep(0.02)
+    os.close(fd)
