@@ -8,7 +8,9 @@ Layout under `root`:
                                     final `os.replace` is atomic); hidden from list_dir/walk
       .multipart/<upload_id>/
         target                      the key the upload will publish to
-        <number:05d>.part           one file per uploaded part
+        data                        the parts' bytes, each written in place at its offset
+        <number:05d>.<offset:x>.<size:x>.<token>.at
+                                    a part's record (empty; fs_parts.py has the rules)
 
 Keys whose segments start with `.tmp.`, or whose first segment is `.multipart`, are refused so
 nothing a caller writes can collide with this bookkeeping.
@@ -37,7 +39,15 @@ import stat
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterator, Sequence
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterator,
+    Sequence,
+)
 from pathlib import Path
 from typing import Any, BinaryIO, Concatenate, ParamSpec, TypeVar
 
@@ -45,6 +55,7 @@ import aiofiles
 import aiofiles.os
 import aiofiles.threadpool
 
+from storage_backends import fs_parts
 from storage_backends.base import (
     CHUNK_SIZE,
     DeletePrefix,
@@ -519,52 +530,101 @@ class FilesystemBackend:
         if not 1 <= number <= 10000:
             raise StorageError(f"part number {number} out of range 1..10000")
         directory = await self._session(path, upload_id)
-        part_file = directory / f"{number:05d}.part"
-        tmp = self._tmp_name(part_file)
+        # In place, into the upload's one data file (storage_backends/fs_parts.py): the
+        # completion of a chunked push is then a rename, not a second copy and fsync.
+        fd = _FdCalls(self, await self._lock_parts(directory, path, upload_id))
         try:
-            written = await self._write_file(tmp, chunks)
+            offset = await fd.run(fs_parts.prepare, fd.fd, directory, number)
+            written = await self._write_at(fd, offset, chunks)
             if size is not None and written != size:
                 raise StorageError(f"part {number}: expected {size} bytes, got {written}")
-            st = await asyncio.to_thread(_replace_and_stat, tmp, part_file, self.fsync)
-        except BaseException:
-            await asyncio.to_thread(_unlink_quiet, tmp)
-            raise
-        return Part(number, st.st_size, _etag(st))
+            return await fd.run(
+                fs_parts.record, fd.fd, directory, number, offset, written, self.fsync
+            )
+        finally:
+            fd.close()  # releases the lock
+
+    async def _lock_parts(self, directory: Path, path: str, upload_id: str) -> int:
+        """The upload's data file, locked for this request alone. Another request writing to
+        the same upload (a client racing itself) is waited for without holding a thread."""
+        deadline = time.monotonic() + fs_parts.LOCK_WAIT
+        while True:
+            locking = self._run(fs_parts.try_lock, directory)
+            try:
+                fd = await asyncio.shield(locking)
+            except asyncio.CancelledError:
+                locking.add_done_callback(_close_locked)  # never leave the upload locked
+                raise
+            except (FileNotFoundError, NotADirectoryError):
+                raise NotFound(f"{path} (multipart {upload_id})") from None
+            if fd is not None:
+                return fd
+            if time.monotonic() > deadline:
+                raise StorageUnavailable(
+                    "filesystem storage", f"multipart {upload_id}: another request holds it"
+                )
+            await asyncio.sleep(fs_parts.LOCK_POLL)
+
+    async def _write_at(self, fd: _FdCalls, offset: int, chunks: AsyncIterable[bytes]) -> int:
+        """Write `chunks` at `offset`, coalesced into MiB writes (one thread hop each)."""
+        written = 0
+        pending = bytearray()
+        async for chunk in chunks:
+            if not pending and len(chunk) >= _WRITE_SIZE:
+                await fd.run(_pwrite_all, fd.fd, chunk, offset + written)
+                written += len(chunk)
+                continue
+            pending += chunk
+            if len(pending) >= _WRITE_SIZE:
+                await fd.run(_pwrite_all, fd.fd, pending, offset + written)
+                written += len(pending)
+                pending = bytearray()
+        if pending:
+            await fd.run(_pwrite_all, fd.fd, pending, offset + written)
+            written += len(pending)
+        return written
 
     @_guarded
     async def multipart_list_parts(self, path: str, upload_id: str) -> list[Part]:
         directory = await self._session(path, upload_id)
-        return await asyncio.to_thread(_list_parts, directory)
+        records = await asyncio.to_thread(fs_parts.scan, directory)
+        return [records[n].part() for n in sorted(records)]
 
     @_guarded
     async def multipart_complete(self, path: str, upload_id: str, parts: list[Part]) -> None:
         directory = await self._session(path, upload_id)
         target = self._full(path)
-        await asyncio.to_thread(self._complete_sync, directory, target, parts)
+        fd = _FdCalls(self, await self._lock_parts(directory, path, upload_id))
+        try:
+            await fd.run(self._complete_sync, directory, fd.fd, target, parts)
+        finally:
+            fd.close()
 
-    def _complete_sync(self, directory: Path, target: Path, parts: list[Part]) -> None:
+    def _complete_sync(self, directory: Path, fd: int, target: Path, parts: list[Part]) -> None:
         numbers = [p.number for p in parts]
         if not parts or numbers != sorted(set(numbers)):
             raise StorageError("multipart complete: no parts, or parts not in ascending order")
-        stored = {p.number: p for p in _list_parts(directory)}
+        stored = fs_parts.scan(directory)
         for p in parts:
             have = stored.get(p.number)
             if have is None or (p.etag and have.etag != p.etag):
                 raise StorageError(f"multipart complete: part {p.number} unknown or changed")
-        files = [directory / f"{n:05d}.part" for n in numbers]
-        if len(files) == 1:
-            # one part: a rename, no copy
-            _in_dir(target, lambda: os.replace(files[0], target), files[0])
+        chosen = [stored[n] for n in numbers]
+        if fs_parts.tiles_data(chosen):
+            # the parts lie back to back from offset 0 (a chunked push): a rename, no copy
+            fs_parts.cut_to(fd, chosen[-1].end, self.fsync)
+            data = directory / fs_parts.DATA
+            _in_dir(target, lambda: os.replace(data, target), data)
         else:
             tmp = self._tmp_name(target)
             try:
-                with _in_dir(tmp, lambda: open(tmp, "xb")) as out:
-                    for part_file in files:
-                        with open(part_file, "rb") as src:
-                            _copy_all(src.fileno(), out.fileno())
-                    out.flush()
+                out = _in_dir(tmp, lambda: _new_file(str(tmp)))
+                try:
+                    fs_parts.copy_parts(directory, fd, chosen, out)
                     if self.fsync:
-                        os.fsync(out.fileno())
+                        os.fsync(out)
+                finally:
+                    os.close(out)
                 os.replace(tmp, target)
             except BaseException:
                 _unlink_quiet(tmp)
@@ -639,6 +699,38 @@ class FilesystemBackend:
             if stale:
                 stale_sessions.append((session, target))
         return swept, stale_sessions
+
+
+class _FdCalls:
+    """Pool calls on one raw file descriptor (a locked upload's data file). Closing it while
+    a call is queued or running would free the number for another `open`, and the call
+    would then write into that file: when the request is cancelled meanwhile, the close
+    waits for the call to finish."""
+
+    def __init__(self, backend: FilesystemBackend, fd: int) -> None:
+        self.fd = fd
+        self._backend = backend
+        self._last: asyncio.Future[Any] | None = None
+
+    def run(self, call: Callable[..., _T], *args: Any) -> Awaitable[_T]:
+        future = self._backend._run(call, *args)
+        self._last = future
+        return asyncio.shield(future)
+
+    def close(self) -> None:
+        last = self._last
+        if last is None or last.done():
+            os.close(self.fd)
+        else:
+            last.add_done_callback(lambda _: os.close(self.fd))
+
+
+def _close_locked(locking: asyncio.Future[int | None]) -> None:
+    """A lock taken for a request cancelled while it waited: let it go."""
+    if not locking.cancelled() and locking.exception() is None:
+        fd = locking.result()
+        if fd is not None:
+            os.close(fd)
 
 
 class _Workers:
@@ -737,6 +829,13 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
+def _pwrite_all(fd: int, data: bytes | bytearray, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
+
+
 def _create_empty(target: str) -> bool:
     """Create `target` empty where nothing is (False: something is there, or its directory
     vanished meanwhile: the caller takes the temp-file path)."""
@@ -789,11 +888,6 @@ def _create_session(directory: Path, target: str) -> None:
     directory.mkdir(parents=True)
     with open(directory / "target", "w") as f:
         f.write(target)
-
-
-def _replace_and_stat(src: Path, dst: Path, durable: bool = True) -> os.stat_result:
-    _replace_durably(src, dst, durable)
-    return os.stat(dst)
 
 
 def _fsync_dir(directory: str | Path) -> None:
@@ -866,33 +960,3 @@ def _walk_sync(directory: Path, key: str, root: Path) -> Iterator[str]:
 
 def _take(it: Iterator[str], n: int) -> list[str]:
     return list(itertools.islice(it, n))
-
-
-def _etag(st: os.stat_result) -> str:
-    return f"{st.st_size:x}-{st.st_mtime_ns:x}-{st.st_ino:x}"
-
-
-def _list_parts(directory: Path) -> list[Part]:
-    parts: list[Part] = []
-    with os.scandir(directory) as it:
-        for e in it:
-            if e.name.endswith(".part") and not e.name.startswith(_TMP_PREFIX):
-                st = e.stat()
-                parts.append(Part(int(e.name[:-5]), st.st_size, _etag(st)))
-    parts.sort(key=lambda p: p.number)
-    return parts
-
-
-def _copy_all(src: int, dst: int) -> None:
-    """Append all of `src` to `dst` in the kernel (copy_file_range), falling back to read/write."""
-    copy: Callable[[int, int, int], int] | None = getattr(os, "copy_file_range", None)
-    if copy is not None:
-        try:
-            while copy(src, dst, 64 * CHUNK_SIZE):
-                pass
-            return
-        except OSError as e:
-            if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
-                raise
-    while piece := os.read(src, CHUNK_SIZE):
-        os.write(dst, piece)

@@ -52,6 +52,72 @@ def test_upload_survives_kill_9_and_restart(
         assert pulled.content == data
 
 
+def test_a_patch_cut_by_kill_9_resumes_at_the_acknowledged_offset(
+    registry_server: Callable[..., RegistryServer],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """SIGKILL while a PATCH's body streams in: the PATCH acknowledged before stays whole, the
+    cut one's bytes (already in the upload's data file) are no part of the upload, and the
+    retry after the restart rewrites them from the acknowledged offset."""
+    storage = tmp_path / "storage"
+    server = registry_server(f"file://{storage}")
+    data = os.urandom(9 * MiB + 123)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    first_end = 2 * MiB
+    cut = threading.Event()
+
+    def cut_body() -> Iterator[bytes]:
+        yield b"\xee" * (5 * MiB)  # not the blob's bytes: they must not survive
+        cut.wait(60)
+        yield b"\xee" * (len(data) - first_end - 5 * MiB)  # into a dead connection
+
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        location = client.post("/v2/crash/cut/blobs/uploads/").headers["location"]
+        first = client.patch(
+            location, content=data[:first_end], headers={"Content-Range": f"0-{first_end - 1}"}
+        )
+        assert first.status_code == 202
+
+        def send() -> None:
+            headers = {
+                "Content-Range": f"{first_end}-{len(data) - 1}",
+                "Content-Length": str(len(data) - first_end),
+            }
+            try:
+                client.patch(location, content=cut_body(), headers=headers)
+            except httpx.HTTPError:
+                pass  # the server died under it
+
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            sizes = [f.stat().st_size for f in (storage / ".multipart").glob("*/data")]
+            if sizes and max(sizes) > first_end:
+                break
+            time.sleep(0.02)
+        assert sizes and max(sizes) > first_end, "the cut PATCH's bytes never reached storage"
+        server.kill()
+        cut.set()
+        sender.join(30)
+    server.start()
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        status = client.get(location)
+        assert status.status_code == 204
+        assert status.headers["range"] == f"0-{first_end - 1}"
+        rest = client.patch(
+            location,
+            content=data[first_end:],
+            headers={"Content-Range": f"{first_end}-{len(data) - 1}"},
+        )
+        assert rest.status_code == 202, rest.text
+        done = client.put(f"{location}?digest={digest}")
+        assert done.status_code == 201, done.text
+        pulled = client.get(f"/v2/crash/cut/blobs/{digest}")
+        assert pulled.status_code == 200
+        assert pulled.content == data
+
+
 class _RssSampler:
     """Polls a process's resident set size in a thread; `peak` is the largest seen."""
 

@@ -76,7 +76,7 @@ async def test_bookkeeping_hidden_from_listings(fs: FilesystemBackend) -> None:
 async def test_single_part_complete_is_a_rename(fs: FilesystemBackend) -> None:
     upload = await fs.multipart_create("one")
     part = await fs.multipart_upload_part("one", upload, 1, chunks_of(b"x" * 1000, 100), 1000)
-    part_file = fs.root / ".multipart" / upload / "00001.part"
+    part_file = fs.root / ".multipart" / upload / "data"  # parts are written in place
     inode = part_file.stat().st_ino
     await fs.multipart_complete("one", upload, [part])
     assert (fs.root / "one").stat().st_ino == inode

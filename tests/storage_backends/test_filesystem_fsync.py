@@ -24,16 +24,19 @@ from tests.support.server import RegistryServer, registry_server  # noqa: F401
 
 @pytest.fixture
 def synced(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """What os.fsync is called on: "dir:<path>" or "file:<path>"."""
+    """What os.fsync (and os.fdatasync) is called on: "dir:<path>" or "file:<path>"."""
     calls: list[str] = []
-    real = os.fsync
 
-    def fsync(fd: int) -> None:
-        target = os.readlink(f"/proc/self/fd/{fd}")
-        calls.append(("dir:" if os.path.isdir(target) else "file:") + target)
-        real(fd)
+    def recording(real: Callable[[int], None]) -> Callable[[int], None]:
+        def sync(fd: int) -> None:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            calls.append(("dir:" if os.path.isdir(target) else "file:") + target)
+            real(fd)
 
-    monkeypatch.setattr(os, "fsync", fsync)
+        return sync
+
+    monkeypatch.setattr(os, "fsync", recording(os.fsync))
+    monkeypatch.setattr(os, "fdatasync", recording(os.fdatasync))
     return calls
 
 
@@ -85,13 +88,16 @@ async def _streams_and_multipart(backend: FilesystemBackend) -> None:
 
 
 async def test_streams_and_multipart_follow_the_setting(tmp_path: Path, synced: list[str]) -> None:
-    """Blob data too: with the setting on, streamed objects, parts and their join are fsync'd
-    with their directories; off, none of them, and the objects read back whole."""
+    """Blob data too: with the setting on, streamed objects and each multipart part are
+    fsync'd with their directories (the parts in place in the upload's data file, so the
+    join is a rename); off, none of them, and the objects read back whole."""
     durable = FilesystemBackend(tmp_path / "on", fsync=True)
     await durable.open()
     await _streams_and_multipart(durable)
-    # the stream and the join fsync'd under their temp names, before their renames
-    assert len([c for c in synced if c.startswith(f"file:{tmp_path}/on/blobs/.tmp.")]) == 2
+    # the stream fsync'd under its temp name, before its rename
+    assert len([c for c in synced if c.startswith(f"file:{tmp_path}/on/blobs/.tmp.")]) == 1
+    parts = [c for c in synced if c.startswith(f"file:{tmp_path}/on/.multipart/")]
+    assert len(parts) == 2 and all(c.endswith("/data") for c in parts)  # each part, in place
     assert {c.split(":")[0] for c in synced} == {"file", "dir"}
     assert synced.count(f"dir:{tmp_path}/on/blobs") >= 2  # the stream's rename and the join's
     await durable.close()
