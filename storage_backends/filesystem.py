@@ -13,10 +13,11 @@ Layout under `root`:
 Keys whose segments start with `.tmp.`, or whose first segment is `.multipart`, are refused so
 nothing a caller writes can collide with this bookkeeping.
 
-Blocking file I/O runs in worker threads, so the event loop never waits on the disk: `aiofiles`
-for reading byte streams, one `asyncio.to_thread` call per 1 MiB written, and one per
-small-object read or write, metadata and directory operation (a thread hop costs more than
-reading a link file, so one hop, not aiofiles' open/read/close three). Small objects and
+Blocking file I/O runs in worker threads, so the event loop never waits on the disk: one hop
+in the backend's pool per 1 MiB read of a byte stream (`fs_read.py`), one `asyncio.to_thread`
+call per 1 MiB written, and one per small-object read or write, metadata and directory
+operation (a thread hop costs more than reading a link file, so one hop, not aiofiles'
+open/read/close three). Small objects and
 `batch` (many small operations, one hop) run in the backend's own pool (`_run`). An empty put
 over an empty object only sets its mtime: blob in-use marks are rewritten on every push.
 With `fsync=False` (setting `storage.fsync`) nothing is fsync'd: small objects, streams,
@@ -41,9 +42,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, I
 from pathlib import Path
 from typing import Any, BinaryIO, Concatenate, ParamSpec, TypeVar
 
-import aiofiles
 import aiofiles.os
-import aiofiles.threadpool
 
 from storage_backends.base import (
     CHUNK_SIZE,
@@ -62,6 +61,7 @@ from storage_backends.base import (
     check_path,
     check_prefix,
 )
+from storage_backends.fs_read import PieceReader
 
 _TMP_PREFIX = ".tmp."
 _MULTIPART_DIR = ".multipart"
@@ -263,25 +263,22 @@ class FilesystemBackend:
     ) -> AsyncIterator[bytes]:
         if offset < 0 or (length is not None and length < 0):
             raise ValueError("offset and length must not be negative")
-        full = self._full(path)
+        # one hop per piece in the backend's pool, the open and close riding on the first
+        # and last read (storage_backends/fs_read.py)
+        reader = PieceReader(self._file(path), offset, length, CHUNK_SIZE)
         try:
-            f = await aiofiles.open(full, "rb")
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-            raise NotFound(path) from None
-        try:
-            if offset:
-                await f.seek(offset)
-            remaining = length
-            while remaining is None or remaining > 0:
-                want = CHUNK_SIZE if remaining is None else min(CHUNK_SIZE, remaining)
-                piece = await f.read(want)
-                if not piece:
-                    return
-                if remaining is not None:
-                    remaining -= len(piece)
+            try:
+                piece = await self._run(reader.next)
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                raise NotFound(path) from None
+            while piece:
                 yield piece
+                if reader.finished:  # that was the last piece
+                    return
+                piece = await self._run(reader.next)
         finally:
-            await f.close()
+            if not reader.finished:  # abandoned midway: closed after a read still in a thread
+                self._run(reader.close)
 
     @_guarded
     async def put_stream(self, path: str, chunks: AsyncIterable[bytes]) -> int:
