@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import functools
+import io
 import itertools
 import os
 import queue
@@ -61,7 +62,7 @@ from storage_backends.base import (
     check_path,
     check_prefix,
 )
-from storage_backends.fs_read import PieceReader
+from storage_backends.fs_read import PieceReader, open_regular
 
 _TMP_PREFIX = ".tmp."
 _MULTIPART_DIR = ".multipart"
@@ -279,6 +280,15 @@ class FilesystemBackend:
         finally:
             if not reader.finished:  # abandoned midway: closed after a read still in a thread
                 self._run(reader.close)
+
+    @_guarded
+    async def open_local(self, path: str) -> io.FileIO:
+        """The object's file, open for reading, for a caller that hands it to the kernel
+        (`sendfile`: registry/zerocopy.py); NotFound when absent. The caller closes it."""
+        try:
+            return await self._run(open_regular, self._file(path))
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise NotFound(path) from None
 
     @_guarded
     async def put_stream(self, path: str, chunks: AsyncIterable[bytes]) -> int:

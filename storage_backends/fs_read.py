@@ -15,6 +15,7 @@ transport, which keeps a reference to what it could not send yet (uvloop buffers
 from __future__ import annotations
 
 import errno
+import io
 import os
 import stat
 import threading
@@ -90,3 +91,15 @@ class PieceReader:
         fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)
+
+
+def open_regular(path: str) -> io.FileIO:
+    """`path` open for reading, refused (IsADirectoryError) unless it is a regular file."""
+    file = io.FileIO(path, "r")
+    try:
+        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            raise IsADirectoryError(errno.EISDIR, "not a file", path)
+    except BaseException:
+        file.close()
+        raise
+    return file
