@@ -30,6 +30,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from registry import errors
 from registry.settings import SETTINGS_ENV, Settings
+from registry.zerocopy import ZeroCopyProtocol
 
 #: the import string `pyreg serve` hands to uvicorn (so spawned workers find the class)
 PROTOCOL = "registry.http_limits:LimitedHttpToolsProtocol"
@@ -59,7 +60,7 @@ def error_response(error: errors.RegistryError) -> bytes:
     return b"\r\n".join(head) + b"\r\n\r\n" + body
 
 
-class LimitedHttpToolsProtocol(HttpToolsProtocol):
+class LimitedHttpToolsProtocol(ZeroCopyProtocol, HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         settings = _settings()

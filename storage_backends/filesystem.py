@@ -15,10 +15,11 @@ Layout under `root`:
 Keys whose segments start with `.tmp.`, or whose first segment is `.multipart`, are refused so
 nothing a caller writes can collide with this bookkeeping.
 
-Blocking file I/O runs in worker threads, so the event loop never waits on the disk: `aiofiles`
-for reading byte streams, one `asyncio.to_thread` call per 1 MiB written, and one per
-small-object read or write, metadata and directory operation (a thread hop costs more than
-reading a link file, so one hop, not aiofiles' open/read/close three). Small objects and
+Blocking file I/O runs in worker threads, so the event loop never waits on the disk: one hop
+in the backend's pool per 1 MiB read of a byte stream (`fs_read.py`), one `asyncio.to_thread`
+call per 1 MiB written, and one per small-object read or write, metadata and directory
+operation (a thread hop costs more than reading a link file, so one hop, not aiofiles'
+open/read/close three). Small objects and
 `batch` (many small operations, one hop) run in the backend's own pool (`_run`). An empty put
 over an empty object only sets its mtime: blob in-use marks are rewritten on every push.
 With `fsync=False` (setting `storage.fsync`) nothing is fsync'd: small objects, streams,
@@ -30,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import functools
+import io
 import itertools
 import os
 import queue
@@ -51,9 +53,7 @@ from collections.abc import (
 from pathlib import Path
 from typing import Any, BinaryIO, Concatenate, ParamSpec, TypeVar
 
-import aiofiles
 import aiofiles.os
-import aiofiles.threadpool
 
 from storage_backends import fs_parts
 from storage_backends.base import (
@@ -77,6 +77,7 @@ from storage_backends.base import (
     check_path,
     check_prefix,
 )
+from storage_backends.fs_read import PieceReader, open_regular
 
 _TMP_PREFIX = ".tmp."
 _MULTIPART_DIR = ".multipart"
@@ -332,25 +333,31 @@ class FilesystemBackend:
     ) -> AsyncIterator[bytes]:
         if offset < 0 or (length is not None and length < 0):
             raise ValueError("offset and length must not be negative")
-        full = self._full(path)
+        # one hop per piece in the backend's pool, the open and close riding on the first
+        # and last read (storage_backends/fs_read.py)
+        reader = PieceReader(self._file(path), offset, length, CHUNK_SIZE)
         try:
-            f = await aiofiles.open(full, "rb")
+            try:
+                piece = await self._run(reader.next)
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                raise NotFound(path) from None
+            while piece:
+                yield piece
+                if reader.finished:  # that was the last piece
+                    return
+                piece = await self._run(reader.next)
+        finally:
+            if not reader.finished:  # abandoned midway: closed after a read still in a thread
+                self._run(reader.close)
+
+    @_guarded
+    async def open_local(self, path: str) -> io.FileIO:
+        """The object's file, open for reading, for a caller that hands it to the kernel
+        (`sendfile`: registry/zerocopy.py); NotFound when absent. The caller closes it."""
+        try:
+            return await self._run(open_regular, self._file(path))
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise NotFound(path) from None
-        try:
-            if offset:
-                await f.seek(offset)
-            remaining = length
-            while remaining is None or remaining > 0:
-                want = CHUNK_SIZE if remaining is None else min(CHUNK_SIZE, remaining)
-                piece = await f.read(want)
-                if not piece:
-                    return
-                if remaining is not None:
-                    remaining -= len(piece)
-                yield piece
-        finally:
-            await f.close()
 
     @_guarded
     async def put_stream(self, path: str, chunks: AsyncIterable[bytes]) -> int:

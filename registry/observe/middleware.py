@@ -155,6 +155,8 @@ class ObserveMiddleware:
                 message = {**message, "headers": response_headers}
             elif message["type"] == "http.response.body":
                 sent += len(message.get("body", b""))
+            elif message["type"] == "http.response.zerocopysend":  # registry/zerocopy.py
+                sent += message.get("count", 0)
             await send(message)
 
         method = scope["method"]

@@ -7,6 +7,7 @@ there (pushed or mounted), so a blob pushed to A is unknown in B.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from typing import BinaryIO
 
 from ocispec.digest import Digest
 from registry import errors
@@ -80,6 +81,19 @@ class BlobStore:
         self, digest: Digest, offset: int = 0, length: int | None = None
     ) -> AsyncIterator[bytes]:
         return self._backend.stream(paths.blob_data(digest), offset, length)
+
+    async def open_local(self, digest: Digest) -> BinaryIO | None:
+        """The blob's file open for reading where the backend keeps files (the filesystem),
+        for sending with `sendfile`; None elsewhere. BLOB_UNKNOWN when it is gone. Call it
+        only after `size` checked the repository's link."""
+        opener = getattr(self._backend, "open_local", None)
+        if opener is None:
+            return None
+        try:
+            file: BinaryIO = await opener(paths.blob_data(digest))
+        except NotFound:
+            raise errors.BLOB_UNKNOWN(detail={"digest": str(digest)}) from None
+        return file
 
     async def redirect_url(self, digest: Digest) -> str | None:
         return await self._backend.redirect_url(paths.blob_data(digest))
