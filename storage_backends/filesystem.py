@@ -29,6 +29,7 @@ multipart parts and joins, and moves.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import errno
 import functools
 import io
@@ -80,6 +81,7 @@ from storage_backends.base import (
 from storage_backends.fs_read import PieceReader, open_regular
 
 _TMP_PREFIX = ".tmp."
+_TMP_PREFIX_END = ".tmp/"  # the first string after every one that starts with _TMP_PREFIX
 _MULTIPART_DIR = ".multipart"
 _UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
 # A key `_key` accepts, in one match: segments without `/`, `\` or NUL, none `.`, `..` or a
@@ -418,16 +420,14 @@ class FilesystemBackend:
         at_root = directory == self.root
         paged = start_after is not None or limit is not None
         try:
-            names = await asyncio.to_thread(_visible_children, directory, at_root)
+            # the page is cut in the worker thread too: a tags list of thousands of names
+            # costs the event loop nothing per name
+            names = await self._run(_children_page, directory, at_root, start_after, limit)
         except (FileNotFoundError, NotADirectoryError):
             if paged:
                 return []
             raise NotFound(prefix) from None
-        if paged:
-            # One scandir of one directory: the filesystem has no cheaper seek.
-            after = [n for n in names if start_after is None or n > start_after]
-            return after if limit is None else after[:limit]
-        if not names and not at_root:
+        if not names and not paged and not at_root:
             raise NotFound(prefix)
         return names
 
@@ -938,8 +938,34 @@ def _hidden(name: str, at_root: bool) -> bool:
 
 
 def _visible_children(directory: Path, at_root: bool) -> list[str]:
-    with os.scandir(directory) as it:
-        return sorted(e.name for e in it if not _hidden(e.name, at_root))
+    # listdir and sort, no Python code per name (a DirEntry and a test per name made a
+    # 1000-tag listing cost ~1.3 ms of GIL-held time): the hidden entries are found by
+    # bisection, as names sharing a prefix sit together in sorted order
+    names = os.listdir(directory)
+    names.sort()
+    _drop_range(names, _TMP_PREFIX, _TMP_PREFIX_END)
+    if at_root:
+        _drop_range(names, _MULTIPART_DIR, _MULTIPART_DIR + "\0")
+    return names
+
+
+def _drop_range(names: list[str], low: str, high: str) -> None:
+    """Remove the names in [low, high) from the sorted `names`."""
+    first = bisect.bisect_left(names, low)
+    if first < len(names) and names[first] < high:
+        del names[first : bisect.bisect_left(names, high, first)]
+
+
+def _children_page(
+    directory: Path, at_root: bool, start_after: str | None, limit: int | None
+) -> list[str]:
+    """The sorted visible children after `start_after`, at most `limit` of them (one listing
+    of one directory: the filesystem has no cheaper seek)."""
+    names = _visible_children(directory, at_root)
+    first = 0 if start_after is None else bisect.bisect_right(names, start_after)
+    if first == 0 and limit is None:
+        return names
+    return names[first:] if limit is None else names[first : first + limit]
 
 
 def _sorted_entries(directory: Path, at_root: bool) -> list[tuple[str, bool]]:

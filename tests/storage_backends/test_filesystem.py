@@ -198,3 +198,37 @@ async def test_empty_put_replaces_content(fs: FilesystemBackend) -> None:
     assert await fs.get("k") == b""
     await fs.put("k", b"new")
     assert await fs.get("k") == b"new"
+
+
+# names around the hidden ones in byte order: a bisection bound off by one shows here
+_EDGE_NAMES = [
+    "-a", ",b", ".a", ".multipart", ".multipart0", ".multipar", ".tmp", ".tmp-", ".tmp.",
+    ".tmp.x", ".tmp.zz", ".tmp0", ".tmq", "0", "A", "a", "t00001", "t00002",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("at_root", [True, False])
+def test_listing_hides_exactly_temp_files_and_the_multipart_root(
+    tmp_path: Path, at_root: bool
+) -> None:
+    from storage_backends.filesystem import _hidden, _visible_children
+
+    for name in _EDGE_NAMES:
+        (tmp_path / name).touch()
+    expected = sorted(n for n in _EDGE_NAMES if not _hidden(n, at_root))
+    assert ".tmp.x" not in expected and ".tmp0" in expected
+    assert (".multipart" in expected) is not at_root
+    assert _visible_children(tmp_path, at_root) == expected
+
+
+async def test_list_dir_pages_after_any_name(tmp_path: Path) -> None:
+    fs = FilesystemBackend(tmp_path)
+    for i in range(0, 50, 2):
+        await fs.put(f"r/t{i:03d}", b"x")
+    everything = [f"t{i:03d}" for i in range(0, 50, 2)]
+    assert await fs.list_dir("r") == everything
+    for after in (None, "a", "t000", "t001", "t048", "u"):
+        for limit in (None, 0, 1, 5, 100):
+            want = [n for n in everything if after is None or n > after]
+            want = want if limit is None else want[:limit]
+            assert await fs.list_dir("r", start_after=after, limit=limit) == want
