@@ -18,9 +18,8 @@ Semantics every backend keeps:
   OSError or client-library exception, so the registry answers 503/507 for them in one place.
 - `sweep_leftovers(prefix, older_than)` removes what a crash mid-write left behind (temp
   files, multipart uploads never completed or aborted), by age.
-- `sequence(steps)` runs small operations in order (see the method), `PutIfAbsent` and
-  `DeletePrefix` included; like `batch`, it is not atomic as a whole.
-- `batch(ops)` runs independent small operations (`Exists`, `Get`, `Put`) and returns their
+- `batch(ops)` runs independent small operations (`Exists`, `Get`, `Put`, `PutIfAbsent`,
+  `DeletePrefix`) and returns their
   results in order: a backend may run them in any order and side by side (memory, S3: at most
   `BATCH_CONCURRENCY` requests at once, one request each) or one after another in one worker
   thread hop (filesystem). Callers put only operations into one batch that need no order
@@ -125,7 +124,23 @@ class Put:
     durable: bool = True
 
 
-Op = Exists | Get | Put
+@dataclass(frozen=True, slots=True)
+class PutIfAbsent:
+    """Write the object unless one is there (content-addressed data: the same key holds the
+    same bytes); result `True` when written, `False` when it was there."""
+
+    path: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DeletePrefix:
+    """Delete everything below a prefix (as `delete_prefix`); result `None`."""
+
+    path: str
+
+
+Op = Exists | Get | Put | PutIfAbsent | DeletePrefix
 Result = bool | bytes | None
 _T = TypeVar("_T")
 #: dependent batches (`StorageBackend.rounds`): yields a batch, is sent its results, returns
@@ -147,30 +162,11 @@ async def run_rounds(
         plan.close()
 
 
-@dataclass(frozen=True, slots=True)
-class PutIfAbsent:
-    """Write the object unless one is there (content-addressed data: the same key holds the
-    same bytes); result `True` when written, `False` when it was there."""
-
-    path: str
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class DeletePrefix:
-    """Delete everything below a prefix (as `delete_prefix`); result `None`."""
-
-    path: str
-
-
-#: what `sequence` runs: a batch's operations plus the two that only make sense in order
-Step = Op | PutIfAbsent | DeletePrefix
-
-
 class _Single(Protocol):
     async def exists(self, path: str) -> bool: ...
     async def get(self, path: str) -> bytes: ...
     async def put(self, path: str, data: bytes) -> None: ...
+    async def delete_prefix(self, prefix: str) -> None: ...
 
 
 async def run_each(
@@ -187,6 +183,14 @@ async def run_each(
             if isinstance(op, Put):
                 await backend.put(op.path, op.data)
                 return None
+            if isinstance(op, PutIfAbsent):
+                if await backend.exists(op.path):
+                    return False
+                await backend.put(op.path, op.data)
+                return True
+            if isinstance(op, DeletePrefix):
+                await backend.delete_prefix(op.path)
+                return None
             try:
                 return await backend.get(op.path)
             except NotFound:
@@ -195,28 +199,6 @@ async def run_each(
     if len(ops) == 1:
         return [await one(ops[0])]
     return list(await asyncio.gather(*(one(op) for op in ops)))
-
-
-class _InOrder(_Single, Protocol):
-    async def delete_prefix(self, prefix: str) -> None: ...
-
-
-async def run_in_order(backend: _InOrder, steps: Sequence[Step]) -> list[Result]:
-    """A sequence as `backend`'s own calls, one after another: the `sequence` of backends
-    where each operation is a request anyway (memory, S3)."""
-    out: list[Result] = []
-    for step in steps:
-        if isinstance(step, PutIfAbsent):
-            present = await backend.exists(step.path)
-            if not present:
-                await backend.put(step.path, step.data)
-            out.append(not present)
-        elif isinstance(step, DeletePrefix):
-            await backend.delete_prefix(step.path)
-            out.append(None)
-        else:
-            out.extend(await run_each(backend, [step]))
-    return out
 
 
 def check_path(path: str) -> str:
@@ -274,13 +256,6 @@ class StorageBackend(Protocol):
 
     async def rounds(self, plan: Plan[_T]) -> _T:
         """Dependent batches, as `plan` yields them; its return value (see above)."""
-        ...
-
-    async def sequence(self, steps: Sequence[Step]) -> list[Result]:
-        """Operations one after another, each done (visible to every reader) before the next
-        starts, results in order: for steps whose order a protocol relies on (online GC: an
-        in-use mark before the look-up that decides a write). The filesystem runs them in one
-        worker-thread hop and fsyncs each directory once, at the end; the others call by call."""
         ...
 
     async def delete(self, path: str) -> None:

@@ -71,7 +71,6 @@ from storage_backends.base import (
     PutIfAbsent,
     Result,
     Stat,
-    Step,
     StorageError,
     StorageFull,
     StorageUnavailable,
@@ -224,8 +223,7 @@ class FilesystemBackend:
     async def batch(self, ops: Sequence[Op]) -> list[Result]:
         """All of them one after another in one worker-thread hop (a hop and its metrics cost
         more than a stat or a small write); directories are fsync'd once each, at the end."""
-        work = [(op, self._file(op.path)) for op in ops]
-        return await self._run(self._batch_sync, work)
+        return await self._run(self._batch_sync, [self._work(op) for op in ops])
 
     @_guarded
     async def rounds(self, plan: Plan[_T]) -> _T:
@@ -237,18 +235,21 @@ class FilesystemBackend:
         try:
             ops = next(plan)
             while True:
-                ops = plan.send(self._batch_sync([(op, self._file(op.path)) for op in ops]))
+                ops = plan.send(self._batch_sync([self._work(op) for op in ops]))
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
         finally:
             plan.close()
 
-    def _batch_sync(
-        self, work: list[tuple[Op, str]], pending: dict[str, None] | None = None
-    ) -> list[Result]:
+    def _work(self, op: Op) -> tuple[Op, str]:
+        """`op` with its full path (a directory for `DeletePrefix`)."""
+        if isinstance(op, DeletePrefix):
+            return op, str(self._dir(op.path))
+        return op, self._file(op.path)
+
+    def _batch_sync(self, work: list[tuple[Op, str]]) -> list[Result]:
         out: list[Result] = []
-        # directories whose new entries must reach the disk (`pending`: the caller syncs them)
-        dirty: dict[str, None] = {} if pending is None else pending
+        dirty: dict[str, None] = {}  # directories whose new entries must reach the disk
         for op, full in work:
             if isinstance(op, Exists):
                 out.append(_is_file(full))
@@ -257,45 +258,18 @@ class FilesystemBackend:
                     out.append(_read_file(full))
                 except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
                     out.append(None)
+            elif isinstance(op, DeletePrefix):
+                self._delete_prefix_sync(Path(full))
+                out.append(None)
+            elif isinstance(op, PutIfAbsent):
+                present = _is_file(full)
+                if not present and self._publish(full, op.data):
+                    dirty[full.rpartition("/")[0]] = None
+                out.append(not present)
             else:
                 if self._publish(full, op.data, op.durable):
                     dirty[full.rpartition("/")[0]] = None
                 out.append(None)
-        if pending is None:
-            for directory in dirty:
-                _fsync_dir(directory)
-        return out
-
-    @_guarded
-    async def sequence(self, steps: Sequence[Step]) -> list[Result]:
-        """One after another in one worker-thread hop (the order is the threads' own, so each
-        step is visible before the next starts); directories fsync'd once each, at the end,
-        before the call returns."""
-        work = [
-            (
-                step,
-                str(self._dir(step.path))
-                if isinstance(step, DeletePrefix)
-                else self._file(step.path),
-            )
-            for step in steps
-        ]
-        return await self._run(self._sequence_sync, work)
-
-    def _sequence_sync(self, work: list[tuple[Step, str]]) -> list[Result]:
-        out: list[Result] = []
-        dirty: dict[str, None] = {}
-        for step, full in work:
-            if isinstance(step, DeletePrefix):
-                self._delete_prefix_sync(Path(full))
-                out.append(None)
-            elif isinstance(step, PutIfAbsent):
-                present = _is_file(full)
-                if not present and self._publish(full, step.data):
-                    dirty[full.rpartition("/")[0]] = None
-                out.append(not present)
-            else:
-                out.extend(self._batch_sync([(step, full)], dirty))
         for directory in dirty:
             _fsync_dir(directory)
         return out

@@ -17,12 +17,10 @@ from storage_backends.base import (
     Plan,
     Result,
     Stat,
-    Step,
     StorageError,
     check_path,
     check_prefix,
     run_each,
-    run_in_order,
     run_rounds,
 )
 
@@ -86,9 +84,6 @@ class MemoryBackend:
 
     async def rounds(self, plan: Plan[_T]) -> _T:
         return await run_rounds(self.batch, plan)
-
-    async def sequence(self, steps: Sequence[Step]) -> list[Result]:
-        return await run_in_order(self, steps)
 
     async def list_dir(
         self, prefix: str, start_after: str | None = None, limit: int | None = None

@@ -38,14 +38,12 @@ from storage_backends.base import (
     Plan,
     Result,
     Stat,
-    Step,
     StorageError,
     StorageFull,
     StorageUnavailable,
     check_path,
     check_prefix,
     run_each,
-    run_in_order,
     run_rounds,
 )
 
@@ -402,9 +400,6 @@ class S3Backend:
 
     async def rounds(self, plan: Plan[_T]) -> _T:
         return await run_rounds(self.batch, plan)  # each round's requests side by side
-
-    async def sequence(self, steps: Sequence[Step]) -> list[Result]:
-        return await run_in_order(self, steps)
 
     async def list_dir(
         self, prefix: str, start_after: str | None = None, limit: int | None = None

@@ -24,7 +24,6 @@ from storage_backends.base import (
     PutIfAbsent,
     Result,
     Stat,
-    Step,
     StorageBackend,
 )
 
@@ -148,32 +147,20 @@ class InstrumentedBackend:
             plan.close()
 
     def _count_ops(self, ops: Sequence[Op]) -> None:
-        kinds = {"exists": 0, "get": 0, "put": 0}
-        for op in ops:
-            kind = "exists" if isinstance(op, Exists) else "get" if isinstance(op, Get) else "put"
-            kinds[kind] += 1
-        for kind, n in kinds.items():
-            if n:
-                self._metrics(kind)[0].inc(n)
-
-    async def sequence(self, steps: Sequence[Step]) -> list[Result]:
-        """As `batch`: counted per operation (a `PutIfAbsent` as the exists and the put it
-        may be), timed once as `sequence`."""
         kinds = {"exists": 0, "get": 0, "put": 0, "delete_prefix": 0}
-        for step in steps:
-            if isinstance(step, Exists):
+        for op in ops:
+            if isinstance(op, Exists):
                 kinds["exists"] += 1
-            elif isinstance(step, Get):
+            elif isinstance(op, Get):
                 kinds["get"] += 1
-            elif isinstance(step, DeletePrefix):
+            elif isinstance(op, DeletePrefix):
                 kinds["delete_prefix"] += 1
-            else:
+            else:  # a `PutIfAbsent` as the look-up and the write it may be
                 kinds["put"] += 1
-                kinds["exists"] += isinstance(step, PutIfAbsent)
+                kinds["exists"] += isinstance(op, PutIfAbsent)
         for kind, n in kinds.items():
             if n:
                 self._metrics(kind)[0].inc(n)
-        return await self._call("sequence", lambda: self.inner.sequence(steps))
 
     async def delete(self, path: str) -> None:
         await self._call("delete", lambda: self.inner.delete(path))

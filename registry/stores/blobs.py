@@ -14,7 +14,7 @@ from registry import errors
 from registry.shared.blobcache import BlobCache, NoBlobCache
 from registry.stores import paths
 from registry.stores.catalog import CatalogStore
-from storage_backends.base import NotFound, Put, PutIfAbsent, Step, StorageBackend
+from storage_backends.base import NotFound, Op, Plan, Put, PutIfAbsent, StorageBackend
 
 
 class BlobStore:
@@ -42,24 +42,27 @@ class BlobStore:
         await self._catalog.mark(name)
 
     async def put_verified(
-        self, name: str, digest: Digest, data: bytes, then: Sequence[Step] = ()
+        self, name: str, digest: Digest, data: bytes, then: Sequence[Op] = ()
     ) -> None:
         """Publish bytes already verified against `digest` and link them into `name` (a small
         blob that arrived whole in one request, written from memory straight to its place),
-        then run `then` (the upload session's removal): one storage sequence, on the
-        filesystem one worker-thread hop with an fsync per file and per directory.
+        then run `then` (the upload session's removal): one storage plan, on the filesystem
+        one worker-thread hop with an fsync per file and per directory.
 
-        In the GC protocol's order (registry/gc.py): the in-use mark, then the look-up that
-        decides whether the bytes are written (`PutIfAbsent`), then the link. A crash between
-        steps leaves a mark, or an unlinked blob (GC's after the grace window): the client's
-        retry repeats the steps and finds the bytes there."""
-        await self._backend.sequence(
-            [
-                Put(paths.blob_touched(digest), b""),
-                PutIfAbsent(paths.blob_data(digest), data),
-                Put(paths.layer_link(name, digest), str(digest).encode()),
-                *then,
-            ]
+        In the GC protocol's order (registry/gc.py), each step after the one before: the
+        in-use mark, then the look-up that decides whether the bytes are written
+        (`PutIfAbsent`), then the link. A crash between steps leaves a mark, or an unlinked
+        blob (GC's after the grace window): the client's retry repeats the steps and finds
+        the bytes there."""
+        await self._backend.rounds(
+            _in_order(
+                [
+                    Put(paths.blob_touched(digest), b""),
+                    PutIfAbsent(paths.blob_data(digest), data),
+                    Put(paths.layer_link(name, digest), str(digest).encode()),
+                    *then,
+                ]
+            )
         )
         await self._catalog.mark(name)
 
@@ -115,3 +118,9 @@ class BlobStore:
             return False
         await self.link(name, digest)
         return True
+
+
+def _in_order(ops: Sequence[Op]) -> Plan[None]:
+    """A plan of one operation per round: each done (and visible) before the next starts."""
+    for op in ops:
+        yield [op]

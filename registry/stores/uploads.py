@@ -440,7 +440,7 @@ class UploadStore:
         self, state: UploadState, digest: Digest, chunks: AsyncIterable[bytes], length: int
     ) -> Digest:
         """`commit_whole` of a body of at most SMALL_BODY bytes: read, hashed, then written to
-        its place from memory and the session dropped, in one storage sequence
+        its place from memory and the session dropped, in one storage plan
         (`BlobStore.put_verified`: mark, look-up, bytes, link, the session's removal).
 
         A crash at any step leaves the stored session as it was (offset 0), so the client's
@@ -461,7 +461,7 @@ class UploadStore:
         self, name: str, digest: Digest, chunks: AsyncIterable[bytes], length: int
     ) -> Digest:
         """`put_monolithic` of a body of at most SMALL_BODY bytes: no session, no temp object,
-        one storage sequence (mark, look-up, bytes, link)."""
+        one storage plan (mark, look-up, bytes, link)."""
         data = await _read_whole(chunks, length)
         actual = Digest(digest.algorithm, hashlib.new(digest.algorithm, data).hexdigest())
         if actual != digest:
