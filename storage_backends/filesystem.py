@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import errno
 import functools
 import io
@@ -514,16 +515,26 @@ class FilesystemBackend:
         # In place, into the upload's one data file (storage_backends/fs_parts.py): the
         # completion of a chunked push is then a rename, not a second copy and fsync.
         fd = _FdCalls(self, await self._lock_parts(directory, path, upload_id))
+        offset: int | None = None
         try:
             offset = await fd.run(fs_parts.prepare, fd.fd, directory, number)
             written = await self._write_at(fd, offset, chunks)
             if size is not None and written != size:
                 raise StorageError(f"part {number}: expected {size} bytes, got {written}")
-            return await fd.run(
+            part = await fd.run(
                 fs_parts.record, fd.fd, directory, number, offset, written, self.fsync
             )
+            offset = None  # recorded: its bytes stay
+            return part
+        except Exception:
+            if offset is not None:
+                # A part that failed (a full disk, a short body) gives its bytes back now,
+                # not at the upload's next write: nothing recorded lies beyond `offset`.
+                await fd.run(_truncate_quiet, fd.fd, offset)
+                offset = None
+            raise
         finally:
-            fd.close()  # releases the lock
+            fd.close(truncate_to=offset)  # releases the lock (a cancelled part: cut first)
 
     async def _lock_parts(self, directory: Path, path: str, upload_id: str) -> int:
         """The upload's data file, locked for this request alone. Another request writing to
@@ -698,12 +709,27 @@ class _FdCalls:
         self._last = future
         return asyncio.shield(future)
 
-    def close(self) -> None:
+    def close(self, truncate_to: int | None = None) -> None:
+        """Close the file once no call is running; first cut it to `truncate_to` if given."""
+        fd = self.fd
+
+        def finish() -> None:
+            if truncate_to is not None:
+                _truncate_quiet(fd, truncate_to)
+            os.close(fd)
+
         last = self._last
         if last is None or last.done():
-            os.close(self.fd)
+            finish()
         else:
-            last.add_done_callback(lambda _: os.close(self.fd))
+            last.add_done_callback(lambda _: finish())
+
+
+def _truncate_quiet(fd: int, size: int) -> None:
+    """Best effort: bytes beyond `size` are unacknowledged; the upload's next write cuts
+    them anyway (fs_parts.prepare)."""
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, size)
 
 
 def _close_locked(locking: asyncio.Future[int | None]) -> None:
