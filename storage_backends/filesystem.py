@@ -78,6 +78,8 @@ from storage_backends.base import (
     check_path,
     check_prefix,
 )
+from storage_backends.fs_parts import fsync_dir as _fsync_dir
+from storage_backends.fs_parts import unlink_quiet as _unlink_quiet
 from storage_backends.fs_read import PieceReader, open_regular
 
 _TMP_PREFIX = ".tmp."
@@ -897,16 +899,6 @@ def _create_session(directory: Path, target: str) -> None:
         f.write(target)
 
 
-def _fsync_dir(directory: str | Path) -> None:
-    """Make a rename in `directory` durable: without this a power cut after the rename may
-    bring back the old name (or none) although the file's bytes were fsync'd."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _replace_durably(src: Path, dst: Path, durable: bool = True) -> None:
     os.replace(src, dst)
     if durable:
@@ -924,13 +916,6 @@ def _older(path: Path, cutoff: float) -> bool:
         return os.stat(path).st_mtime < cutoff
     except FileNotFoundError:
         return True
-
-
-def _unlink_quiet(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def _hidden(name: str, at_root: bool) -> bool:

@@ -143,7 +143,7 @@ def record(fd: int, directory: Path, number: int, offset: int, size: int, durabl
             entry.name.startswith(f"{number:05d}.")
             and (entry.name.endswith(_RECORD) or entry.name == f"{number:05d}{_LEGACY}")
         ):
-            _unlink_quiet(entry.path)
+            unlink_quiet(entry.path)
     return Part(number, size, f"{offset:x}.{size:x}.{token}")
 
 
@@ -207,6 +207,8 @@ def _copy_range(src: int, dst: int, offset: int, size: int) -> None:
 
 
 def fsync_dir(directory: str | Path) -> None:
+    """Make a rename in `directory` durable: without this a power cut after the rename may
+    bring back the old name (or none) although the file's bytes were fsync'd."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -214,7 +216,7 @@ def fsync_dir(directory: str | Path) -> None:
         os.close(fd)
 
 
-def _unlink_quiet(path: str | Path) -> None:
+def unlink_quiet(path: str | Path) -> None:
     try:
         os.unlink(path)
     except FileNotFoundError:
