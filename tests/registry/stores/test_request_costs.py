@@ -194,7 +194,7 @@ async def test_a_small_blob_push_is_a_state_write_and_a_streamed_put_without_mul
             pulled = await client.get(f"/v2/repo/blobs/{digest}")
             assert pulled.content == data
     assert not [c for c in pushed if c.startswith("multipart_")], pushed
-    # state put; state get; then in one sequence: touch put, exists, the bytes' put, link put,
+    # state put; state get; then in one storage plan: touch put, exists, the bytes' put, link put,
     # the session's removal; the new repository's catalog marker (look-up, write: once per
     # process). It was 10, with a streamed put to the session and a move.
     assert pushed == [

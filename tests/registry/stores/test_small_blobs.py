@@ -1,5 +1,5 @@
 """Small blobs pushed whole (`POST` + closing `PUT` with the body, or one `POST ?digest=`): the
-body is verified in memory and written straight to its place in one storage sequence. What
+body is verified in memory and written straight to its place in one storage plan. What
 it costs on the filesystem (worker-thread hops, fsyncs), and what a crash between its steps
 leaves: the client's retry finishes the push, nothing unverified is published, a killed
 server loses nothing it acknowledged."""
@@ -79,7 +79,7 @@ async def test_a_small_blob_push_is_three_thread_hops_and_four_fsyncs(
     tmp_path: Path, costs: dict[str, list[str]]
 ) -> None:
     """POST: the session state, not fsync'd (it holds no bytes). PUT: the state's load, then
-    one sequence (mark, look-up, bytes, link, the session's removal) with the bytes and the
+    one storage plan (mark, look-up, bytes, link, the session's removal) with the bytes and the
     link fsync'd and their two directories. It was 10 hops and 7 fsyncs (the POST's state 2,
     the data 2, its move 1, the link 2)."""
     backend = Hops(tmp_path / "storage")
@@ -106,7 +106,7 @@ async def test_a_small_single_post_push_is_one_thread_hop_and_no_session(
     tmp_path: Path, costs: dict[str, list[str]]
 ) -> None:
     """`POST ?digest=` with the body (oras and other clients push small blobs so): one
-    sequence, nothing under `_uploads/` (it was a temp object, a move and 6 hops)."""
+    storage plan, nothing under `_uploads/` (it was a temp object, a move and 6 hops)."""
     backend = Hops(tmp_path / "storage")
     app = create_app(Settings(upload_purge_interval=0), backend=backend)
     async with app.router.lifespan_context(app):
@@ -146,7 +146,7 @@ def _memory() -> StorageBackend:
 
 
 def _steps_done_before_the_crash(name: str, digest: Digest, upload_id: str) -> list[Put]:
-    """The sequence's writes, in its order (its look-up and the session's removal aside)."""
+    """The plan's writes, in its order (its look-up and the session's removal aside)."""
     return [
         Put(paths.blob_touched(digest), b""),
         Put(paths.blob_data(digest), DATA),
@@ -158,7 +158,7 @@ def _steps_done_before_the_crash(name: str, digest: Digest, upload_id: str) -> l
 async def test_a_put_killed_between_its_steps_is_finished_by_the_retry(
     backend: StorageBackend, done: int
 ) -> None:
-    """The server died after the first `done` steps of the sequence (nothing answered): the
+    """The server died after the first `done` steps of the plan (nothing answered): the
     session is as the POST left it, so the client's retried PUT (a restarted server, another
     replica) finishes the push, and the session goes."""
     store = RegistryStore(backend)
