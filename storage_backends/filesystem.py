@@ -81,6 +81,7 @@ from storage_backends.base import (
 from storage_backends.fs_parts import fsync_dir as _fsync_dir
 from storage_backends.fs_parts import unlink_quiet as _unlink_quiet
 from storage_backends.fs_read import PieceReader, open_regular
+from storage_backends.fs_writeback import Writeback
 
 _TMP_PREFIX = ".tmp."
 _TMP_PREFIX_END = ".tmp/"  # the first string after every one that starts with _TMP_PREFIX
@@ -355,16 +356,18 @@ class FilesystemBackend:
         (unless the backend was opened with `fsync=False`)."""
         written = 0
         raw = await asyncio.to_thread(_in_dir, dest, lambda: open(dest, "xb"))
+        # the disk writes while the body arrives; the fsync at the end waits for the tail
+        wb = Writeback(raw.fileno(), enabled=self.fsync)
         try:
             pending = bytearray()
             async for chunk in chunks:
                 written += len(chunk)
                 if not pending and len(chunk) >= _WRITE_SIZE:
-                    await asyncio.to_thread(raw.write, chunk)
+                    await asyncio.to_thread(_write_piece, raw.write, chunk, wb, written)
                     continue
                 pending += chunk
                 if len(pending) >= _WRITE_SIZE:
-                    await asyncio.to_thread(raw.write, pending)
+                    await asyncio.to_thread(_write_piece, raw.write, pending, wb, written)
                     pending = bytearray()
             # the last piece, flush and fsync in one hop: small uploads are mostly hops
             await asyncio.to_thread(_finish_write, raw, pending, self.fsync)
@@ -563,14 +566,15 @@ class FilesystemBackend:
         """Write `chunks` at `offset`, coalesced into MiB writes (one thread hop each)."""
         written = 0
         pending = bytearray()
+        wb = Writeback(fd.fd, offset, enabled=self.fsync)  # the part's fsync waits for less
         async for chunk in chunks:
             if not pending and len(chunk) >= _WRITE_SIZE:
-                await fd.run(_pwrite_all, fd.fd, chunk, offset + written)
+                await fd.run(_pwrite_piece, fd.fd, chunk, offset + written, wb)
                 written += len(chunk)
                 continue
             pending += chunk
             if len(pending) >= _WRITE_SIZE:
-                await fd.run(_pwrite_all, fd.fd, pending, offset + written)
+                await fd.run(_pwrite_piece, fd.fd, pending, offset + written, wb)
                 written += len(pending)
                 pending = bytearray()
         if pending:
@@ -843,6 +847,19 @@ def _pwrite_all(fd: int, data: bytes | bytearray, offset: int) -> None:
     while view:
         n = os.pwrite(fd, view, offset)
         view, offset = view[n:], offset + n
+
+
+def _write_piece(
+    write: Callable[[bytes | bytearray], object], data: bytes | bytearray, wb: Writeback, end: int
+) -> None:
+    """One hop: write a piece of a stream, then start writeback of what is complete."""
+    write(data)
+    wb.written(end)
+
+
+def _pwrite_piece(fd: int, data: bytes | bytearray, offset: int, wb: Writeback) -> None:
+    _pwrite_all(fd, data, offset)
+    wb.written(offset + len(data))
 
 
 def _create_empty(target: str) -> bool:
