@@ -136,6 +136,10 @@ def pull_blob(repo: str, digest: str, size: int) -> OpSpec:
     return {"method": "GET", "path": f"/v2/{repo}/blobs/{digest}", "expect": [200], "size": size}
 
 
+def head_blob(repo: str, digest: str) -> OpSpec:
+    return {"method": "HEAD", "path": f"/v2/{repo}/blobs/{digest}", "expect": [200]}
+
+
 def put_manifest(repo: str, tag: str, body: list[Any]) -> OpSpec:
     path = f"/v2/{repo}/manifests/{tag}"
     headers = {"Content-Type": OCI_MANIFEST}
@@ -238,6 +242,12 @@ async def _scenarios(
         lambda i: [[pull_blob(f"bench/small-{i}", d, len(b))] for d, b in small],
         c,
         small_bytes,
+    )
+    await measure(
+        f"blob HEAD x{len(small)}",
+        lambda i: [[head_blob(f"bench/small-{i}", d)] for d, _ in small],
+        c,
+        ops=len(small),
     )
 
     config, layer = small[0], small[1]

@@ -42,8 +42,9 @@ def test_bench_runs_end_to_end(tmp_path: Path) -> None:
     server = {(m["peer"], m["scenario"]) for m in written["measurements"] if m["group"] == "server"}
     for peer in ("pyreg", "reference"):
         scenarios = {s for p, s in server if p == peer}
-        assert len(scenarios) == 9, (peer, scenarios, written["skipped"])
+        assert len(scenarios) == 10, (peer, scenarios, written["skipped"])
         assert "3 clients pull 1 MiB each" in scenarios  # --many-pulls 3 --many-size 1
+        assert any(s.startswith("blob HEAD x") for s in scenarios)  # the lean load only
     assert {r["peer"] for r in written["memory"]} == {"pyreg", "reference"}
     assert {r["during"] for r in written["memory"]} >= {"3 clients pull 1 MiB each"}
     client_rows = [m for m in written["measurements"] if m["group"] == "client"]
