@@ -78,6 +78,7 @@ from storage_backends.base import (
     check_path,
     check_prefix,
 )
+from storage_backends.fs_listing import ListingCache
 from storage_backends.fs_parts import fsync_dir as _fsync_dir
 from storage_backends.fs_parts import unlink_quiet as _unlink_quiet
 from storage_backends.fs_read import PieceReader, open_regular
@@ -157,6 +158,11 @@ class FilesystemBackend:
         #: safe); False leaves it to the kernel's writeback (a killed process loses nothing)
         self.fsync = fsync
         self._pool: _Workers | None = None
+        # large listings (a repository's tags) are reused while the directory is unchanged
+        self._listings = ListingCache(self._list_sorted)
+
+    def _list_sorted(self, directory: str) -> list[str]:
+        return _visible_children(Path(directory), directory == self._root)
 
     def _run(self, call: Callable[..., _T], *args: Any) -> asyncio.Future[_T]:
         """`call(*args)` in the backend's own thread pool: large enough that calls blocked in
@@ -402,7 +408,7 @@ class FilesystemBackend:
         try:
             # the page is cut in the worker thread too: a tags list of thousands of names
             # costs the event loop nothing per name
-            names = await self._run(_children_page, directory, at_root, start_after, limit)
+            names = await self._run(self._children_page, str(directory), start_after, limit)
         except (FileNotFoundError, NotADirectoryError):
             if paged:
                 return []
@@ -410,6 +416,13 @@ class FilesystemBackend:
         if not names and not paged and not at_root:
             raise NotFound(prefix)
         return names
+
+    def _children_page(
+        self, directory: str, start_after: str | None, limit: int | None
+    ) -> list[str]:
+        """The sorted visible children after `start_after`, at most `limit` of them (one
+        listing of one directory, or a kept one: fs_listing.py)."""
+        return _page(self._listings.names(directory), start_after, limit)
 
     @_guarded_stream
     async def walk(self, prefix: str) -> AsyncIterator[str]:
@@ -958,15 +971,9 @@ def _drop_range(names: list[str], low: str, high: str) -> None:
         del names[first : bisect.bisect_left(names, high, first)]
 
 
-def _children_page(
-    directory: Path, at_root: bool, start_after: str | None, limit: int | None
-) -> list[str]:
-    """The sorted visible children after `start_after`, at most `limit` of them (one listing
-    of one directory: the filesystem has no cheaper seek)."""
-    names = _visible_children(directory, at_root)
+def _page(names: list[str], start_after: str | None, limit: int | None) -> list[str]:
+    """A new list of the sorted `names` after `start_after`, at most `limit` of them."""
     first = 0 if start_after is None else bisect.bisect_right(names, start_after)
-    if first == 0 and limit is None:
-        return names
     return names[first:] if limit is None else names[first : first + limit]
 
 

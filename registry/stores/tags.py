@@ -253,7 +253,7 @@ class TagStore:
             found = await self._backend.list_dir(
                 paths.tags_dir(name), start_after=cursor, limit=batch
             )
-            out += [t for t in found if last is None or t > last]
+            out += found if last is None else [t for t in found if t > last]
             if len(found) < batch:
                 break
             cursor = found[-1]

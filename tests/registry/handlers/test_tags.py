@@ -79,3 +79,20 @@ async def test_repository_without_tags_lists_empty(client: httpx.AsyncClient) ->
     response = await client.get("/v2/blobs-only/tags/list")
     assert response.status_code == 200
     assert response.json() == {"name": "blobs-only", "tags": []}
+
+
+@pytest.mark.parametrize("tags", [[], ["a"], sorted(TAGS), [f"t{i:05d}" for i in range(1000)]])
+def test_plain_tags_body_is_what_the_json_encoder_writes(tags: list[str]) -> None:
+    from starlette.responses import JSONResponse
+
+    from registry.handlers.tags import tags_json
+
+    assert tags_json("r/s-1.x_y", tags) == JSONResponse({"name": "r/s-1.x_y", "tags": tags}).body
+
+
+@pytest.mark.parametrize("odd", ['a"b', "a\\b", "caf\u00e9", "a\x01", "a b", "a\u2028"])
+def test_a_name_json_would_escape_takes_the_encoder(odd: str) -> None:
+    # storage may hold a stray name no tag can have: it must still come out as valid JSON
+    from registry.handlers.tags import tags_json
+
+    assert tags_json("r/s", ["a", odd]) is None
