@@ -32,9 +32,14 @@ push that relies on blob B and a GC that sweeps B:
 - the push touched B after GC re-read the mark: then the push's existence checks come after
   GC's move, so they find B missing (unless GC restored it) and the push fails cleanly
   (the client re-uploads), never leaving a manifest that references a missing blob.
-A blob that is new (uploaded within the window) is never a candidate at all. The window
-must exceed the time between a client's blob upload and its manifest PUT (the default hour
-is generous), since between those two nothing references the blob yet. A pull may see a
+A blob that is new (uploaded within the window) is never a candidate at all. A fresh
+modification time is no substitute for the mark, though: GC moves whatever is at the key when
+it gets there, which can be bytes a push wrote after GC judged an older copy (one a second
+collector took away meanwhile, or one put back from the trash); only the push's mark makes GC
+give them back. So a manifest PUT marks its own bytes even when it writes them itself
+(tests/registry/test_gc.py::test_fresh_manifest_bytes_moved_by_a_gc_that_judged_older_ones_are_restored).
+The window must exceed the time between a client's blob upload and its manifest PUT (the
+default hour is generous), since between those two nothing references the blob yet. A pull may see a
 404 on such a blob for the instant it is in the trash; the blob comes back at once.
 
 With `delete_untagged`, a revision is deleted only when its link is older than the window;

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -186,6 +187,52 @@ async def test_manifest_put_refuses_a_linked_blob_whose_content_is_gone(
     response = await put_manifest(client, "app", "v1", data)
     assert response.status_code == 404
     assert error_codes(response) == ["MANIFEST_BLOB_UNKNOWN"]
+
+
+class PushBetweenStatAndMove:
+    """A backend where, after this GC judged a manifest's old bytes and before it moves them,
+    another GC run takes them away whole (data and mark) and a client pushes the manifest
+    again: the push finds no bytes, writes them fresh, and this GC then moves *those*."""
+
+    def __init__(
+        self, inner: StorageBackend, digest: Digest, push: Callable[[], Awaitable[None]]
+    ) -> None:
+        self._inner, self._push = inner, push
+        self._data, self._touched = paths.blob_data(digest), paths.blob_touched(digest)
+
+    def __getattr__(self, attr: str) -> object:
+        return getattr(self._inner, attr)
+
+    async def move(self, src: str, dst: str) -> None:
+        if src == self._data and dst.startswith(f"{paths.GC}/trash/"):
+            await self._inner.delete(src)  # the other run: deleted the data and its mark
+            await self._inner.delete(self._touched)
+            await self._push()
+        await self._inner.move(src, dst)
+
+
+async def test_fresh_manifest_bytes_moved_by_a_gc_that_judged_older_ones_are_restored(
+    client: httpx.AsyncClient, backend: StorageBackend
+) -> None:
+    # Why a manifest PUT marks its *own* bytes in use even when it writes them fresh (their
+    # new mtime alone does not protect them): a GC that stat'd the old copy moves whatever is
+    # at the key later, and only the fresh mark makes it give the bytes back.
+    data, _ = await push_image(client, "app", [b"layer"])
+    keep, _ = await push_image(client, "app", [b"layer"], extra={"annotations": {"k": "v"}})
+    assert (await put_manifest(client, "app", "keep", keep)).status_code == 201
+    assert (await put_manifest(client, "app", "gone", data)).status_code == 201
+    assert (await client.delete(f"/v2/app/manifests/{digest_of(data)}")).status_code == 202
+    age_everything(backend, 2 * GRACE)
+    own = Digest.parse(digest_of(data))
+
+    async def push_again() -> None:
+        assert (await put_manifest(client, "app", "again", data)).status_code == 201
+
+    report = await gc(PushBetweenStatAndMove(backend, own, push_again)).run()  # type: ignore[arg-type]
+
+    assert own not in report.deleted
+    assert await backend.get(paths.blob_data(own)) == data
+    await assert_pulls(client, "app", "again")
 
 
 async def _index_scene(client: httpx.AsyncClient) -> dict[str, str]:
