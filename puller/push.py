@@ -4,8 +4,9 @@ Children first, manifests last, the tag last (go-containerregistry `remote/write
 For each blob: HEAD (all at once), and skip it when the repository has it; else, when the
 store knows another repository of the same registry holding it, a cross-repository mount
 (201 = done, 202 = the registry opened an ordinary upload session: use it); else an upload:
-monolithic (POST, then PUT with the body) for small blobs, chunked PATCHes for large ones,
-resuming from the registry's upload status (GET Location -> Range) after a failure.
+monolithic (POST, then PUT with the body) for small blobs; for large ones PATCHes of up to
+CHUNK_SIZE with the last chunk in the closing PUT (a layer under CHUNK_SIZE: POST, then one
+PUT), resuming from the registry's upload status (GET Location -> Range) after a failure.
 A layer with `urls` is not uploaded unless asked (puller/foreign.py): the manifest points at them.
 Bodies are async iterators of 1 MiB pieces with an explicit Content-Length: one big bytes
 body makes httpcore's send loop quadratic.
@@ -30,6 +31,7 @@ from puller.store import GraphStore, NotInStore
 from puller.store.images import image_name
 from regclient.api import (
     Mounted,
+    NotFound,
     RangeNotSatisfiable,
     RegistryClient,
     RegistryError,
@@ -231,21 +233,36 @@ class Pusher:
                         raise PushError(f"upload of {desc.digest} failed: {exc}") from exc
                     await asyncio.sleep(0.2 * 2 ** (failures - 1))
                     session = await self.client.start_upload(repo)
-        chunk = max(self.chunk_size, session.min_chunk)
+        # The last (for most layers the only) chunk goes in the closing PUT: one request less
+        # per layer, and a registry receiving a whole blob in one PUT publishes it as it
+        # arrives (docs/performance.md). Failures resume from the registry's upload status.
         failures = 0
-        while session.offset < size:
-            length = min(chunk, size - session.offset)
+        while True:
+            chunk = max(self.chunk_size, session.min_chunk)
+            length = size - session.offset
             try:
-                body = file_pieces(path, session.offset, length, sent)
-                session = await self.client.patch_chunk(session, body, length)
-            except (httpx.TransportError, RangeNotSatisfiable) as exc:
+                body = file_pieces(path, session.offset, min(chunk, length), sent)
+                if length <= chunk:
+                    await self.client.finish_upload(
+                        session, desc.digest, body, length, ranged=session.offset > 0
+                    )
+                    return
+                session = await self.client.patch_chunk(session, body, chunk)
+            except (httpx.TransportError, RangeNotSatisfiable, UploadUnknown) as exc:
                 failures += 1
                 if failures > self.retries:
                     raise PushError(f"upload of {desc.digest} failed: {exc}") from exc
                 await asyncio.sleep(0.2 * 2 ** (failures - 1))
-                # the registry knows how much it kept: continue from there
-                session = await self.client.upload_status(session)
-        await self.client.finish_upload(session, desc.digest)
+                session = await self._resume(repo, session)
+
+    async def _resume(self, repo: str, session: UploadSession) -> UploadSession:
+        """Where to go on after a failed request: the registry knows how much it kept. A
+        session it no longer knows (expired, or committed before the answer was lost) is
+        replaced by a fresh one, from byte 0."""
+        try:
+            return await self.client.upload_status(session)
+        except (UploadUnknown, NotFound):
+            return await self.client.start_upload(repo)
 
 
 async def push(

@@ -1,5 +1,3 @@
-import sys
+from pyreg.cli import run
 
-from pyreg.cli import main
-
-sys.exit(main())
+run()

@@ -324,10 +324,14 @@ class RegistryClient:
         digest: Digest,
         body: AsyncIterator[bytes] | None = None,
         length: int = 0,
+        ranged: bool = False,
     ) -> None:
-        """PUT ?digest=, with the (rest of the) blob as body or none."""
+        """PUT ?digest=, with the (rest of the) blob as body or none. `ranged`: the body is
+        the final chunk after `session.offset` bytes, said in Content-Range (the spec's)."""
         url = _with_query(session.location, {"digest": str(digest)})
         headers = {"Content-Type": "application/octet-stream", "Content-Length": str(length)}
+        if ranged and length:
+            headers["Content-Range"] = f"{session.offset}-{session.offset + length - 1}"
         response = await self.http.put(
             url, content=body if body is not None else b"", headers=headers
         )

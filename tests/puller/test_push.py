@@ -91,22 +91,30 @@ async def test_large_blob_goes_up_in_chunks(
         layer = image.layers[0]
         async with client.get_blob("big/one", layer.digest) as response:
             assert digest_bytes(await response.aread()) == layer.digest
-    patches = [r for r in docker_registry.requests() if r.method == "PATCH"]
-    assert len(patches) == 4  # 300_000 tar bytes + headers, in 100_000-byte chunks
+    logged = docker_registry.requests()
+    patches = [r for r in logged if r.method == "PATCH"]
+    # 300_000 tar bytes + headers in 100_000-byte chunks: the last one in the closing PUT
+    assert len(patches) == 3
+    closing = [r for r in logged if r.method == "PUT" and "/blobs/uploads/" in r.uri]
+    assert [r.status for r in closing] == [201, 201]  # the layer's and the config's
 
 
-async def test_a_40_mib_layer_goes_up_in_one_patch_by_default(
+async def test_a_40_mib_layer_goes_up_in_one_put_by_default(
     docker_registry: DockerRegistry, store: GraphStore
 ) -> None:
-    # One request from offset 0 lets a registry keep the hash it computed while receiving
-    # (pyreg: publish by rename, no second pass); 32 MiB chunks split typical layers in two.
+    # The whole blob in the closing PUT: one request less than PATCH + empty PUT, and a
+    # registry publishes it as it arrives (pyreg: hashed in-stream, no session state saved);
+    # 32 MiB chunks would split typical layers in two.
     image = build_image([[file("big", bytes(40 << 20))]], compression="")
     ref = Reference.parse(f"{docker_registry.host}/big/whole:latest")
     put_image(store, str(ref), image)
     async with RegistryClient(ref.registry) as client:
         await Pusher(client, store).push(ref)
-    patches = [r for r in docker_registry.requests() if r.method == "PATCH"]
-    assert len(patches) == 1
+        layer = image.layers[0]
+        assert await client.head_blob("big/whole", layer.digest) == len(layer.blob)
+    uploads = _uploads(docker_registry.requests())
+    assert [r.method for r in uploads].count("PATCH") == 0
+    assert sorted(r.method for r in uploads) == ["POST", "POST", "PUT", "PUT"]  # layer, config
 
 
 async def test_chunked_upload_resumes_from_registry_status(
@@ -136,7 +144,38 @@ async def test_chunked_upload_resumes_from_registry_status(
         r for r in docker_registry.requests() if r.method == "GET" and "/blobs/uploads/" in r.uri
     ]
     assert len(statuses) == 1  # it asked where to continue, and did not start over
-    assert len([r for r in docker_registry.requests() if r.method == "PATCH"]) == 3
+    # the first chunk, the second again after the status; the rest went in the closing PUT
+    assert len([r for r in docker_registry.requests() if r.method == "PATCH"]) == 2
+
+
+async def test_a_failed_closing_put_resumes_from_registry_status(
+    docker_registry: DockerRegistry, store: GraphStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import httpx
+
+    image = build_image([[file("big", os.urandom(250_000))]], compression="")
+    layer = image.layers[0]
+    ref = Reference.parse(f"{docker_registry.host}/big/closing:latest")
+    put_image(store, str(ref), image)
+    async with RegistryClient(ref.registry) as client:
+        real_finish = client.finish_upload
+        offsets: list[int] = []
+
+        async def flaky_finish(session, digest, body=None, length=0, ranged=False):  # type: ignore[no-untyped-def]
+            if digest == layer.digest:
+                offsets.append(session.offset)
+                if len(offsets) == 1:  # the final chunk's PUT breaks before it is sent
+                    raise httpx.WriteError("broken pipe")
+            return await real_finish(session, digest, body, length, ranged)
+
+        monkeypatch.setattr(client, "finish_upload", flaky_finish)
+        await Pusher(client, store, monolithic_max=1000, chunk_size=100_000).push(ref)
+        assert await client.head_blob("big/closing", layer.digest) == len(layer.blob)
+    logged = docker_registry.requests()
+    statuses = [r for r in logged if r.method == "GET" and "/blobs/uploads/" in r.uri]
+    assert len(statuses) == 1
+    assert offsets == [200_000, 200_000]  # the same final chunk again, not the whole blob
+    assert len([r for r in logged if r.method == "POST"]) == 2  # no new session: layer, config
 
 
 async def test_push_of_unknown_local_name_is_a_clear_error(
@@ -236,14 +275,19 @@ async def test_chunks_honour_oci_chunk_min_length(store: GraphStore) -> None:
             received["n"] += len(body)
             rng = {"Range": f"0-{received['n'] - 1}", "Location": str(request.url)}
             return httpx.Response(202, headers=rng)
+        if request.method == "PUT" and "Content-Range" in request.headers:
+            closing.append((request.headers["Content-Range"], len(body)))
         return httpx.Response(201)
 
+    closing: list[tuple[str, int]] = []
     transport = httpx.MockTransport(handler)
     async with RegistryClient(ref.registry, transport=transport) as client:
         await Pusher(client, store, monolithic_max=1000, chunk_size=100_000).push(ref)
     layer_size = len(image.layers[0].blob)
-    assert [n for _, n in patches] == [200_000, 200_000, layer_size - 400_000]
+    assert [n for _, n in patches] == [200_000, 200_000]
     assert patches[1][0] == "200000-399999"
+    # the rest, shorter than the minimum, as the final chunk in the closing PUT
+    assert closing == [(f"400000-{layer_size - 1}", layer_size - 400_000)]
 
 
 async def test_push_records_blobs_and_manifest_for_later_mounts_in_one_write(

@@ -182,6 +182,30 @@ def test_a_command_line_run_collects_garbage_while_the_command_runs(tmp_path: Pa
     assert done.stdout.split() == ["0", "[True]", "True"], done.stdout + done.stderr
 
 
+def test_a_command_line_run_freezes_what_the_imports_made(tmp_path: Path) -> None:
+    """The objects the imports created are moved out of the collector's generations before
+    the command runs: no collection during the command walks them again."""
+    code = (
+        "import gc, sys\n"
+        "import puller.cli\n"
+        "seen = []\n"
+        "real = puller.cli.cmd_images\n"
+        "def spy(args):\n"
+        "    seen.append(gc.get_freeze_count())\n"
+        "    return real(args)\n"
+        "puller.cli.cmd_images = spy\n"
+        "sys.argv = ['pyreg', 'images', '-q']\n"
+        "from pyreg.cli import main\n"
+        "status = main()\n"
+        "print(status, seen[0] > 10000)\n"
+    )
+    env = {**os.environ, "PYREG_HOME": str(tmp_path / "home")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.split() == ["0", "True"], done.stdout + done.stderr
+
+
 @pytest.mark.parametrize("module", [*SERVER_MODULES, *CLIENT_MODULES])
 def test_each_command_module_imports_on_its_own(module: str) -> None:
     """`pyreg COMMAND` imports only its command's module, first, in a fresh interpreter: an
