@@ -86,8 +86,9 @@ def test_every_scenario_runs_against_pyreg(tmp_path: Path, pyreg: RunningRegistr
     asyncio.run(run_lean_server_bench([pyreg], _plan(tmp_path), report))
     assert report.skipped == []
     scenarios = {m.scenario for m in report.measurements}
-    assert len(scenarios) == 9, scenarios
+    assert len(scenarios) == 10, scenarios
     assert "5 clients pull 1 MiB each" in scenarios
+    assert "blob HEAD x5" in scenarios
     for m in report.measurements:
         assert m.seconds[0] > 0
         assert len(m.client_cpu) == 1  # the worker's own CPU, next to the server's
