@@ -376,7 +376,7 @@ class FilesystemBackend:
                     await asyncio.to_thread(_write_piece, raw.write, pending, wb, written)
                     pending = bytearray()
             # the last piece, flush and fsync in one hop: small uploads are mostly hops
-            await asyncio.to_thread(_finish_write, raw, pending, self.fsync)
+            await asyncio.to_thread(_finish_write, raw, pending, self.fsync, wb)
         finally:
             raw.close()  # already flushed: no disk wait here
         return written
@@ -593,6 +593,7 @@ class FilesystemBackend:
         if pending:
             await fd.run(_pwrite_all, fd.fd, pending, offset + written)
             written += len(pending)
+        await fd.run(wb.finish)  # before the part's fsync: a background flush's error is ours
         return written
 
     @_guarded
@@ -915,10 +916,14 @@ def _refresh_empty(target: str | Path) -> bool:
     return True
 
 
-def _finish_write(f: BinaryIO, last: bytes | bytearray, durable: bool = True) -> None:
+def _finish_write(
+    f: BinaryIO, last: bytes | bytearray, durable: bool = True, wb: Writeback | None = None
+) -> None:
     if last:
         f.write(last)
     f.flush()
+    if wb is not None:
+        wb.finish()  # a background flush's error is this write's
     if durable:
         os.fsync(f.fileno())
 

@@ -1,71 +1,79 @@
-"""Early writeback for streamed writes: the disk works while the body is still arriving.
+"""Background flushes for streamed writes: the disk works while the body is still arriving.
 
 A blob pushed in one request is written in MiB pieces and fsync'd once at the end (an
-acknowledged push is durable). Left alone, the kernel keeps the dirty pages until that fsync
-(or its own expiry, 30 s by default), and the fsync then waits for the whole object to reach
-the disk after the last byte has arrived: for 256 MiB that was ~0.5 s of a 1.4 s push here.
-`Writeback` asks the kernel to start writing each complete window as soon as it is written
-(`sync_file_range(..., SYNC_FILE_RANGE_WRITE)`: asynchronous, it only queues the I/O), so the
-final fsync waits for the tail alone. Durability still comes from that fsync and nothing else;
-this only changes when the disk does the work. Pages stay in the page cache (a fresh blob is
-often pulled soon), unlike `posix_fadvise(DONTNEED)`, which would also start writeback.
+acknowledged push is durable). Left alone, the bytes wait in caches until that fsync: the
+kernel's page cache (its own writeback starts after 30 s by default), and on a virtual
+machine also the host's, which the fsync's cache flush then has to empty. The fsync then
+waits for the whole object after the last byte has arrived: for 256 MiB that was ~0.45 s of a
+~1.1 s push on this project's test machine (docs/performance.md, 2026-12-02).
 
-Python's `os` has no `sync_file_range`; it is called through ctypes (glibc and musl have it).
-Where it is missing (not Linux) or a filesystem refuses it, streams are written as before.
+`Writeback` has every complete window flushed (`fdatasync`) by a thread of its own while the
+writer goes on, at most one flush at a time per stream, so the fsync at the end waits for
+the last window or so. Durability still comes from that final fsync and nothing else; this
+only changes when the disk does the work. The flushing thread works on a duplicate of the
+descriptor and closes it itself, so the writer may close its own at any time. A duplicate
+shares the writer's open file, and the kernel reports a write-back error once per open file:
+an error a flush meets is kept and raised by `finish`, which the writer calls before its own
+fsync, so a full or failing disk still fails the request.
+
+(Starting the page cache's writeback early with `sync_file_range` was tried first: it emptied
+the guest's cache but not the host's, and the final flush still took ~0.4 s.)
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-from collections.abc import Callable
+import os
+import threading
 
-#: bytes handed to the kernel's writeback at a time: large enough that each call queues a
-#: sizeable I/O, small enough that the fsync at the end has little left to wait for
-WINDOW = 8 * 1024 * 1024
-_SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>
+#: bytes written between two background flushes: large enough that a flush is worth a
+#: thread, small enough that the fsync at the end has little left
+WINDOW = 32 * 1024 * 1024
 
 
-def _load() -> Callable[[int, int, int, int], int] | None:
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        call = libc.sync_file_range
-    except (OSError, AttributeError):
-        return None
-    call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    call.restype = ctypes.c_int
-    return call  # type: ignore[no-any-return]
-
-
-_sync_file_range = _load()
-
-
-def available() -> bool:
-    return _sync_file_range is not None
+def _flush(fd: int) -> None:
+    os.fdatasync(fd)
 
 
 class Writeback:
-    """Starts writeback of one file's bytes window by window as a writer reports them.
+    """Flushes one file window by window, in the background, as a writer reports its bytes.
 
-    Called from the worker thread that wrote (ctypes drops the GIL for the call)."""
+    `written` is called from the worker thread that wrote and never blocks on the disk;
+    `finish` before the writer's own fsync: a write-back error is reported once per open
+    file, and the flush shares the writer's, so what a flush met is raised there."""
 
     def __init__(self, fd: int, offset: int = 0, enabled: bool = True) -> None:
         self._fd = fd
-        self._start = offset  # the first byte not yet handed to writeback
-        self._enabled = enabled and _sync_file_range is not None
+        self._flushed = offset  # where the last flush started from the writer's side
+        self._enabled = enabled
+        self._thread: threading.Thread | None = None
+        self._error: OSError | None = None
+        self.flushes = 0  # started, for tests and profiles
 
     def written(self, end: int) -> None:
-        """The file's bytes up to `end` are written: queue them once a window is complete."""
-        if not self._enabled or end - self._start < WINDOW:
+        """The file's bytes up to `end` are written: flush them once a window is complete
+        (unless a flush is still running: the next report catches up)."""
+        if not self._enabled or end - self._flushed < WINDOW or self._error is not None:
             return
-        assert _sync_file_range is not None
-        if _sync_file_range(self._fd, self._start, end - self._start, _SYNC_FILE_RANGE_WRITE):
-            # refused (EINVAL on a filesystem without it, ESPIPE...): plain writes from here
-            # on; the fsync at the end makes the bytes durable either way
-            self._enabled = False
+        if self._thread is not None and self._thread.is_alive():
             return
-        self._start = end
+        self._flushed = end
+        self._thread = threading.Thread(
+            target=self._flush, args=(os.dup(self._fd),), name="pyreg-flush", daemon=True
+        )
+        self._thread.start()
+        self.flushes += 1
 
-    @property
-    def active(self) -> bool:
-        return self._enabled
+    def _flush(self, fd: int) -> None:
+        try:
+            _flush(fd)
+        except OSError as exc:  # EIO, ENOSPC: the writer raises it (finish)
+            self._error = exc
+        finally:
+            os.close(fd)
+
+    def finish(self) -> None:
+        """Wait for a running flush; raise the error a flush met, if any."""
+        if self._thread is not None:
+            self._thread.join()
+        if self._error is not None:
+            raise self._error

@@ -1,47 +1,50 @@
-"""Early writeback (storage_backends/fs_writeback.py): streamed writes hand each complete window
-to the kernel's writeback as they go (the fsync at the end then waits for the tail), only when
-the backend fsyncs, and a filesystem that refuses the call still gets its bytes written.
+"""Background flushes (storage_backends/fs_writeback.py): streamed writes have each complete
+window flushed by a thread of its own while they go on (the fsync at the end then waits for
+the tail), only when the backend fsyncs, on a descriptor of the flush's own.
 
-The real `sync_file_range` runs in every test; a recorder wraps it to see which ranges were
-handed over."""
+The real `fdatasync` runs in every test; a recorder wraps the flush to see what it flushed."""
 
 from __future__ import annotations
 
+import errno
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+import threading
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from storage_backends import fs_writeback
+from storage_backends.base import StorageFull
 from storage_backends.filesystem import FilesystemBackend
 
 MiB = 1024 * 1024
 WINDOW = fs_writeback.WINDOW
 
-pytestmark = pytest.mark.skipif(
-    not fs_writeback.available(), reason="sync_file_range is not in this C library"
-)
 
-Calls = list[tuple[int, int]]
+class Flushes:
+    def __init__(self) -> None:
+        self.sizes: list[int] = []  # the file's size when each flush ran
+        self.threads: set[int] = set()
+        self.done = threading.Event()
 
 
 @pytest.fixture
-def handed() -> Iterator[Calls]:
-    """(offset, length) of every range handed to writeback, through the real call."""
-    real = fs_writeback._sync_file_range
-    assert real is not None
-    calls: Calls = []
+def flushes() -> Iterator[Flushes]:
+    real = fs_writeback._flush
+    seen = Flushes()
 
-    def recording(fd: int, offset: int, length: int, flags: int) -> int:
-        calls.append((offset, length))
-        return real(fd, offset, length, flags)
+    def recording(fd: int) -> None:
+        seen.sizes.append(os.fstat(fd).st_size)
+        seen.threads.add(threading.get_ident())
+        real(fd)
+        seen.done.set()
 
-    fs_writeback._sync_file_range = recording
+    fs_writeback._flush = recording
     try:
-        yield calls
+        yield seen
     finally:
-        fs_writeback._sync_file_range = real
+        fs_writeback._flush = real
 
 
 async def pieces(size: int, piece: int = MiB) -> AsyncIterator[bytes]:
@@ -49,64 +52,87 @@ async def pieces(size: int, piece: int = MiB) -> AsyncIterator[bytes]:
         yield os.urandom(min(piece, size - at))
 
 
-def assert_windows(calls: Calls, start: int, end: int) -> None:
-    """The ranges are back to back from `start`, each at least a window, ending within one
-    window of `end` (the tail is left to the fsync)."""
-    at = start
-    for offset, length in calls:
-        assert offset == at and length >= WINDOW
-        at += length
-    assert end - WINDOW < at <= end
-
-
-async def test_a_streamed_object_is_handed_to_writeback_window_by_window(
-    tmp_path: Path, handed: Calls
+async def test_a_streamed_object_is_flushed_while_it_is_written(
+    tmp_path: Path, flushes: Flushes
 ) -> None:
     backend = FilesystemBackend(tmp_path)
     size = 3 * WINDOW + 3 * MiB
     assert await backend.put_stream("blobs/x", pieces(size)) == size
-    assert_windows(handed, 0, size)
-    assert len(handed) == 3
+    assert flushes.done.wait(10)
+    # at least one flush ran mid-stream, none before a window was complete
+    assert flushes.sizes and all(WINDOW <= s < size for s in flushes.sizes), flushes.sizes
+    assert threading.get_ident() not in flushes.threads  # never the loop's thread
     assert (tmp_path / "blobs/x").stat().st_size == size
 
 
-async def test_a_part_is_handed_over_from_its_own_offset(tmp_path: Path, handed: Calls) -> None:
+async def test_a_part_is_flushed_from_its_own_offset(tmp_path: Path, flushes: Flushes) -> None:
     backend = FilesystemBackend(tmp_path)
     upload = await backend.multipart_create("blobs/y")
-    first = await backend.multipart_upload_part("blobs/y", upload, 1, pieces(WINDOW + MiB))
-    handed.clear()
-    size = 2 * WINDOW + MiB
+    first = await backend.multipart_upload_part("blobs/y", upload, 1, pieces(WINDOW - MiB))
+    assert flushes.sizes == []  # less than a window: the part's own fsync is enough
+    size = 2 * WINDOW
     second = await backend.multipart_upload_part("blobs/y", upload, 2, pieces(size))
-    assert_windows(handed, WINDOW + MiB, WINDOW + MiB + size)
+    assert flushes.done.wait(10)
+    assert flushes.sizes and all(s >= 2 * WINDOW - MiB for s in flushes.sizes), flushes.sizes
     await backend.multipart_complete("blobs/y", upload, [first, second])
-    assert (tmp_path / "blobs/y").stat().st_size == WINDOW + MiB + size
+    assert (tmp_path / "blobs/y").stat().st_size == WINDOW - MiB + size
 
 
-async def test_nothing_is_handed_over_without_fsync(tmp_path: Path, handed: Calls) -> None:
-    # storage.fsync false: no fsync at the end to shorten, so no extra I/O is started
+async def test_nothing_is_flushed_without_fsync(tmp_path: Path, flushes: Flushes) -> None:
+    # storage.fsync false: no fsync at the end to shorten, so no extra flush either
     backend = FilesystemBackend(tmp_path, fsync=False)
     await backend.put_stream("blobs/x", pieces(3 * WINDOW))
     upload = await backend.multipart_create("blobs/y")
     await backend.multipart_upload_part("blobs/y", upload, 1, pieces(3 * WINDOW))
-    assert handed == []
+    assert flushes.sizes == []
 
 
-async def test_a_filesystem_that_refuses_it_still_gets_every_byte(
-    tmp_path: Path, handed: Calls
-) -> None:
-    refused: list[int] = []
+def test_one_flush_at_a_time_on_a_descriptor_of_its_own(tmp_path: Path) -> None:
+    release = threading.Event()
+    started: list[int] = []
+    real = fs_writeback._flush
 
-    def refusing(fd: int, offset: int, length: int, flags: int) -> int:
-        refused.append(offset)
-        return -1  # as the C call does for EINVAL
+    def slow(fd: int) -> None:
+        started.append(fd)
+        release.wait(10)
+        real(fd)
 
-    recording: Callable[[int, int, int, int], int] | None = fs_writeback._sync_file_range
-    fs_writeback._sync_file_range = refusing
+    fs_writeback._flush = slow
+    path = tmp_path / "f"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    try:
+        wb = fs_writeback.Writeback(fd)
+        wb.written(WINDOW)
+        wb.written(3 * WINDOW)  # the first flush still runs: no second one
+        assert wb.flushes == 1 and len(started) == 1 and started[0] != fd
+        os.close(fd)  # the writer may close its own descriptor meanwhile
+        fd = -1
+        release.set()
+    finally:
+        fs_writeback._flush = real
+        release.set()
+        if fd >= 0:
+            os.close(fd)
+
+
+async def test_an_error_a_flush_met_fails_the_write(tmp_path: Path) -> None:
+    """The kernel reports a write-back error once per open file, and the flush shares the
+    writer's: without handing it over, the writer's own fsync could succeed after a flush
+    saw the disk fill up, and a blob that never reached the disk would be acknowledged."""
+    real = fs_writeback._flush
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    fs_writeback._flush = full
     try:
         backend = FilesystemBackend(tmp_path)
-        size = 4 * WINDOW
-        assert await backend.put_stream("blobs/x", pieces(size)) == size
+        with pytest.raises(StorageFull):
+            await backend.put_stream("blobs/x", pieces(2 * WINDOW))
+        upload = await backend.multipart_create("blobs/y")
+        with pytest.raises(StorageFull):
+            await backend.multipart_upload_part("blobs/y", upload, 1, pieces(2 * WINDOW))
     finally:
-        fs_writeback._sync_file_range = recording
-    assert refused == [0]  # asked once, then plain writes
-    assert (tmp_path / "blobs/x").stat().st_size == size
+        fs_writeback._flush = real
+    assert not (tmp_path / "blobs/x").exists()
+    assert await backend.multipart_list_parts("blobs/y", upload) == []
