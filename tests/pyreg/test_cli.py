@@ -19,6 +19,14 @@ SERVER_ONLY = ("starlette", "uvicorn", "jwt", "cryptography", "bcrypt", "yaml", 
 UNUSED = ("click", "pygments", "rich")
 
 
+def _python(code: str, tmp_path: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """A fresh interpreter running `code`, with a pyreg home of its own."""
+    env = {**os.environ, "PYREG_HOME": str(tmp_path / "home")}
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
 def _modules_after(argv: list[str], tmp_path: Path) -> set[str]:
     """Top-level packages imported by a fresh interpreter running `pyreg ARGV`."""
     code = (
@@ -27,10 +35,7 @@ def _modules_after(argv: list[str], tmp_path: Path) -> set[str]:
         f"code = main({argv!r})\n"
         "print(json.dumps([code, sorted({m.split('.')[0] for m in sys.modules})]))\n"
     )
-    env = {**os.environ, "PYREG_HOME": str(tmp_path / "home")}
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
-    )
+    done = _python(code, tmp_path)
     assert done.returncode == 0, done.stderr
     status, modules = json.loads(done.stdout.splitlines()[-1])
     assert status == 0
@@ -90,10 +95,7 @@ def test_help_imports_no_command_module(tmp_path: Path) -> None:
         "names = {m.split('.')[0] for m, mod in sys.modules.items() if mod is not None}\n"
         "print(json.dumps(sorted(names)))\n"
     )
-    env = {**os.environ, "PYREG_HOME": str(tmp_path / "home")}
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
-    )
+    done = _python(code, tmp_path)
     assert done.returncode == 0, done.stderr
     for command in ("serve", "gc", "user", "pull", "push", "build", "run"):
         assert f"    {command}" in done.stdout
@@ -151,23 +153,20 @@ def test_a_command_line_run_does_not_import_trio(tmp_path: Path) -> None:
         "status = main()\n"
         "print(status, 'httpcore' in sys.modules, sys.modules.get('trio') is not None)\n"
     )
-    env = {**os.environ, "PYREG_HOME": str(tmp_path / "home")}
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
-    )
+    done = _python(code, tmp_path, timeout=120)
     assert done.stdout.split() == ["1", "True", "False"], done.stdout + done.stderr
 
 
-def test_a_command_line_run_collects_garbage_while_the_command_runs(tmp_path: Path) -> None:
-    """The cyclic GC is off while `pyreg` imports the command's modules (start-up CPU), and
-    on again for the command itself: a pull or a push must not grow without bound."""
+def _gc_during_command(tmp_path: Path, probe: str) -> list[str]:
+    """`pyreg images -q` in a fresh interpreter: its status, `probe` (an expression on `gc`)
+    evaluated while the command runs, and `gc.isenabled()` afterwards."""
     code = (
         "import gc, sys\n"
         "import puller.cli\n"
         "seen = []\n"
         "real = puller.cli.cmd_images\n"
         "def spy(args):\n"
-        "    seen.append(gc.isenabled())\n"
+        f"    seen.append({probe})\n"
         "    return real(args)\n"
         "puller.cli.cmd_images = spy\n"
         "sys.argv = ['pyreg', 'images', '-q']\n"
@@ -175,35 +174,26 @@ def test_a_command_line_run_collects_garbage_while_the_command_runs(tmp_path: Pa
         "status = main()\n"
         "print(status, seen, gc.isenabled())\n"
     )
-    env = {**os.environ, "PYREG_HOME": str(tmp_path / "home")}
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
-    )
-    assert done.stdout.split() == ["0", "[True]", "True"], done.stdout + done.stderr
+    done = _python(code, tmp_path)
+    out = done.stdout.split()
+    assert len(out) == 3, done.stdout + done.stderr
+    return out
+
+
+def test_a_command_line_run_collects_garbage_while_the_command_runs(tmp_path: Path) -> None:
+    """The cyclic GC is off while `pyreg` imports the command's modules (start-up CPU), and
+    on again for the command itself: a pull or a push must not grow without bound."""
+    assert _gc_during_command(tmp_path, "gc.isenabled()") == ["0", "[True]", "True"]
 
 
 def test_a_command_line_run_freezes_what_the_imports_made(tmp_path: Path) -> None:
     """The objects the imports created are moved out of the collector's generations before
     the command runs: no collection during the command walks them again."""
-    code = (
-        "import gc, sys\n"
-        "import puller.cli\n"
-        "seen = []\n"
-        "real = puller.cli.cmd_images\n"
-        "def spy(args):\n"
-        "    seen.append(gc.get_freeze_count())\n"
-        "    return real(args)\n"
-        "puller.cli.cmd_images = spy\n"
-        "sys.argv = ['pyreg', 'images', '-q']\n"
-        "from pyreg.cli import main\n"
-        "status = main()\n"
-        "print(status, seen[0] > 10000)\n"
-    )
-    env = {**os.environ, "PYREG_HOME": str(tmp_path / "home")}
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
-    )
-    assert done.stdout.split() == ["0", "True"], done.stdout + done.stderr
+    assert _gc_during_command(tmp_path, "gc.get_freeze_count() > 10000") == [
+        "0",
+        "[True]",
+        "True",
+    ]
 
 
 @pytest.mark.parametrize("module", [*SERVER_MODULES, *CLIENT_MODULES])
