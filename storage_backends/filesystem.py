@@ -593,7 +593,8 @@ class FilesystemBackend:
         if pending:
             await fd.run(_pwrite_all, fd.fd, pending, offset + written)
             written += len(pending)
-        await fd.run(wb.finish)  # before the part's fsync: a background flush's error is ours
+        if wb.flushes:  # before the part's fsync: a background flush's error is ours
+            await fd.run(wb.finish)  # (a part that started none pays no hop for it)
         return written
 
     @_guarded
@@ -866,7 +867,7 @@ def _pwrite_all(fd: int, data: bytes | bytearray, offset: int) -> None:
 def _write_piece(
     write: Callable[[bytes | bytearray], object], data: bytes | bytearray, wb: Writeback, end: int
 ) -> None:
-    """One hop: write a piece of a stream, then start writeback of what is complete."""
+    """One hop: write a piece of a stream, then report it to the background flush."""
     write(data)
     wb.written(end)
 

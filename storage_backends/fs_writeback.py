@@ -47,7 +47,7 @@ class Writeback:
         self._enabled = enabled
         self._thread: threading.Thread | None = None
         self._error: OSError | None = None
-        self.flushes = 0  # started, for tests and profiles
+        self.flushes = 0  # started so far (none: `finish` has nothing to wait for)
 
     def written(self, end: int) -> None:
         """The file's bytes up to `end` are written: flush them once a window is complete
