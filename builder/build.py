@@ -39,7 +39,7 @@ from ocispec.reference import Reference, ReferenceError
 from puller.netopts import NetOptions
 from puller.pull import host_platform_spec
 from puller.store import GraphStore, assemble_rootfs
-from puller.store._fs import force_rmtree
+from puller.store.files import force_rmtree
 from puller.store.images import image_name
 from puller.store.tarsafe import Applier, Entry, clean_name
 from puller.store.unpack import apply_tar_member

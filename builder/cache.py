@@ -17,7 +17,7 @@ from typing import Any
 
 from ocispec.digest import Digest, DigestError
 from puller.store import GraphStore
-from puller.store._fs import atomic_write
+from puller.store.files import atomic_write
 from puller.store.layers import chain_id_of
 
 

@@ -42,8 +42,8 @@ from ocispec.models import (
 )
 from ocispec.reference import Reference, ReferenceError
 from puller.store import GraphStore
-from puller.store._fs import atomic_write
 from puller.store.errors import NotInStore, StoreError
+from puller.store.files import atomic_write
 from puller.store.images import image_name
 from puller.store.limits import UnpackBudget
 from puller.store.unpack import sniff_media_type

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from puller.store._fs import atomic_write
+from puller.store.files import atomic_write
 from runtime.errors import ContainerError, NoSuchContainer
 
 

@@ -20,7 +20,7 @@ from typing import IO, Any
 
 from puller.netopts import NetOptions
 from puller.store import GraphStore
-from puller.store._fs import force_rmtree
+from puller.store.files import force_rmtree
 from puller.store.tarsafe import Applier
 from runtime import cgroups, rootfs
 from runtime.containers import Container, ContainerStore, new_id

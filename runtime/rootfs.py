@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ocispec.digest import Digest
 from puller.store import GraphStore, assemble_rootfs
-from puller.store._fs import force_rmtree
+from puller.store.files import force_rmtree
 from puller.store.layers import LayerRecord
 from puller.store.tarsafe import OPAQUE_MARKER, WHITEOUT_PREFIX
 from runtime.errors import ContainerError

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import IO, BinaryIO
 
 from ocispec.digest import Digest, DigestError, DigestMismatch, Verifier
-from puller.store._fs import fsync_dir
 from puller.store.errors import NotInStore, StoreError
+from puller.store.files import fsync_dir
 from puller.store.locks import HeldFile, lock_if_free
 
 CHUNK = 1 << 20

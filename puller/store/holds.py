@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from ocispec.digest import Digest, DigestError
-from puller.store._fs import atomic_write
+from puller.store.files import atomic_write
 
 
 class Holds:

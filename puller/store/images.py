@@ -13,7 +13,7 @@ from typing import Any
 
 from ocispec.digest import Digest, DigestError
 from ocispec.reference import Reference
-from puller.store._fs import read_json, update_json
+from puller.store.files import read_json, update_json
 
 
 def image_name(ref: Reference) -> str:

@@ -25,9 +25,9 @@ from typing import Any, BinaryIO, cast
 
 from ocispec.digest import Digest, DigestError
 from ocispec.models import chain_ids
-from puller.store._fs import force_rmtree, fsync_dir
 from puller.store.content import ContentStore
 from puller.store.errors import LayerError
+from puller.store.files import force_rmtree, fsync_dir
 from puller.store.follow import Abandoned, GrowingFile
 from puller.store.limits import UnpackBudget
 from puller.store.locks import file_lock, try_lock

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ocispec.digest import Digest
-from puller.store._fs import read_json, update_json
+from puller.store.files import read_json, update_json
 
 
 class BlobSources:

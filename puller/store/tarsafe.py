@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from puller.store._fs import force_rmtree
 from puller.store.errors import LayerError
+from puller.store.files import force_rmtree
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"

@@ -16,7 +16,7 @@ import pytest
 
 from ocispec.reference import Reference
 from puller.store import GraphStore
-from puller.store._fs import force_rmtree
+from puller.store.files import force_rmtree
 from pyreg.cli import main
 from tests.puller.conftest import put_image
 from tests.support.docker_registry import (

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ocispec.digest import digest_bytes
 from puller.store import GraphStore, prune
-from puller.store._fs import force_rmtree
+from puller.store.files import force_rmtree
 from tests.support.images import build_image, file, register_image
 
 BASE = [file("base", b"shared")]

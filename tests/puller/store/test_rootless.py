@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from puller.store import GraphStore, assemble_rootfs, prune
-from puller.store._fs import force_rmtree
+from puller.store.files import force_rmtree
 from puller.store.tarsafe import Applier, Entry, UnsafeEntry
 from tests.support.images import (
     Image,
@@ -318,20 +318,35 @@ def test_cli_load_unpack_rmi_prune_as_nobody(workdir: Path) -> None:
     for dirpath, dirnames, filenames in os.walk(workdir / "layout"):
         for name in [dirpath, *(os.path.join(dirpath, n) for n in dirnames + filenames)]:
             os.chown(name, NOBODY, NOBODY)
-    pyreg.cli.parser_for(["unpack"])  # loads the client's modules before the fork
 
-    def load_and_unpack() -> None:
-        os.environ["PYREG_HOME"] = str(workdir / "home")
+    def load_and_unpack(home: Path, rootfs: Path) -> None:
+        os.environ["PYREG_HOME"] = str(home)
         assert pyreg.cli.main(["load", str(workdir / "layout"), "-r", "example.com/a"]) == 0
-        assert pyreg.cli.main(["unpack", "example.com/a:v1", str(workdir / "rootfs")]) == 0
+        assert pyreg.cli.main(["unpack", "example.com/a:v1", str(rootfs)]) == 0
 
-    def forget() -> None:
-        os.environ["PYREG_HOME"] = str(workdir / "home")
+    def forget(home: Path) -> None:
+        os.environ["PYREG_HOME"] = str(home)
         assert pyreg.cli.main(["rmi", "example.com/a:v1"]) == 0
         assert pyreg.cli.main(["prune"]) == 0
 
-    as_nobody(load_and_unpack)
+    # The same commands as root first, in a home of their own: the commands import modules as
+    # they need them (the standard library's too), and the child cannot read an interpreter
+    # installed under /root, so everything they import is loaded before the fork. (Without
+    # it this test passed only when earlier tests happened to have imported those modules.)
+    warm = Path(tempfile.mkdtemp(prefix="pyreg-rootless-warm-"))
+    home = os.environ.get("PYREG_HOME")
+    try:
+        load_and_unpack(warm / "home", warm / "rootfs")
+        forget(warm / "home")
+    finally:
+        if home is None:
+            os.environ.pop("PYREG_HOME", None)
+        else:
+            os.environ["PYREG_HOME"] = home
+        force_rmtree(warm)
+
+    as_nobody(lambda: load_and_unpack(workdir / "home", workdir / "rootfs"))
     assert snapshot(workdir / "rootfs") == expected
-    as_nobody(forget)
+    as_nobody(lambda: forget(workdir / "home"))
     assert GraphStore(workdir / "home").layers.list() == []
     assert list((workdir / "home/layers/sha256").iterdir()) == []
