@@ -797,17 +797,23 @@ class _Workers:
 
     def _work(self) -> None:
         while (job := self._queue.get()) is not None:
-            loop, future, call, args = job
-            try:
-                result, error = call(*args), None
-            except BaseException as exc:  # handed to the awaiting coroutine, as executors do
-                result, error = None, exc
-            try:
-                loop.call_soon_threadsafe(_settle, future, result, error)
-            except RuntimeError:
-                pass  # the loop is closed: nobody awaits the answer
-            with self._lock:
-                self._idle += 1
+            self._do(job)
+            # An idle thread holds nothing of its last call: not its object (a file reader and
+            # its descriptor), arguments or result (up to a 1 MiB piece per thread).
+            del job
+
+    def _do(self, job: _Job) -> None:
+        loop, future, call, args = job
+        try:
+            result, error = call(*args), None
+        except BaseException as exc:  # handed to the awaiting coroutine, as executors do
+            result, error = None, exc
+        try:
+            loop.call_soon_threadsafe(_settle, future, result, error)
+        except RuntimeError:
+            pass  # the loop is closed: nobody awaits the answer
+        with self._lock:
+            self._idle += 1
 
 
 _Job = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[..., Any], tuple[Any, ...]]

@@ -37,19 +37,28 @@ class PieceReader:
         self._remaining = -1  # unknown until the file is open
         self._fd: int | None = None
         self._started = False
+        # set once no file is or will be open; read without the lock by the event loop, so it
+        # turns true only after the descriptor is closed (`_started and _fd is None` also held
+        # while a first `next()` was still opening the file: a stream cancelled right then
+        # skipped its close, and the descriptor stayed open as long as the reader lived)
+        self._done = False
         self._lock = threading.Lock()
 
     @property
     def finished(self) -> bool:
         """Read to the end, failed to open, or closed: no file is or will be open. False
-        also while a first `next()` waits in a queue (it would open the file then)."""
-        return self._started and self._fd is None
+        while a first `next()` waits in a queue or is opening the file."""
+        return self._done
 
     def next(self) -> bytes:
         with self._lock:
             if not self._started:
                 self._started = True
-                self._open()
+                try:
+                    self._open()
+                except BaseException:
+                    self._done = True
+                    raise
             fd = self._fd
             if fd is None:
                 return b""
@@ -91,6 +100,7 @@ class PieceReader:
         fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)
+        self._done = True
 
 
 def open_regular(path: str) -> io.FileIO:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import threading
+import time
+import weakref
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -115,6 +118,61 @@ async def test_a_cancelled_read_still_closes_its_file(fs: FilesystemBackend) -> 
             break
         await asyncio.sleep(0.01)
     assert open_files_under(fs.root) == 0
+
+
+def test_a_reader_still_opening_its_file_is_not_finished(tmp_path: Path) -> None:
+    """`finished` is what a cancelled stream asks to decide whether to close the reader: while
+    a first `next()` is inside the open, it must say no (it said yes, and the descriptor then
+    stayed open as long as the reader lived). A FIFO's open blocks until a writer comes."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    reader = PieceReader(str(fifo), 0, None, 2)
+    errors: list[BaseException] = []
+
+    def first_read() -> None:
+        try:
+            reader.next()
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=first_read)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not reader._started and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert reader._started
+        time.sleep(0.05)  # well inside the blocked open
+        assert not reader.finished
+    finally:
+        writer = os.open(fifo, os.O_WRONLY)  # lets the open return (then refused: no file)
+        thread.join(60)
+        os.close(writer)
+    assert [type(e) for e in errors] == [IsADirectoryError]
+    assert reader.finished
+    assert open_files_under(tmp_path) == 0
+
+
+async def test_an_idle_pool_thread_keeps_nothing_of_its_last_call(fs: FilesystemBackend) -> None:
+    """A pool thread waiting for work holds no reference to the call it last ran (a reader
+    and its descriptor, its arguments, a 1 MiB piece it returned)."""
+
+    class Token:
+        pass
+
+    def touch(token: Token) -> Token:
+        return token
+
+    token = Token()
+    ref = weakref.ref(token)
+    assert await fs._run(touch, token) is token
+    del token
+    for _ in range(200):
+        gc.collect()
+        if ref() is None:
+            break
+        await asyncio.sleep(0.01)
+    assert ref() is None
 
 
 def test_reader_after_close_reads_nothing(tmp_path: Path) -> None:
