@@ -46,5 +46,5 @@ lock:
 	$(LOCK_VENV)/bin/python -m pip install -q --upgrade pip pip-tools
 	cd $(CURDIR) && $(LOCK_VENV)/bin/pip-compile --quiet --generate-hashes --strip-extras \
 	    --no-emit-index-url --no-emit-find-links --allow-unsafe \
-	    --output-file deploy/requirements.lock pyproject.toml
+	    --output-file deploy/requirements.lock pyproject.toml deploy/lock-extras.in
 	rm -rf $(LOCK_VENV)

@@ -7,12 +7,9 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import stat
 import subprocess
 import tarfile
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +18,7 @@ import pytest
 
 from tests.runtime.conftest import BASE, Pyreg
 from tests.support.busybox import busybox_image
+from tests.support.dockerd import dockerd as start_dockerd
 from tests.support.images import write_docker_archive
 
 pytestmark = pytest.mark.slow
@@ -104,42 +102,8 @@ def _tree(root: Path) -> dict[str, tuple[Any, ...]]:
 
 @pytest.fixture
 def dockerd() -> Iterator[dict[str, str]]:
-    if shutil.which("dockerd") is None or shutil.which("docker") is None:
-        pytest.skip("the docker engine (docker.io) is not installed")
-    # short: the socket path must fit a sockaddr_un
-    root = Path(tempfile.mkdtemp(prefix="pyreg-dk-"))
-    sock = root / "docker.sock"
-    log = (root / "dockerd.log").open("wb")
-    argv = ["dockerd", "--storage-driver=vfs", "--iptables=false", "--ip6tables=false"]
-    argv += ["--bridge=none", "--data-root", str(root / "data"), "--exec-root", str(root / "exec")]
-    argv += ["--pidfile", str(root / "dockerd.pid"), "--host", f"unix://{sock}"]
-    proc = subprocess.Popen(
-        argv,
-        stdout=log,
-        stderr=log,
-    )
-    env = {**os.environ, "DOCKER_HOST": f"unix://{sock}", "DOCKER_BUILDKIT": "0"}
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            ok = subprocess.run(["docker", "info"], env=env, capture_output=True, check=False)
-            if ok.returncode == 0:
-                break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                text = (root / "dockerd.log").read_text(errors="replace")[-600:]
-                pytest.skip(f"dockerd cannot start here: {text}")
-            time.sleep(0.5)
-        yield env
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-        subprocess.run(["umount", "-R", "-l", str(root)], capture_output=True, check=False)
-        shutil.rmtree(root, ignore_errors=True)
+    with start_dockerd() as engine:
+        yield engine.env
 
 
 def _docker(env: dict[str, str], *args: str) -> str:

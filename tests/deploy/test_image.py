@@ -1,8 +1,8 @@
 """deploy/Dockerfile, its lock file and its health check.
 
-No image is built here (no base image and no network for the Docker engine on the test
-machines), so the Dockerfile is parsed and checked; the lock file is checked against
-pyproject.toml; the health check script runs for real against a loopback HTTP server."""
+The Dockerfile is parsed and checked (test_image_build.py builds and runs the image); the
+lock file is checked against pyproject.toml; the health check script runs for real against a
+loopback HTTP server."""
 
 from __future__ import annotations
 
@@ -170,3 +170,23 @@ def test_healthcheck_follows_pyreg_port_over_the_file(
 
 def test_healthcheck_fails_on_a_bad_config(tmp_path: Path) -> None:
     assert _check(tmp_path / "missing.yaml") == 1
+
+
+def test_the_classic_builder_gets_the_same_dockerignore() -> None:
+    # It reads only the context's .dockerignore (BuildKit prefers deploy/Dockerfile.dockerignore):
+    # without it `docker build` on Debian's docker.io sent .venv and .git to the daemon.
+    ignore = ROOT / ".dockerignore"
+    assert ignore.resolve() == (DEPLOY / "Dockerfile.dockerignore").resolve()
+    assert {".git", ".venv"} <= set(ignore.read_text().split())
+
+
+def test_the_lock_extras_are_locked() -> None:
+    # Dependencies pip-compile's interpreter skips by marker (redis needs async-timeout on
+    # Python < 3.11.3, Debian bookworm's 3.11.2): without them --require-hashes fails there.
+    locked = _locked()
+    extras = (DEPLOY / "lock-extras.in").read_text().splitlines()
+    requirements = [Requirement(x) for x in extras if x.strip() and not x.startswith("#")]
+    assert "async-timeout" in {canonicalize_name(r.name) for r in requirements}
+    for requirement in requirements:
+        version, hashes = locked[canonicalize_name(requirement.name)]
+        assert requirement.specifier.contains(version) and hashes, requirement

@@ -9,11 +9,9 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import pytest
 
 from tests.registry.proxy.conftest import image, push_image, upstream_config
 from tests.support.docker_registry import DockerRegistry
+from tests.support.dockerd import dockerd as start_dockerd
 from tests.support.server import RegistryServer
 
 pytestmark = [pytest.mark.interop, pytest.mark.slow]
@@ -121,58 +120,20 @@ def test_podman_through_a_registries_conf_mirror(
         shutil.rmtree(runroot, ignore_errors=True)
 
 
-@pytest.fixture
-def dockerd(tmp_path: Path) -> Iterator[tuple[list[str], list[str]]]:
-    """(daemon argv without the mirror, docker CLI argv): a daemon of its own under a temp root."""
-    _need("dockerd")
-    _need("docker")
-    root = Path(tempfile.mkdtemp(prefix="pyreg-dk-"))  # unix socket paths must stay short
-    sock = root / "d.sock"
-    daemon = [
-        "dockerd", "--storage-driver=vfs", "--iptables=false", "--ip6tables=false",
-        "--bridge=none", "--data-root", str(root / "data"), "--exec-root", str(root / "exec"),
-        "--pidfile", str(root / "pid"), "--host", f"unix://{sock}",
-    ]  # fmt: skip
-    yield daemon, ["docker", "-H", f"unix://{sock}"]
-    shutil.rmtree(root, ignore_errors=True)
-
-
 def test_docker_engine_through_registry_mirrors(
     upstream: DockerRegistry,
     tmp_path: Path,
     mirror_for: list[RegistryServer],
-    dockerd: tuple[list[str], list[str]],
 ) -> None:
     img = image("busybox")
     asyncio.run(push_image(upstream.url, "library/busybox", "latest", img))
     storage = tmp_path / "mirror"
     proxy = upstream_config(upstream.url, namespace="docker.io", default=True)
     host = _mirror(mirror_for, storage, proxy)
-    daemon, docker = dockerd
-    log = (tmp_path / "dockerd.log").open("wb")
-    process = subprocess.Popen(
-        [*daemon, "--registry-mirror", f"http://{host}"], stdout=log, stderr=log
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while subprocess.run([*docker, "version"], capture_output=True).returncode != 0:
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.skip(
-                    "dockerd cannot run here: "
-                    + (tmp_path / "dockerd.log").read_text(errors="replace")[-300:]
-                )
-            time.sleep(0.2)
+    with start_dockerd(["--registry-mirror", f"http://{host}"]) as engine:
         # docker asks the mirror for library/busybox, no host: the default upstream answers
-        _run(*docker, "pull", "busybox", timeout=300)
+        engine.docker("pull", "busybox", timeout=300)
         tag = storage / "repositories/docker.io/library/busybox/_manifests/tags/latest"
         assert json.loads(tag.read_text())["digest"] == str(img.digest)
-        inspected = _run(*docker, "image", "inspect", "--format", "{{.Id}}", "busybox")
+        inspected = engine.docker("image", "inspect", "--format", "{{.Id}}", "busybox")
         assert inspected.strip() == str(img.config_digest)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
