@@ -177,7 +177,16 @@ def test_the_classic_builder_gets_the_same_dockerignore() -> None:
     # without it `docker build` on Debian's docker.io sent .venv and .git to the daemon.
     ignore = ROOT / ".dockerignore"
     assert ignore.resolve() == (DEPLOY / "Dockerfile.dockerignore").resolve()
-    assert {".git", ".venv"} <= set(ignore.read_text().split())
+    # an allowlist: everything left out, then what the build takes
+    entries = [x for x in ignore.read_text().split("\n") if x and not x.startswith("#")]
+    assert entries[0] == "*"
+    allowed = {x[1:] for x in entries if x.startswith("!")}
+    copies = [rest.split() for kw, rest in _instructions() if kw == "COPY"]
+    sources = {src for args in copies if not args[0].startswith("--from") for src in args[:-1]}
+    # every file the runtime stage copies from the context is let through
+    assert sources - {"."} <= allowed
+    packages = {p.name for p in ROOT.iterdir() if (p / "__init__.py").exists()}
+    assert packages - {"tests", "bench"} <= allowed
 
 
 def test_the_lock_extras_are_locked() -> None:
