@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.processes import stop_process
+
 
 @dataclass(frozen=True)
 class Dockerd:
@@ -58,12 +60,7 @@ def dockerd(extra_args: Sequence[str] = (), start_timeout: float = 120) -> Itera
                 time.sleep(0.5)
             yield engine
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc, timeout=60)
             _unmount_under(root)
             # vfs keeps a full copy of the tree per layer (GBs after an image build): removing
             # it took ~1 minute, so it goes on in the background while the suite goes on
