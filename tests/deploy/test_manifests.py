@@ -300,6 +300,10 @@ def test_dockerfile_copies_every_package_the_wheel_needs() -> None:
     for keyword, rest in _dockerfile_instructions():
         if keyword == "COPY" and not rest.startswith("--from"):
             copied.update(rest.split()[:-1])
+    if "." in copied:  # the whole context: what the allowlist (the .dockerignore) lets through
+        ignore = (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
+        copied |= {line[1:] for line in ignore if line.startswith("!")}
+        copied.discard(".")
     assert packages <= copied, f"not copied into the image: {sorted(packages - copied)}"
     for source in copied:
         assert (root / source).exists(), f"COPY source {source} does not exist"
