@@ -8,7 +8,6 @@ import io
 import json
 import os
 import stat
-import subprocess
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 
 from tests.runtime.conftest import BASE, Pyreg
 from tests.support.busybox import busybox_image
+from tests.support.dockerd import Dockerd
 from tests.support.dockerd import dockerd as start_dockerd
 from tests.support.images import write_docker_archive
 
@@ -101,30 +101,22 @@ def _tree(root: Path) -> dict[str, tuple[Any, ...]]:
 
 
 @pytest.fixture
-def dockerd() -> Iterator[dict[str, str]]:
+def dockerd() -> Iterator[Dockerd]:
     with start_dockerd() as engine:
-        yield engine.env
-
-
-def _docker(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run(
-        ["docker", *args], env=env, capture_output=True, text=True, timeout=600, check=False
-    )
-    assert done.returncode == 0, f"docker {' '.join(args)}: {done.stdout}{done.stderr}"
-    return done.stdout
+        yield engine
 
 
 def test_same_rootfs_and_config_as_docker_build(
-    pyreg: Pyreg, tmp_path: Path, dockerd: dict[str, str]
+    pyreg: Pyreg, tmp_path: Path, dockerd: Dockerd
 ) -> None:
     ctx = _context(tmp_path / "ctx")
     pyreg("build", "-t", "localhost/cmp:pyreg", str(ctx), check=True)
 
     archive = tmp_path / "base.tar"
     write_docker_archive(archive, {BASE: busybox_image()})
-    _docker(dockerd, "load", "-i", str(archive))
-    _docker(dockerd, "build", "--network", "none", "-t", "localhost/cmp:docker", str(ctx))
-    _docker(dockerd, "save", "-o", str(tmp_path / "docker.tar"), "localhost/cmp:docker")
+    dockerd.docker("load", "-i", str(archive))
+    dockerd.docker("build", "--network", "none", "-t", "localhost/cmp:docker", str(ctx))
+    dockerd.docker("save", "-o", str(tmp_path / "docker.tar"), "localhost/cmp:docker")
     pyreg("load", str(tmp_path / "docker.tar"), check=True)
 
     trees = {}

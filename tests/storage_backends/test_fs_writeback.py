@@ -9,7 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -30,7 +30,7 @@ class Flushes:
 
 
 @pytest.fixture
-def flushes() -> Iterator[Flushes]:
+def flushes(monkeypatch: pytest.MonkeyPatch) -> Flushes:
     real = fs_writeback._flush
     seen = Flushes()
 
@@ -40,11 +40,8 @@ def flushes() -> Iterator[Flushes]:
         real(fd)
         seen.done.set()
 
-    fs_writeback._flush = recording
-    try:
-        yield seen
-    finally:
-        fs_writeback._flush = real
+    monkeypatch.setattr(fs_writeback, "_flush", recording)
+    return seen
 
 
 async def pieces(size: int, piece: int = MiB) -> AsyncIterator[bytes]:
@@ -87,7 +84,9 @@ async def test_nothing_is_flushed_without_fsync(tmp_path: Path, flushes: Flushes
     assert flushes.sizes == []
 
 
-def test_one_flush_at_a_time_on_a_descriptor_of_its_own(tmp_path: Path) -> None:
+def test_one_flush_at_a_time_on_a_descriptor_of_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     release = threading.Event()
     started: list[int] = []
     real = fs_writeback._flush
@@ -97,7 +96,7 @@ def test_one_flush_at_a_time_on_a_descriptor_of_its_own(tmp_path: Path) -> None:
         release.wait(10)
         real(fd)
 
-    fs_writeback._flush = slow
+    monkeypatch.setattr(fs_writeback, "_flush", slow)
     path = tmp_path / "f"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT)
     try:
@@ -109,30 +108,28 @@ def test_one_flush_at_a_time_on_a_descriptor_of_its_own(tmp_path: Path) -> None:
         fd = -1
         release.set()
     finally:
-        fs_writeback._flush = real
         release.set()
         if fd >= 0:
             os.close(fd)
 
 
-async def test_an_error_a_flush_met_fails_the_write(tmp_path: Path) -> None:
+async def test_an_error_a_flush_met_fails_the_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The kernel reports a write-back error once per open file, and the flush shares the
     writer's: without handing it over, the writer's own fsync could succeed after a flush
     saw the disk fill up, and a blob that never reached the disk would be acknowledged."""
-    real = fs_writeback._flush
 
     def full(fd: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    fs_writeback._flush = full
-    try:
-        backend = FilesystemBackend(tmp_path)
-        with pytest.raises(StorageFull):
-            await backend.put_stream("blobs/x", pieces(2 * WINDOW))
-        upload = await backend.multipart_create("blobs/y")
-        with pytest.raises(StorageFull):
-            await backend.multipart_upload_part("blobs/y", upload, 1, pieces(2 * WINDOW))
-    finally:
-        fs_writeback._flush = real
+    monkeypatch.setattr(fs_writeback, "_flush", full)
+    backend = FilesystemBackend(tmp_path)
+    with pytest.raises(StorageFull):
+        await backend.put_stream("blobs/x", pieces(2 * WINDOW))
+    upload = await backend.multipart_create("blobs/y")
+    with pytest.raises(StorageFull):
+        await backend.multipart_upload_part("blobs/y", upload, 1, pieces(2 * WINDOW))
+    monkeypatch.undo()
     assert not (tmp_path / "blobs/x").exists()
     assert await backend.multipart_list_parts("blobs/y", upload) == []

@@ -307,7 +307,9 @@ def test_same_as_umoci_unpack_rootless_as_nobody(workdir: Path) -> None:
     assert snapshot(workdir / "rootfs") == snapshot(workdir / "bundle/rootfs")
 
 
-def test_cli_load_unpack_rmi_prune_as_nobody(workdir: Path) -> None:
+def test_cli_load_unpack_rmi_prune_as_nobody(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The commands a user runs, end to end in the store (`pyreg load` stands in for `pull`:
     the network side is the same for root and not)."""
     import pyreg.cli
@@ -334,15 +336,11 @@ def test_cli_load_unpack_rmi_prune_as_nobody(workdir: Path) -> None:
     # installed under /root, so everything they import is loaded before the fork. (Without
     # it this test passed only when earlier tests happened to have imported those modules.)
     warm = Path(tempfile.mkdtemp(prefix="pyreg-rootless-warm-"))
-    home = os.environ.get("PYREG_HOME")
+    monkeypatch.setenv("PYREG_HOME", str(warm / "home"))  # given back after the test
     try:
         load_and_unpack(warm / "home", warm / "rootfs")
         forget(warm / "home")
     finally:
-        if home is None:
-            os.environ.pop("PYREG_HOME", None)
-        else:
-            os.environ["PYREG_HOME"] = home
         force_rmtree(warm)
 
     as_nobody(lambda: load_and_unpack(workdir / "home", workdir / "rootfs"))
